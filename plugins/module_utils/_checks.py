@@ -1,0 +1,137 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the cms.patching collection
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Health checks around patching, for a batch: SSM agent online, EC2 status checks ok, a command of the user's.
+
+The same checks serve before patching (an instance that is already unhealthy
+is not patched, and is not blamed on the patch) and after it (an instance must
+come back from its reboot healthy).  Each check is batched: 50 IDs per
+DescribeInstanceInformation, 100 per DescribeInstanceStatus, 50 per SendCommand.
+"""
+
+from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_out
+from ansible_collections.cms.patching.plugins.module_utils._retry import paginate
+from ansible_collections.cms.patching.plugins.module_utils._runcommand import CommandBatch
+from ansible_collections.cms.patching.plugins.module_utils._session import describe_aws_error
+
+SHELL_DOCUMENTS = {"linux": "AWS-RunShellScript", "windows": "AWS-RunPowerShellScript"}
+
+
+def _chunks(items, size):
+    items = list(items)
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _group(instances):
+    groups = {}
+    for item in instances:
+        groups.setdefault((item["account_id"], item["region"]), []).append(item["instance_id"])
+    return groups
+
+
+class HealthChecks:
+    """Run the configured checks for a batch until all pass or the deadline; failures carry their reason."""
+
+    def __init__(self, fleet, spec, run_id, label, options, clock, sleep):
+        self.fleet = fleet
+        self.spec = spec or {}
+        self.run_id = run_id
+        self.label = label
+        self.options = options
+        self.clock = clock
+        self.sleep = sleep
+
+    def enabled(self):
+        return bool(self.spec.get("ssm_online") or self.spec.get("ec2_status") or self.spec.get("command") or self.spec.get("windows_command"))
+
+    def _ssm_online(self, location, ids):
+        ssm = self.fleet.client("ssm", *location)
+        online = set()
+        for chunk in _chunks(ids, 50):
+            for info in paginate(ssm.describe_instance_information, "InstanceInformationList", Filters=[{"Key": "InstanceIds", "Values": chunk}], MaxResults=50):
+                if info.get("PingStatus") == "Online":
+                    online.add(info["InstanceId"])
+        return {i: (i in online, "" if i in online else "SSM agent is not Online") for i in ids}
+
+    def _ec2_status(self, location, ids):
+        ec2 = self.fleet.client("ec2", *location)
+        found = {}
+        for chunk in _chunks(ids, 100):
+            for status in paginate(ec2.describe_instance_status, "InstanceStatuses", InstanceIds=chunk, IncludeAllInstances=True):
+                found[status["InstanceId"]] = status
+        result = {}
+        for instance_id in ids:
+            status = found.get(instance_id, {})
+            system = status.get("SystemStatus", {}).get("Status", "unknown")
+            instance = status.get("InstanceStatus", {}).get("Status", "unknown")
+            ok = system == "ok" and instance == "ok"
+            result[instance_id] = (ok, "" if ok else "EC2 status checks: system %s, instance %s" % (system, instance))
+        return result
+
+    def _read_checks(self, instances, pending):
+        """One round of the read-only checks for the instances still pending; returns {id: (ok, reason)}."""
+        groups = _group([i for i in instances if i["instance_id"] in pending])
+        results = {}
+        checks = [c for c in (("ssm_online", self._ssm_online), ("ec2_status", self._ec2_status)) if self.spec.get(c[0])]
+        jobs = [(name, func, loc, ids) for name, func in checks for loc, ids in groups.items()]
+        for outcome in fan_out(lambda job: job[1](job[2], job[3]), jobs, self.options.get("max_workers", 8)):
+            name, _func, location, ids = outcome.item
+            if not outcome.ok:
+                for instance_id in ids:
+                    results[instance_id] = (False, "%s check could not run: %s" % (name, describe_aws_error(outcome.error)))
+                continue
+            for instance_id, (ok, reason) in outcome.result.items():
+                if instance_id not in results or results[instance_id][0]:
+                    results[instance_id] = (ok, reason)
+        return results
+
+    def _commands(self, instances, deadline):
+        """The user's health command via SSM, per platform; {id: (ok, reason)}."""
+        results = {}
+        for platform, document in sorted(SHELL_DOCUMENTS.items()):
+            command = self.spec.get("windows_command" if platform == "windows" else "command")
+            members = [i for i in instances if (i.get("platform") or "linux") == platform]
+            if not command or not members:
+                continue
+            batch = CommandBatch(self.fleet, document, {"commands": [command]}, self.run_id, "%s %s" % (self.label, platform), self.options, self.clock)
+            locations = sorted({(i["account_id"], i["region"]) for i in members})
+            batch.refresh(locations, self.options["run_started"])
+            batch.send(batch.plan(members))
+            while True:
+                batch.refresh(locations, self.options["run_started"])
+                batch.collect_finished()
+                waiting = [i for i in members if batch.outcome(i["instance_id"])[0] == "pending"]
+                if not waiting or self.clock() >= deadline:
+                    break
+                self.sleep(self.options["poll_interval"])
+            for item in members:
+                status, error, _cid = batch.outcome(item["instance_id"])
+                if status == "pending":
+                    error = "health command did not finish in time"
+                results[item["instance_id"]] = (status == "success", "" if status == "success" else "health command %s: %s" % (status, error))
+        return results
+
+    def run(self, instances):
+        """{instance_id: {'status': 'passed'|'failed', 'reason': str}} for every instance given."""
+        if not self.enabled() or not instances:
+            return {i["instance_id"]: {"status": "skipped", "reason": ""} for i in instances}
+        deadline = self.clock() + self.spec.get("timeout", 600)
+        pending = {i["instance_id"] for i in instances}
+        reasons = {}
+        # The agent reconnects and status checks settle some time after a reboot: re-check until they pass or time runs out.
+        while pending:
+            for instance_id, (ok, reason) in self._read_checks(instances, pending).items():
+                if ok:
+                    pending.discard(instance_id)
+                    reasons.pop(instance_id, None)
+                else:
+                    reasons[instance_id] = reason
+            if not pending or self.clock() >= deadline or not (self.spec.get("ssm_online") or self.spec.get("ec2_status")):
+                break
+            self.sleep(self.options["poll_interval"])
+        passed_reads = [i for i in instances if i["instance_id"] not in reasons]
+        for instance_id, (ok, reason) in self._commands(passed_reads, deadline).items():
+            if not ok:
+                reasons[instance_id] = reason
+        return {i["instance_id"]: {"status": "failed" if i["instance_id"] in reasons else "passed", "reason": reasons.get(i["instance_id"], "")} for i in instances}

@@ -1,0 +1,366 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the cms.patching collection
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Landing-zone configuration: find it, load it, validate it once, resolve defaults.
+
+A landing zone lives in ``<search path>/<lz>/group_vars/all/landing_zone.yml``
+under the key ``cms_patching_landing_zone``.  It sits in ``group_vars/all`` so
+that the same directory works as an Ansible inventory (its ``*.aws_ec2.yml``
+sources) without Ansible trying to parse the configuration as hosts.
+
+Validation happens before any AWS call and reports *every* problem of the
+file at once, each naming the file, the key path and what was expected.
+"""
+
+import difflib
+import os
+
+from ansible_collections.cms.patching.plugins.module_utils import _validate as v
+
+try:
+    import yaml
+
+    HAS_YAML = True
+except ImportError:
+    HAS_YAML = False
+
+CONFIG_FILE = os.path.join("group_vars", "all", "landing_zone.yml")
+ROOT_KEY = "cms_patching_landing_zone"
+LZ_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+class ConfigError(Exception):
+    """Raised with every problem found, one per line."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class Field:
+    """One key of the schema: its type, default, and an optional check returning an error sentence."""
+
+    def __init__(self, kind, default=None, required=False, check=None, choices=None, minimum=None, maximum=None, fields=None, items=None):
+        self.kind = kind
+        self.default = default
+        self.required = required
+        self.check = check
+        self.choices = choices
+        self.minimum = minimum
+        self.maximum = maximum
+        self.fields = fields
+        self.items = items
+
+
+def _str_or_list(value):
+    if isinstance(value, str):
+        return None
+    if isinstance(value, list) and value and all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in value):
+        return None
+    return "expected a string or a non-empty list of strings, got %s" % _type_name(value)
+
+
+def _positive_percent(value):
+    return None if 0 <= value <= 100 else "expected a percentage between 0 and 100, got %s" % value
+
+
+_TAG_MAP = Field("map", default={}, check=_str_or_list)
+
+ACCOUNT = {
+    "account_id": Field("str", required=True, check=v.account_id_error),
+    "name": Field("str"),
+    "role_arn": Field("str"),
+    "external_id": Field("str", check=v.external_id_error),
+    "session_name": Field("str", check=v.session_name_error),
+}
+
+WAVE = {
+    "name": Field("str", required=True),
+    "percent": Field("int", minimum=1, maximum=100),
+    "count": Field("int", minimum=1),
+    "instance_ids": Field("list", items=Field("str", check=v.instance_id_error)),
+    "names": Field("list", items=Field("str")),
+}
+
+SCHEMA = {
+    "description": Field("str", default=""),
+    "accounts": Field("list", required=True, items=Field("dict", fields=ACCOUNT)),
+    "regions": Field("list", required=True, items=Field("str", check=v.region_error)),
+    "role_session_name": Field("str", default="cms-patching", check=v.session_name_error),
+    "targets": Field(
+        "dict",
+        default={},
+        fields={
+            "filters": _TAG_MAP,
+            "include_tags": _TAG_MAP,
+            "exclude_tags": _TAG_MAP,
+            "instance_states": Field(
+                "list", default=["running"], items=Field("str", choices=["pending", "running", "stopping", "stopped", "shutting-down", "terminated"])
+            ),
+            "platforms": Field("list", default=["linux", "windows"], items=Field("str", choices=["linux", "windows"])),
+            "require_ssm_online": Field("bool", default=True),
+        },
+    ),
+    "backup": Field(
+        "dict",
+        default={},
+        fields={
+            "no_reboot": Field("bool", default=True),
+            "name_template": Field("str", default="cms-patching-{instance_id}-{run_id}"),
+            "description_template": Field("str", default="Pre-patch backup of {instance_id} ({name}) for run {run_id} in landing zone {lz}"),
+            "tags": Field("map", default={}),
+            "wait_timeout": Field("int", default=1800, minimum=60),
+            "poll_interval": Field("int", default=15, minimum=1),
+            "progress_interval": Field("int", default=60, minimum=0),
+            "max_concurrent_creates": Field("int", default=10, minimum=1, maximum=100),
+            "retention": Field(
+                "dict",
+                default={},
+                fields={
+                    "keep_last": Field("int", default=3, minimum=1),
+                    "max_age_days": Field("int", default=30, minimum=1),
+                },
+            ),
+        },
+    ),
+    "patching": Field(
+        "dict",
+        default={},
+        fields={
+            "operation": Field("str", default="Install", choices=["Install", "Scan"]),
+            "reboot_option": Field("str", default="RebootIfNeeded", choices=["RebootIfNeeded", "NoReboot"]),
+            "baseline_override": Field("str", check=v.s3_url_error),
+            "install_override_list": Field("str", check=v.s3_url_error),
+            "max_concurrency": Field("str", default="10%", check=v.rate_error),
+            "max_errors": Field("str", default="10%", check=lambda x: v.rate_error(x, allow_zero=True)),
+            "execution_timeout": Field("int", default=7200, minimum=60),
+            "delivery_timeout": Field("int", default=600, minimum=30, maximum=2592000),
+            "wait_timeout": Field("int", default=10800, minimum=60),
+            "poll_interval": Field("int", default=30, minimum=1),
+            "progress_interval": Field("int", default=60, minimum=0),
+            "output_s3_bucket": Field("str"),
+            "output_s3_prefix": Field("str"),
+            "cloudwatch_output": Field("bool", default=False),
+            "waves": Field("list", default=[{"name": "all"}], items=Field("dict", fields=WAVE)),
+            "max_failure_rate": Field("int", default=0, check=_positive_percent),
+            "post_checks": Field(
+                "dict",
+                default={},
+                fields={
+                    "ssm_online": Field("bool", default=True),
+                    "ec2_status": Field("bool", default=True),
+                    "command": Field("str"),
+                    "windows_command": Field("str"),
+                    "timeout": Field("int", default=600, minimum=30),
+                },
+            ),
+        },
+    ),
+    "report": Field("dict", default={}, fields={"dir": Field("str"), "file_name": Field("str")}),
+}
+
+
+def _type_name(value):
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a mapping"}.get(
+        type(value), "null" if value is None else type(value).__name__
+    )
+
+
+_EXPECTED = {"str": "a string", "int": "an integer", "bool": "true or false", "list": "a list", "dict": "a mapping", "map": "a mapping"}
+_PY_TYPES = {"str": str, "list": list, "dict": dict, "map": dict}
+
+
+def _type_ok(kind, value):
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "bool":
+        return isinstance(value, bool)
+    return isinstance(value, _PY_TYPES[kind])
+
+
+def _validate(field, value, path, problems):
+    """Return the resolved value, appending problems as 'path: message'."""
+    if not _type_ok(field.kind, value):
+        hint = ""
+        if field.kind == "str" and isinstance(value, int) and not isinstance(value, bool):
+            hint = " (quote it, e.g. \"%s\", so YAML keeps it a string)" % value
+        problems.append("%s: expected %s, got %s%s" % (path, _EXPECTED[field.kind], _type_name(value), hint))
+        return None
+    if field.choices is not None and value not in field.choices:
+        problems.append("%s: %r is not one of %s" % (path, value, ", ".join(field.choices)))
+        return None
+    if field.kind == "int":
+        if field.minimum is not None and value < field.minimum:
+            problems.append("%s: %s is below the minimum %s" % (path, value, field.minimum))
+        if field.maximum is not None and value > field.maximum:
+            problems.append("%s: %s is above the maximum %s" % (path, value, field.maximum))
+    if field.kind == "map":
+        for key, item in value.items():
+            error = field.check(item) if field.check else None
+            if not isinstance(key, str):
+                problems.append("%s: key %r must be a string" % (path, key))
+            elif error:
+                problems.append("%s.%s: %s" % (path, key, error))
+        return {str(k): ([str(x) for x in i] if isinstance(i, list) else str(i)) for k, i in value.items()}
+    if field.check is not None:
+        error = field.check(value)
+        if error:
+            problems.append("%s: %s" % (path, error))
+    if field.kind == "dict":
+        return _validate_mapping(field.fields, value, path, problems)
+    if field.kind == "list":
+        if field.required and not value:
+            problems.append("%s: must not be empty" % path)
+        return [_validate(field.items, item, "%s[%d]" % (path, i), problems) for i, item in enumerate(value)]
+    return value
+
+
+def _validate_mapping(fields, data, path, problems):
+    resolved = {}
+    for key in data:
+        if key not in fields:
+            guess = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = " (did you mean %r?)" % guess[0] if guess else " (known keys: %s)" % ", ".join(sorted(fields))
+            problems.append("%s.%s: unknown key%s" % (path, key, hint))
+    for key, field in fields.items():
+        if key in data and data[key] is not None:
+            resolved[key] = _validate(field, data[key], "%s.%s" % (path, key), problems)
+        elif field.required:
+            problems.append("%s.%s: required key is missing" % (path, key))
+        elif field.kind == "dict":
+            resolved[key] = _validate_mapping(field.fields, {}, "%s.%s" % (path, key), problems)
+        else:
+            resolved[key] = _copy(field.default)
+    return resolved
+
+
+def _copy(value):
+    if isinstance(value, dict):
+        return {k: _copy(x) for k, x in value.items()}
+    if isinstance(value, list):
+        return [_copy(x) for x in value]
+    return value
+
+
+def _cross_checks(config, path, problems):
+    """Rules that span keys: role ARNs match their account, IDs are unique, waves are sane."""
+    seen = set()
+    for i, account in enumerate(config.get("accounts") or []):
+        if not account or not account.get("account_id"):
+            continue
+        if account["account_id"] in seen:
+            problems.append("%s.accounts[%d].account_id: account %s is listed twice" % (path, i, account["account_id"]))
+        seen.add(account["account_id"])
+        if account.get("role_arn"):
+            error = v.role_arn_error(account["role_arn"], account["account_id"])
+            if error:
+                problems.append("%s.accounts[%d].role_arn: %s" % (path, i, error))
+        elif account.get("external_id"):
+            problems.append("%s.accounts[%d].external_id: an external ID needs a role_arn to go with it" % (path, i))
+    regions = [r for r in config.get("regions") or [] if r]
+    if len(set(regions)) != len(regions):
+        problems.append("%s.regions: a region is listed twice" % path)
+    patching = config.get("patching") or {}
+    for i, wave in enumerate(patching.get("waves") or []):
+        if not wave:
+            continue
+        selectors = [k for k in ("percent", "count", "instance_ids", "names") if wave.get(k)]
+        if len(selectors) > 1:
+            problems.append("%s.patching.waves[%d]: choose one of percent, count, instance_ids, names (got %s)" % (path, i, ", ".join(selectors)))
+    names = [w.get("name") for w in patching.get("waves") or [] if w]
+    if len(set(names)) != len(names):
+        problems.append("%s.patching.waves: wave names must be unique" % path)
+    if patching.get("output_s3_prefix") and not patching.get("output_s3_bucket"):
+        problems.append("%s.patching.output_s3_prefix: needs output_s3_bucket" % path)
+
+
+def validate(data, source):
+    """Validate the parsed file content; return the resolved configuration or raise ConfigError."""
+    problems = []
+    if not isinstance(data, dict) or ROOT_KEY not in data:
+        found = ", ".join(sorted(map(str, data))) if isinstance(data, dict) else _type_name(data)
+        raise ConfigError(["%s: expected a mapping with the key %r at the top (found: %s)" % (source, ROOT_KEY, found or "nothing")])
+    extra = sorted(str(k) for k in data if k != ROOT_KEY)
+    if extra:
+        problems.append("%s: unexpected top-level key(s) %s; everything belongs under %s" % (source, ", ".join(extra), ROOT_KEY))
+    body = data[ROOT_KEY]
+    if not isinstance(body, dict):
+        raise ConfigError(["%s: %s: expected a mapping, got %s" % (source, ROOT_KEY, _type_name(body))])
+    config = _validate_mapping(SCHEMA, body, ROOT_KEY, problems)
+    _cross_checks(config, ROOT_KEY, problems)
+    if problems:
+        raise ConfigError(["%s: %s" % (source, p) if not p.startswith(source) else p for p in problems])
+    return config
+
+
+class _UniqueKeyLoader(yaml.SafeLoader if HAS_YAML else object):
+    """A SafeLoader that refuses duplicate keys instead of silently keeping the last one."""
+
+
+def _construct_unique_mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _value in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, "duplicate key %r" % (key,), key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+if HAS_YAML:
+    _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def known_landing_zones(search_paths):
+    """Names of every landing zone found under the search paths, sorted."""
+    names = set()
+    for root in search_paths:
+        if not root or not os.path.isdir(root):
+            continue
+        for entry in os.listdir(root):
+            if os.path.isfile(os.path.join(root, entry, CONFIG_FILE)):
+                names.add(entry)
+    return sorted(names)
+
+
+def find_config(name, search_paths):
+    """Path of the landing zone's file, first match wins; ConfigError naming the known zones if absent."""
+    if not name or not isinstance(name, str) or set(name) - LZ_NAME_CHARS:
+        raise ConfigError(["landing zone name %r is not valid (letters, digits, '-', '_' and '.')" % (name,)])
+    for root in search_paths:
+        if root and os.path.isfile(os.path.join(root, name, CONFIG_FILE)):
+            return os.path.join(root, name, CONFIG_FILE)
+    known = known_landing_zones(search_paths)
+    where = ", ".join(p for p in search_paths if p) or "(no search paths)"
+    raise ConfigError(
+        [
+            "unknown landing zone %r: known landing zones are %s (searched %s for <lz>/%s)"
+            % (name, ", ".join(known) if known else "none", where, CONFIG_FILE)
+        ]
+    )
+
+
+def load(name, search_paths):
+    """Find, parse and validate a landing zone; return (path, resolved configuration)."""
+    path = find_config(name, search_paths)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.load(handle, Loader=_UniqueKeyLoader)  # nosec B506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(["%s: not valid YAML: %s" % (path, str(exc).replace("\n", " "))]) from None
+    except OSError as exc:
+        raise ConfigError(["%s: cannot be read: %s" % (path, exc)]) from None
+    config = validate(data, path)
+    config["name"] = name
+    return path, config
+
+
+def redacted(config):
+    """A copy fit for printing: external IDs are shared secrets with the role owner."""
+    copy = _copy(config)
+    for account in copy.get("accounts", []):
+        if account.get("external_id"):
+            account["external_id"] = "********"
+    return copy
+

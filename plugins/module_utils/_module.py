@@ -1,0 +1,125 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the cms.patching collection
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""What the three fleet modules share: the options that describe a landing zone's
+accounts, input validation that names the bad item, the session factory, and the
+API-cost report every result carries."""
+
+from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+from ansible_collections.cms.patching.plugins.module_utils import _validate as v
+from ansible_collections.cms.patching.plugins.module_utils._retry import RetryPolicy
+from ansible_collections.cms.patching.plugins.module_utils._session import FleetError, FleetSession
+
+ACCOUNT_OPTIONS = dict(
+    account_id=dict(type="str", required=True),
+    role_arn=dict(type="str"),
+    external_id=dict(type="str", no_log=False),
+    session_name=dict(type="str"),
+    name=dict(type="str"),
+)
+
+FLEET_ARGUMENT_SPEC = dict(
+    accounts=dict(type="list", elements="dict", required=True, options=ACCOUNT_OPTIONS),
+    role_session_name=dict(type="str", default="cms-patching"),
+    retries=dict(
+        type="dict",
+        default={},
+        options=dict(
+            max_attempts=dict(type="int", default=10),
+            base_delay=dict(type="float", default=1.0),
+            max_delay=dict(type="float", default=30.0),
+        ),
+    ),
+)
+
+# The fields every module accepts per instance; extra keys (from discovery) are ignored.
+INSTANCE_OPTIONS = dict(
+    instance_id=dict(type="str", required=True),
+    account_id=dict(type="str", required=True),
+    region=dict(type="str", required=True),
+)
+
+
+def fleet_module(argument_spec, **kwargs):
+    spec = dict(FLEET_ARGUMENT_SPEC)
+    spec.update(argument_spec)
+    module = AnsibleAWSModule(argument_spec=spec, supports_check_mode=True, **kwargs)
+    problems = account_problems(module.params["accounts"])
+    if module.params.get("run_id") is not None:
+        error = v.run_id_error(module.params["run_id"])
+        if error:
+            problems.append("run_id: %s" % error)
+    if problems:
+        module.fail_json(msg="Invalid input: " + "; ".join(problems), problems=problems)
+    return module
+
+
+def account_problems(accounts):
+    problems, seen = [], set()
+    for i, account in enumerate(accounts):
+        where = "accounts[%d]" % i
+        error = v.account_id_error(account["account_id"])
+        if error:
+            problems.append("%s.account_id: %s" % (where, error))
+            continue
+        if account["account_id"] in seen:
+            problems.append("%s.account_id: %s is listed twice" % (where, account["account_id"]))
+        seen.add(account["account_id"])
+        if account.get("role_arn"):
+            error = v.role_arn_error(account["role_arn"], account["account_id"])
+            if error:
+                problems.append("%s.role_arn: %s" % (where, error))
+        if account.get("session_name"):
+            error = v.session_name_error(account["session_name"])
+            if error:
+                problems.append("%s.session_name: %s" % (where, error))
+    return problems
+
+
+def region_problems(regions, option="regions"):
+    return ["%s[%d]: %s" % (option, i, error) for i, error in enumerate(v.region_error(r) for r in regions) if error]
+
+
+def instance_problems(instances, accounts, option="instances"):
+    """Check each instance's ID, region and account (which must be one of the accounts given)."""
+    known = {a["account_id"] for a in accounts}
+    problems, seen = [], set()
+    for i, item in enumerate(instances):
+        where = "%s[%d]" % (option, i)
+        for error in (v.instance_id_error(item["instance_id"]), v.region_error(item["region"])):
+            if error:
+                problems.append("%s: %s" % (where, error))
+        if item["account_id"] not in known:
+            problems.append("%s: account %s of %s is not in accounts (%s)" % (where, item["account_id"], item["instance_id"], ", ".join(sorted(known))))
+        if item["instance_id"] in seen:
+            problems.append("%s: %s is listed twice" % (where, item["instance_id"]))
+        seen.add(item["instance_id"])
+    return problems
+
+
+def fail_on_problems(module, problems):
+    if problems:
+        module.fail_json(msg="Invalid input: " + "; ".join(problems), problems=problems)
+
+
+def build_fleet(module):
+    retries = module.params.get("retries") or {}
+    policy = RetryPolicy(
+        max_attempts=retries.get("max_attempts") or 10,
+        base_delay=retries.get("base_delay") if retries.get("base_delay") is not None else 1.0,
+        max_delay=retries.get("max_delay") if retries.get("max_delay") is not None else 30.0,
+    )
+    return FleetSession.from_module(module, module.params["accounts"], session_name=module.params.get("role_session_name"), policy=policy)
+
+
+def run_fleet_module(module, fleet, work):
+    """Run work(); a FleetError becomes a clean failure carrying the API cost so far."""
+    try:
+        result = work()
+    except FleetError as exc:
+        module.fail_json(msg=str(exc), api_calls=fleet.stats.as_dict())
+    result["api_calls"] = fleet.stats.as_dict()
+    if result.pop("failed", False):
+        module.fail_json(**result)
+    module.exit_json(**result)

@@ -1,0 +1,218 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the cms.patching collection
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""One row per instance per run, merged from the results of the three phases.
+
+Used on the controller by the ``patch_report`` callback (which writes the CSV)
+and by the ``report_summary`` filter (which feeds ``set_stats``), so the CSV and
+the AWX artifacts are computed by the same code from the same module results.
+"""
+
+import csv
+import datetime
+import io
+import os
+import tempfile
+
+COLUMNS = (
+    "run_id",
+    "lz",
+    "account_id",
+    "region",
+    "instance_id",
+    "name",
+    "platform",
+    "instance_state",
+    "ssm_status",
+    "target",
+    "skip_reason",
+    "ami_id",
+    "snapshot_ids",
+    "backup_status",
+    "patch_command_id",
+    "patch_status",
+    "patches_installed",
+    "patches_failed",
+    "reboot",
+    "compliance",
+    "error",
+    "started_at",
+    "finished_at",
+    # Added after the original 23 columns; new columns only ever go at the end.
+    "wave",
+    "post_checks",
+)
+BACKUP_STATUSES = ("verified", "failed", "skipped", "not_run")
+PATCH_STATUSES = ("success", "failed", "timed_out", "cancelled", "undeliverable", "skipped", "not_run")
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+ERROR_MAX = 1000
+
+
+def now_iso():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def neutralise(value):
+    """Render a cell; text a spreadsheet would evaluate gets a leading apostrophe."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        value = ";".join(str(x) for x in value)
+    text = str(value)
+    if text.startswith(FORMULA_PREFIXES):
+        return "'" + text
+    return text
+
+
+def _trim(text):
+    text = " ".join(str(text or "").split())
+    return text if len(text) <= ERROR_MAX else text[: ERROR_MAX - 3] + "..."
+
+
+class RunReport:
+    """Rows keyed by instance ID, in the order instances were first seen."""
+
+    def __init__(self):
+        self.lz = ""
+        self.run_id = ""
+        self.rows = {}
+
+    def set_run(self, lz, run_id):
+        self.lz = lz or self.lz
+        self.run_id = run_id or self.run_id
+        for row in self.rows.values():
+            row["lz"], row["run_id"] = self.lz, self.run_id
+
+    def _row(self, instance_id, when):
+        row = self.rows.get(instance_id)
+        if row is None:
+            row = {c: "" for c in COLUMNS}
+            row.update(instance_id=instance_id, lz=self.lz, run_id=self.run_id, backup_status="not_run", patch_status="not_run", started_at=when)
+            self.rows[instance_id] = row
+        row["finished_at"] = when
+        return row
+
+    def _set_error(self, row, message):
+        if message and not row["error"]:
+            row["error"] = _trim(message)
+
+    def add_discovery(self, instances, when=None):
+        when = when or now_iso()
+        for item in instances:
+            row = self._row(item["instance_id"], when)
+            row.update(
+                account_id=item.get("account_id", ""),
+                region=item.get("region", ""),
+                name=item.get("name", ""),
+                platform=item.get("platform", ""),
+                instance_state=item.get("state", ""),
+                ssm_status=item.get("ssm_status", ""),
+                target=bool(item.get("target")),
+                skip_reason=item.get("skip_reason", ""),
+            )
+            if not item.get("target"):
+                row["backup_status"] = "skipped"
+                row["patch_status"] = "skipped"
+
+    def add_backup(self, instances, when=None):
+        when = when or now_iso()
+        for item in instances:
+            row = self._row(item["instance_id"], when)
+            for key in ("account_id", "region"):
+                row[key] = row[key] or item.get(key, "")
+            row["ami_id"] = item.get("ami_id") or row["ami_id"]
+            row["snapshot_ids"] = ";".join(item.get("snapshot_ids") or []) or row["snapshot_ids"]
+            status = item.get("backup_status")
+            if status in BACKUP_STATUSES:
+                row["backup_status"] = status
+            if status == "failed":
+                self._set_error(row, "backup failed: %s" % item.get("reason", "unknown reason"))
+                if row["patch_status"] == "not_run":
+                    row["patch_status"] = "skipped"
+
+    def add_patch(self, instances, when=None):
+        when = when or now_iso()
+        for item in instances:
+            row = self._row(item["instance_id"], when)
+            for key in ("account_id", "region"):
+                row[key] = row[key] or item.get(key, "")
+            row["patch_command_id"] = item.get("command_id") or row["patch_command_id"]
+            status = item.get("patch_status")
+            if status in PATCH_STATUSES:
+                row["patch_status"] = status
+            for column, key in (("patches_installed", "installed_count"), ("patches_failed", "failed_count")):
+                if item.get(key) is not None:
+                    row[column] = item[key]
+            row["reboot"] = item.get("reboot") or row["reboot"]
+            row["compliance"] = item.get("compliance") or row["compliance"]
+            row["wave"] = item.get("wave") or row["wave"]
+            checks = item.get("post_checks") or {}
+            if checks:
+                row["post_checks"] = checks.get("status", "")
+            if status not in ("success", "not_run", None):
+                self._set_error(row, item.get("error") or item.get("reason") or status)
+            elif checks.get("status") == "failed":
+                self._set_error(row, "post-patch check failed: %s" % checks.get("reason", ""))
+
+    def add_error(self, instance_ids, message, when=None):
+        """A failure without per-instance results (an AWS error, a failed gate task) lands on each row it concerns."""
+        when = when or now_iso()
+        for instance_id in instance_ids:
+            if instance_id in self.rows:
+                self._set_error(self._row(instance_id, when), message)
+
+    def summary(self):
+        rows = list(self.rows.values())
+        backup = {s: 0 for s in BACKUP_STATUSES}
+        patch = {s: 0 for s in PATCH_STATUSES}
+        for row in rows:
+            backup[row["backup_status"]] = backup.get(row["backup_status"], 0) + 1
+            patch[row["patch_status"]] = patch.get(row["patch_status"], 0) + 1
+        return {
+            "lz": self.lz,
+            "run_id": self.run_id,
+            "seen": len(rows),
+            "targets": sum(1 for r in rows if r["target"] is True),
+            "backup": backup,
+            "patch": patch,
+            "errors": sum(1 for r in rows if r["error"]),
+        }
+
+    def to_csv(self):
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for row in self.rows.values():
+            writer.writerow([neutralise(row[c]) for c in COLUMNS])
+        return buffer.getvalue()
+
+    def write(self, path):
+        """Write atomically: a reader (or an interrupted run) never sees half a file."""
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=".report-", suffix=".csv", dir=directory)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+                out.write(self.to_csv())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+def summary_line(summary):
+    """One human line: the same numbers as the CSV and set_stats."""
+    backup = ", ".join("%d %s" % (n, s) for s, n in summary["backup"].items() if n)
+    patch = ", ".join("%d %s" % (n, s) for s, n in summary["patch"].items() if n)
+    return "%d seen, %d targets; backup: %s; patch: %s; %d with errors" % (
+        summary["seen"],
+        summary["targets"],
+        backup or "none",
+        patch or "none",
+        summary["errors"],
+    )

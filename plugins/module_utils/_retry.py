@@ -1,0 +1,152 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the cms.patching collection
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Retries with jittered backoff, and a count of every AWS call made.
+
+Modelled on amazon.aws's AWSRetry, with three differences that matter for a
+fleet tool:
+
+* SSM throttles with ``ThrottlingException``, which AWSRetry's default list
+  does not retry; the list below covers EC2, SSM and STS.
+* Transient server errors and broken connections are retried only for
+  read-only calls (Describe*/List*/Get*).  Retrying a ``CreateImage`` or a
+  ``SendCommand`` after the request may have reached AWS could create a second
+  AMI or patch twice; those calls are retried on throttling only (a throttled
+  request was rejected before AWS acted on it).
+* Every call, retry and throttle is counted per operation, so modules can
+  report their API cost and tests can assert it.
+
+botocore's own retry handler is switched off for clients made here
+(``total_max_attempts=1``) so that there is exactly one retry policy.
+"""
+
+import random
+import threading
+import time
+
+try:
+    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, ReadTimeoutError
+
+    HAS_BOTOCORE = True
+except ImportError:
+    HAS_BOTOCORE = False
+
+THROTTLING_CODES = frozenset(
+    [
+        "RequestLimitExceeded",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "SlowDown",
+        "EC2ThrottledException",
+    ]
+)
+TRANSIENT_CODES = frozenset(["InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable", "RequestTimeout", "RequestTimeoutException"])
+READ_ONLY_PREFIXES = ("describe_", "list_", "get_")
+# Methods of a botocore client that are not API calls.
+_PASSTHROUGH = frozenset(["meta", "exceptions", "get_paginator", "can_paginate", "get_waiter", "close"])
+
+
+def error_code(exc):
+    """The AWS error code of a botocore ClientError, or None."""
+    response = getattr(exc, "response", None) or {}
+    return response.get("Error", {}).get("Code")
+
+
+class RetryPolicy:
+    """Full-jitter exponential backoff: sleep uniform(0, min(max_delay, base * 2**attempt))."""
+
+    def __init__(self, max_attempts=10, base_delay=1.0, max_delay=30.0, sleep=time.sleep, rng=None):
+        self.max_attempts = max(1, int(max_attempts))
+        self.base_delay = float(base_delay)
+        self.max_delay = float(max_delay)
+        self.sleep = sleep
+        self._rng = rng or random.Random()
+
+    def delay(self, attempt):
+        return self._rng.uniform(0.0, min(self.max_delay, self.base_delay * (2 ** attempt)))
+
+
+class CallStats:
+    """Thread-safe counters of API calls, keyed 'service:Operation'."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.calls = {}
+        self.retries = {}
+
+    def _bump(self, table, key):
+        with self._lock:
+            table[key] = table.get(key, 0) + 1
+
+    def call(self, key):
+        self._bump(self.calls, key)
+
+    def retry(self, key):
+        self._bump(self.retries, key)
+
+    def total(self):
+        with self._lock:
+            return sum(self.calls.values())
+
+    def as_dict(self):
+        with self._lock:
+            return {"calls": dict(sorted(self.calls.items())), "retries": dict(sorted(self.retries.items())), "total": sum(self.calls.values())}
+
+
+class RetryingClient:
+    """Wraps a botocore client: every API method gets the retry policy and the call counter."""
+
+    def __init__(self, client, policy, stats):
+        self._client = client
+        self._policy = policy
+        self._stats = stats
+        self._service = client.meta.service_model.service_name
+
+    def __getattr__(self, name):
+        attr = getattr(self._client, name)
+        if name in _PASSTHROUGH or name.startswith("_") or not callable(attr):
+            return attr
+        operation = self._client.meta.method_to_api_mapping.get(name, name)
+        return self._wrap(attr, "%s:%s" % (self._service, operation), name.startswith(READ_ONLY_PREFIXES))
+
+    def _wrap(self, method, key, read_only):
+        policy, stats = self._policy, self._stats
+
+        def call(**kwargs):
+            attempt = 0
+            while True:
+                stats.call(key)
+                try:
+                    return method(**kwargs)
+                except ClientError as exc:
+                    code = error_code(exc)
+                    retryable = code in THROTTLING_CODES or (read_only and code in TRANSIENT_CODES)
+                    if not retryable or attempt + 1 >= policy.max_attempts:
+                        raise
+                except (BotoConnectionError, ReadTimeoutError):
+                    if not read_only or attempt + 1 >= policy.max_attempts:
+                        raise
+                stats.retry(key)
+                policy.sleep(policy.delay(attempt))
+                attempt += 1
+
+        return call
+
+
+def paginate(method, result_key, **kwargs):
+    """Yield every item of a NextToken-paginated call (one retried call per page)."""
+    token = None
+    while True:
+        if token:
+            kwargs["NextToken"] = token
+        page = method(**kwargs)
+        for item in page.get(result_key, []):
+            yield item
+        token = page.get("NextToken")
+        if not token:
+            return

@@ -1,0 +1,175 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the cms.patching collection
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Phase 1, discovery: every instance of a landing zone, joined with SSM, each with the reason it is or is not a target.
+
+Per account and region: one paginated DescribeInstances (1,000 instances a
+page) and one paginated DescribeInstanceInformation (50 a page, the API's
+maximum), joined in memory.  Account/region pairs run concurrently.
+"""
+
+from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_out
+from ansible_collections.cms.patching.plugins.module_utils._retry import paginate
+from ansible_collections.cms.patching.plugins.module_utils._session import describe_aws_error
+
+# EC2 accepts at most 200 values per filter.
+FILTER_VALUES_MAX = 200
+PATCH_GROUP_TAGS = ("Patch Group", "PatchGroup")
+
+SKIP_REASONS = {
+    "excluded_by_tag": "excluded by tag {detail}",
+    "not_included": "lacks the include tag {detail}",
+    "platform": "platform {detail} is not targeted",
+    "state": "instance is {detail} (targets must be {states})",
+    "not_ssm_managed": "not managed by SSM (no agent registered for this instance)",
+    "ssm_offline": "SSM agent is {detail}, not Online",
+    "not_found": "not found in the landing zone's accounts and regions",
+}
+
+
+def ec2_filters(filters):
+    """{'tag:Env': 'prod', 'instance-type': ['t3.micro']} -> EC2 Filters list."""
+    return [{"Name": name, "Values": value if isinstance(value, list) else [value]} for name, value in sorted((filters or {}).items())]
+
+
+def _tags(aws_tags):
+    return {t["Key"]: t.get("Value", "") for t in aws_tags or []}
+
+
+def _matches(tags, key, wanted):
+    if key not in tags:
+        return False
+    values = wanted if isinstance(wanted, list) else [wanted]
+    return "*" in values or tags[key] in values
+
+
+def _describe_instances(ec2, filters, instance_ids):
+    base = ec2_filters(filters)
+    if instance_ids is None:
+        batches = [base]
+    else:
+        ids = sorted(instance_ids)
+        batches = [base + [{"Name": "instance-id", "Values": ids[i:i + FILTER_VALUES_MAX]}] for i in range(0, len(ids), FILTER_VALUES_MAX)]
+    for batch in batches:
+        for reservation in paginate(ec2.describe_instances, "Reservations", Filters=batch, MaxResults=1000):
+            for instance in reservation.get("Instances", []):
+                yield instance
+
+
+def _managed(ssm):
+    pages = paginate(ssm.describe_instance_information, "InstanceInformationList", Filters=[{"Key": "ResourceType", "Values": ["EC2Instance"]}], MaxResults=50)
+    return {info["InstanceId"]: info for info in pages}
+
+
+def instance_record(instance, account_id, region, info):
+    """The fields discovery reports for one instance (before classification)."""
+    tags = _tags(instance.get("Tags"))
+    platform = "windows" if (instance.get("Platform") or "").lower() == "windows" else "linux"
+    patch_group = next((tags[k] for k in PATCH_GROUP_TAGS if tags.get(k)), "")
+    return {
+        "instance_id": instance["InstanceId"],
+        "account_id": account_id,
+        "region": region,
+        "name": tags.get("Name", ""),
+        "platform": platform,
+        "platform_details": instance.get("PlatformDetails", ""),
+        "instance_type": instance.get("InstanceType", ""),
+        "state": instance.get("State", {}).get("Name", ""),
+        "private_ip": instance.get("PrivateIpAddress", ""),
+        "patch_group": patch_group,
+        "tags": tags,
+        "volumes": [
+            {"device_name": m["DeviceName"], "volume_id": m["Ebs"]["VolumeId"]} for m in instance.get("BlockDeviceMappings", []) if m.get("Ebs", {}).get("VolumeId")
+        ],
+        "ssm_status": info.get("PingStatus", "NotManaged") if info else "NotManaged",
+        "ssm_platform_name": (info or {}).get("PlatformName", ""),
+        "ssm_agent_version": (info or {}).get("AgentVersion", ""),
+    }
+
+
+def classify(record, rules):
+    """(skip_code, skip_reason) for a record, or (None, '') when it is a target. First matching rule wins."""
+    tags = record["tags"]
+    for key, wanted in sorted((rules.get("exclude_tags") or {}).items()):
+        if _matches(tags, key, wanted):
+            return "excluded_by_tag", SKIP_REASONS["excluded_by_tag"].format(detail="%s=%s" % (key, tags[key]))
+    for key, wanted in sorted((rules.get("include_tags") or {}).items()):
+        if not _matches(tags, key, wanted):
+            shown = "|".join(wanted) if isinstance(wanted, list) else wanted
+            return "not_included", SKIP_REASONS["not_included"].format(detail="%s=%s" % (key, shown))
+    platforms = rules.get("platforms") or ["linux", "windows"]
+    if record["platform"] not in platforms:
+        return "platform", SKIP_REASONS["platform"].format(detail=record["platform"])
+    states = rules.get("instance_states") or ["running"]
+    if record["state"] not in states:
+        return "state", SKIP_REASONS["state"].format(detail=record["state"], states=" or ".join(states))
+    if record["ssm_status"] == "NotManaged":
+        return "not_ssm_managed", SKIP_REASONS["not_ssm_managed"]
+    if rules.get("require_ssm_online", True) and record["ssm_status"] != "Online":
+        return "ssm_offline", SKIP_REASONS["ssm_offline"].format(detail=record["ssm_status"])
+    return None, ""
+
+
+def scan_account_region(fleet, account_id, region, filters, instance_ids):
+    """Records of every instance in one account/region (unclassified)."""
+    ec2 = fleet.client("ec2", account_id, region)
+    found = list(_describe_instances(ec2, filters, instance_ids))
+    if not found:
+        return []
+    managed = _managed(fleet.client("ssm", account_id, region))
+    return [instance_record(instance, account_id, region, managed.get(instance["InstanceId"])) for instance in found]
+
+
+def scan(fleet, account_ids, regions, filters, rules, instance_ids=None, max_workers=8):
+    """Scan every account/region pair; return (records, errors). Errors name the pair and the AWS error."""
+    pairs = [(a, r) for a in account_ids for r in regions]
+    wanted = None if instance_ids is None else set(instance_ids)
+    outcomes = fan_out(lambda pair: scan_account_region(fleet, pair[0], pair[1], filters, wanted), pairs, max_workers)
+    records, errors = [], []
+    for outcome in outcomes:
+        account_id, region = outcome.item
+        if not outcome.ok:
+            errors.append({"account_id": account_id, "region": region, "error": describe_aws_error(outcome.error)})
+            continue
+        records.extend(outcome.result)
+    for record in records:
+        record["skip_code"], record["skip_reason"] = classify(record, rules)
+        record["target"] = record["skip_code"] is None
+    if wanted is not None and not errors:
+        for missing in sorted(wanted - {r["instance_id"] for r in records}):
+            records.append(not_found_record(missing))
+    records.sort(key=lambda r: (r["account_id"], r["region"], r["name"], r["instance_id"]))
+    return records, errors
+
+
+def not_found_record(instance_id):
+    return {
+        "instance_id": instance_id,
+        "account_id": "",
+        "region": "",
+        "name": "",
+        "platform": "",
+        "platform_details": "",
+        "instance_type": "",
+        "state": "",
+        "private_ip": "",
+        "patch_group": "",
+        "tags": {},
+        "volumes": [],
+        "ssm_status": "",
+        "ssm_platform_name": "",
+        "ssm_agent_version": "",
+        "skip_code": "not_found",
+        "skip_reason": SKIP_REASONS["not_found"],
+        "target": False,
+    }
+
+
+def summarize(records):
+    """Counts for the module result: seen, targets, skipped per reason code."""
+    skipped = {}
+    for record in records:
+        if not record["target"]:
+            skipped[record["skip_code"]] = skipped.get(record["skip_code"], 0) + 1
+    return {"seen": len(records), "targets": sum(1 for r in records if r["target"]), "skipped": dict(sorted(skipped.items()))}

@@ -1,0 +1,391 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the cms.patching collection
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: ami_backup_verified
+short_description: Create a verified AMI of every instance of a batch, check existing ones, or retire old ones
+version_added: 0.1.0
+description:
+  - O(mode=create) creates one AMI per instance (concurrently, at most O(max_concurrent_creates) at a time) and waits until each is
+    B(verified) - the image is C(available), B(and) every EBS snapshot in its block device mappings is C(completed), B(and) every EBS
+    volume attached to the instance is covered by a mapping. Anything else by O(wait_timeout) is C(failed), with the reason.
+  - Each AMI and its snapshots are tagged C(cms:patching=pre-patch), C(cms:patching:run-id), C(cms:patching:instance-id) and
+    C(cms:patching:lz); verified AMIs also get C(cms:patching:verified-at), which M(cms.patching.ssm_patch_run) requires before patching.
+  - Idempotent per run ID - a re-run with the same O(run_id) finds the AMIs it already made (by tag) and only creates the missing ones.
+  - Each poll round costs one C(DescribeImages) and at most one C(DescribeSnapshots) per account and region for the whole batch.
+  - O(mode=verify) checks the existing pre-patch AMIs of the instances (of O(run_id) if given, else the newest per instance) and creates
+    nothing.
+  - O(mode=retain) applies the retention policy O(retention) to this landing zone's pre-patch AMIs in O(accounts) x O(regions).
+    Only AMIs tagged C(cms:patching=pre-patch) for O(lz) are ever touched; an AMI of the current O(run_id), one that is not
+    C(available), and one used by the latest or default version of a launch template are always kept. Removal deregisters the
+    image, then deletes its snapshots.
+author:
+  - cms.patching contributors
+options:
+  mode:
+    description: What to do; see the description.
+    type: str
+    choices: [create, verify, retain]
+    default: create
+  instances:
+    description:
+      - The instances to back up or verify, as M(cms.patching.ec2_patch_scan) returns them. Required for O(mode=create) and O(mode=verify).
+      - Each needs C(instance_id), C(account_id) and C(region); C(name) is used in the AMI name and description; C(volumes) (a list of
+        C(device_name)/C(volume_id)) is the set of volumes the AMI must cover - when it is missing the module reads it with
+        C(DescribeInstances). Other keys are ignored.
+    type: list
+    elements: dict
+    default: []
+  run_id:
+    description:
+      - The run this backup belongs to; required for O(mode=create).
+      - For O(mode=verify), restricts the check to that run's AMIs. For O(mode=retain), the run whose AMIs are never removed.
+    type: str
+  lz:
+    description: The landing zone's name, tagged on every AMI and used to scope O(mode=retain).
+    type: str
+    required: true
+  regions:
+    description: The regions O(mode=retain) works in, in every account of O(accounts).
+    type: list
+    elements: str
+    default: []
+  no_reboot:
+    description: Create the AMI without rebooting the instance (file systems are not quiesced).
+    type: bool
+    default: true
+  name_template:
+    description:
+      - The AMI name. Placeholders C({instance_id}), C({name}), C({run_id}), C({lz}), C({account_id}), C({region}), C({date}).
+      - Characters AMI names do not allow become C(-); the result is cut to 128 characters.
+    type: str
+    default: cms-patching-{instance_id}-{run_id}
+  description_template:
+    description: The AMI description, with the same placeholders as O(name_template); cut to 255 characters.
+    type: str
+    default: Pre-patch backup of {instance_id} ({name}) for run {run_id} in landing zone {lz}
+  tags:
+    description: Extra tags for the AMIs and their snapshots. The collection's own C(cms:patching*) tags cannot be overridden.
+    type: dict
+    default: {}
+  snapshot_tags_on_create:
+    description:
+      - Tag the snapshots in the C(CreateImage) call itself (C(TagSpecifications)), as AWS supports.
+      - Set to V(false) for an endpoint that rejects snapshot tag specifications (plain moto); snapshots are then tagged right after,
+        in batches. Either way every snapshot ends up tagged.
+    type: bool
+    default: true
+  wait:
+    description: Wait for verification. With V(false) the module returns after one round.
+    type: bool
+    default: true
+  wait_timeout:
+    description: Seconds from an AMI's creation after which it counts as failed if it is not verified.
+    type: int
+    default: 1800
+  poll_interval:
+    description: Seconds between poll rounds.
+    type: int
+    default: 15
+  progress_interval:
+    description:
+      - When greater than 0 and AMIs are still pending after this many seconds, return with RV(pending) > 0 instead of waiting on, so a
+        playbook can show progress and call again (C(until) loop); the next call resumes where this one stopped, same deadline.
+      - V(0) waits in one call until every AMI is verified or failed.
+    type: int
+    default: 0
+  max_concurrent_creates:
+    description: How many C(CreateImage) calls are in flight at once.
+    type: int
+    default: 10
+  max_workers:
+    description: How many accounts/regions are polled at the same time.
+    type: int
+    default: 8
+  retention:
+    description: The retention policy for O(mode=retain). An AMI is removed only when both rules allow it.
+    type: dict
+    default: {}
+    suboptions:
+      keep_last:
+        description: Keep the newest this many available pre-patch AMIs of each instance.
+        type: int
+        default: 3
+      max_age_days:
+        description: Keep every pre-patch AMI younger than this many days.
+        type: int
+        default: 30
+extends_documentation_fragment:
+  - cms.patching.fleet
+  - cms.patching.attributes
+  - cms.patching.attributes.ACTIONGROUP_AWS
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+attributes:
+  check_mode:
+    support: full
+    details: Reads as usual; creates, tags and deletes nothing, and reports what it would do.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    details: Per O(run_id) - a second run finds the AMIs of the first.
+notes:
+  - "IAM permissions: O(mode=create) needs C(ec2:CreateImage), C(ec2:CreateTags), C(ec2:DescribeImages), C(ec2:DescribeSnapshots) (and
+    C(ec2:DescribeInstances) when volumes are not given); O(mode=verify) needs the describe permissions only; O(mode=retain) needs
+    C(ec2:DescribeImages), C(ec2:DescribeLaunchTemplateVersions), C(ec2:DeregisterImage), C(ec2:DeleteSnapshot)."
+"""
+
+EXAMPLES = r"""
+- name: Back up every target, then patch only the verified ones
+  cms.patching.ami_backup_verified:
+    accounts: "{{ lz.accounts }}"
+    lz: prod
+    run_id: "{{ run_id }}"
+    instances: "{{ scan.instances | selectattr('target') | list }}"
+    wait_timeout: 3600
+  register: backup
+
+- name: The instances whose backup failed, and why
+  ansible.builtin.debug:
+    msg: "{{ backup.instances | rejectattr('backup_status', 'eq', 'verified') | items2dict(key_name='instance_id', value_name='reason') }}"
+
+- name: Check the latest pre-patch AMIs without creating any
+  cms.patching.ami_backup_verified:
+    mode: verify
+    accounts: "{{ lz.accounts }}"
+    lz: prod
+    instances: "{{ scan.instances | selectattr('target') | list }}"
+
+- name: Retire old pre-patch AMIs (keep 3 per instance, or 30 days)
+  cms.patching.ami_backup_verified:
+    mode: retain
+    accounts: "{{ lz.accounts }}"
+    regions: [eu-west-1, eu-central-1]
+    lz: prod
+    run_id: "{{ run_id }}"
+    retention:
+      keep_last: 3
+      max_age_days: 30
+  check_mode: true
+"""
+
+RETURN = r"""
+mode:
+  description: The mode that ran.
+  returned: always
+  type: str
+  sample: create
+run_id:
+  description: The run ID.
+  returned: always
+  type: str
+instances:
+  description: One entry per instance (O(mode=create) and O(mode=verify)), in the order given.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    instance_id:
+      description: The instance.
+      type: str
+    account_id:
+      description: Its account.
+      type: str
+    region:
+      description: Its region.
+      type: str
+    name:
+      description: Its name.
+      type: str
+    ami_id:
+      description: The AMI, or empty when none exists.
+      type: str
+      sample: ami-0123456789abcdef0
+    ami_name:
+      description: The AMI's name.
+      type: str
+    image_state:
+      description: The image state last seen.
+      type: str
+      sample: available
+    snapshot_ids:
+      description: The EBS snapshots in the AMI.
+      type: list
+      elements: str
+    backup_status:
+      description: C(verified), C(failed), C(pending) (only when returning early for progress), or C(skipped) (check mode).
+      type: str
+      sample: verified
+    reason:
+      description: Why it is not verified (empty when it is).
+      type: str
+      sample: "snapshot snap-0123 of /dev/sdf is error"
+    created:
+      description: Whether this call created the AMI.
+      type: bool
+    seconds:
+      description: Seconds from the AMI's creation to its verification (or to now, when not verified).
+      type: int
+summary:
+  description: Counts of RV(instances[].backup_status).
+  returned: always
+  type: dict
+  sample: {"verified": 17, "failed": 1, "pending": 0, "skipped": 0}
+pending:
+  description: How many backups are still pending; non-zero only when O(progress_interval) made the call return early.
+  returned: always
+  type: int
+progress:
+  description: Where the wait stands, for progress displays; C(line) is a one-line summary.
+  returned: always
+  type: dict
+  sample: {"phase": "backup", "rounds": 3, "elapsed": 45, "line": "backup round 3: 12 verified, 5 pending, 1 failed of 18"}
+removed:
+  description: The AMIs O(mode=retain) removed (or would remove, in check mode), with their snapshots and the reason.
+  returned: when O(mode=retain)
+  type: list
+  elements: dict
+kept:
+  description: The pre-patch AMIs O(mode=retain) kept, each with the rule that kept it.
+  returned: when O(mode=retain)
+  type: list
+  elements: dict
+errors:
+  description: Problems O(mode=retain) met; the module fails when there are any.
+  returned: when O(mode=retain)
+  type: list
+  elements: str
+api_calls:
+  description: The AWS API calls this run made, per operation, with retries.
+  returned: always
+  type: dict
+"""
+
+import time
+
+from ansible_collections.cms.patching.plugins.module_utils import _backup, _retention
+from ansible_collections.cms.patching.plugins.module_utils._module import (
+    build_fleet,
+    fail_on_problems,
+    fleet_module,
+    instance_problems,
+    region_problems,
+    run_fleet_module,
+)
+
+
+def input_problems(params):
+    problems = []
+    mode = params["mode"]
+    if mode == "create" and not params["run_id"]:
+        problems.append("run_id: required for mode=create (it tags the AMIs so a re-run finds them)")
+    if mode in ("create", "verify"):
+        instances = []
+        for i, item in enumerate(params["instances"]):
+            missing = [k for k in ("instance_id", "account_id", "region") if not isinstance(item.get(k), str) or not item.get(k)]
+            if missing:
+                problems.append("instances[%d]: missing %s" % (i, ", ".join(missing)))
+            else:
+                instances.append(item)
+            for j, volume in enumerate(item.get("volumes") or []):
+                if not isinstance(volume, dict) or not volume.get("device_name") or not volume.get("volume_id"):
+                    problems.append("instances[%d].volumes[%d]: needs device_name and volume_id" % (i, j))
+        problems.extend(instance_problems(instances, params["accounts"]))
+    if mode == "retain":
+        problems.extend(region_problems(params["regions"]))
+        if not params["regions"]:
+            problems.append("regions: mode=retain needs the regions to clean up")
+        for key in ("keep_last", "max_age_days"):
+            if params["retention"][key] < 1:
+                problems.append("retention.%s: must be at least 1" % key)
+    for key in ("name_template", "description_template"):
+        error = _backup.template_error(params[key])
+        if error:
+            problems.append("%s: %s" % (key, error))
+    for key in ("wait_timeout", "poll_interval", "max_concurrent_creates", "max_workers"):
+        if params[key] < 1:
+            problems.append("%s: must be at least 1" % key)
+    return problems
+
+
+def progress(results, rounds, elapsed):
+    counts = {s: 0 for s in ("verified", "pending", "failed", "skipped")}
+    for item in results:
+        counts[item["backup_status"]] = counts.get(item["backup_status"], 0) + 1
+    line = "backup round %d: %d verified, %d pending, %d failed of %d (%ds)" % (
+        rounds,
+        counts["verified"],
+        counts["pending"],
+        counts["failed"],
+        len(results),
+        elapsed,
+    )
+    return counts, {"phase": "backup", "rounds": rounds, "elapsed": elapsed, "line": line}
+
+
+def main():
+    argument_spec = dict(
+        mode=dict(type="str", choices=["create", "verify", "retain"], default="create"),
+        instances=dict(type="list", elements="dict", default=[]),
+        run_id=dict(type="str"),
+        lz=dict(type="str", required=True),
+        regions=dict(type="list", elements="str", default=[]),
+        no_reboot=dict(type="bool", default=True),
+        name_template=dict(type="str", default="cms-patching-{instance_id}-{run_id}"),
+        description_template=dict(type="str", default="Pre-patch backup of {instance_id} ({name}) for run {run_id} in landing zone {lz}"),
+        tags=dict(type="dict", default={}),
+        snapshot_tags_on_create=dict(type="bool", default=True),
+        wait=dict(type="bool", default=True),
+        wait_timeout=dict(type="int", default=1800),
+        poll_interval=dict(type="int", default=15),
+        progress_interval=dict(type="int", default=0),
+        max_concurrent_creates=dict(type="int", default=10),
+        max_workers=dict(type="int", default=8),
+        retention=dict(
+            type="dict",
+            default={},
+            options=dict(keep_last=dict(type="int", default=3), max_age_days=dict(type="int", default=30)),
+        ),
+    )
+    module = fleet_module(argument_spec)
+    params = module.params
+    fail_on_problems(module, input_problems(params))
+    fleet = build_fleet(module)
+    started = time.time()
+
+    def work():
+        if params["mode"] == "retain":
+            locations = [(a["account_id"], r) for a in params["accounts"] for r in params["regions"]]
+            removed, kept, errors = _retention.apply(
+                fleet, locations, params["lz"], params["retention"], params["run_id"], check_mode=module.check_mode, max_workers=params["max_workers"]
+            )
+            result = dict(mode="retain", run_id=params["run_id"], changed=bool(removed), removed=removed, kept=kept, errors=errors, instances=[])
+            result.update(summary={"removed": len(removed), "kept": len(kept)}, pending=0, progress={"phase": "retention", "line": ""})
+            if errors:
+                result.update(failed=True, msg="Retention met %d problem(s): %s" % (len(errors), "; ".join(errors)))
+            return result
+        options = {k: params[k] for k in argument_spec if k not in ("instances", "run_id", "lz", "mode")}
+        instances = [dict(i) for i in params["instances"]]
+        run = _backup.BackupRun(fleet, instances, params["run_id"], params["lz"], options, check_mode=module.check_mode)
+        results = run.run(create=params["mode"] == "create", wait=params["wait"], progress_interval=params["progress_interval"])
+        counts, prog = progress(results, run.rounds, int(time.time() - started))
+        return dict(
+            mode=params["mode"],
+            run_id=params["run_id"],
+            changed=run.changed,
+            instances=results,
+            summary=counts,
+            pending=counts["pending"],
+            progress=prog,
+        )
+
+    run_fleet_module(module, fleet, work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the cms.patching collection
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: ec2_patch_scan
+short_description: Find the EC2 instances of a landing zone and say which are patch targets, and why not for the others
+version_added: 0.1.0
+description:
+  - Scans every account and region of a landing zone concurrently, in one module run for the whole fleet.
+  - Per account and region it makes one paginated C(ec2:DescribeInstances) call (1,000 instances a page) and one paginated
+    C(ssm:DescribeInstanceInformation) call (50 managed instances a page), and joins them in memory.
+  - Every instance seen is returned with RV(instances[].target) and, when it is not a target, a RV(instances[].skip_code) and a
+    readable RV(instances[].skip_reason).
+  - Rules are applied in this order and the first that matches decides the reason; O(exclude_tags), O(include_tags), O(platforms),
+    O(instance_states), SSM registration, SSM ping status (when O(require_ssm_online=true)).
+  - Read-only; never changes anything in AWS.
+author:
+  - cms.patching contributors
+options:
+  regions:
+    description: The regions to scan in every account.
+    type: list
+    elements: str
+    required: true
+  filters:
+    description:
+      - EC2 C(DescribeInstances) filters that define the landing zone's scope, as a dict of filter name to value or list of values.
+      - Instances outside the filters are not seen at all (not reported).
+    type: dict
+    default: {}
+  include_tags:
+    description:
+      - Tags an instance must carry to be a target; every key must match one of its values. C(*) matches any value.
+    type: dict
+    default: {}
+  exclude_tags:
+    description:
+      - Tags that exclude an instance; any key matching one of its values excludes it. C(*) matches any value.
+    type: dict
+    default: {}
+  instance_states:
+    description: The instance states that are patch targets.
+    type: list
+    elements: str
+    default: [running]
+  platforms:
+    description: The platforms that are patch targets.
+    type: list
+    elements: str
+    choices: [linux, windows]
+    default: [linux, windows]
+  require_ssm_online:
+    description: Whether an instance must have an SSM agent with ping status C(Online) to be a target.
+    type: bool
+    default: true
+  instance_ids:
+    description:
+      - Restrict the scan to these candidate instances, e.g. the hosts of an inventory narrowed by C(--limit).
+      - A candidate found in none of the accounts and regions is reported with RV(instances[].skip_code=not_found).
+      - When omitted, every instance matching O(filters) is scanned.
+    type: list
+    elements: str
+  max_workers:
+    description: How many account/region pairs are scanned at the same time.
+    type: int
+    default: 8
+extends_documentation_fragment:
+  - cms.patching.fleet
+  - cms.patching.attributes
+  - cms.patching.attributes.ACTIONGROUP_AWS
+  - amazon.aws.common.modules
+  - amazon.aws.region.modules
+  - amazon.aws.boto3
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+notes:
+  - IAM permissions needed in every account; C(ec2:DescribeInstances), C(ssm:DescribeInstanceInformation), plus C(sts:AssumeRole) on the
+    roles from the caller, or C(sts:GetCallerIdentity) for an account reached without a role.
+"""
+
+EXAMPLES = r"""
+- name: Discover the targets of a landing zone
+  cms.patching.ec2_patch_scan:
+    accounts:
+      - account_id: "111111111111"
+      - account_id: "222222222222"
+        role_arn: arn:aws:iam::222222222222:role/CmsPatching
+        external_id: my-external-id
+    regions: [eu-west-1, eu-central-1]
+    filters:
+      "tag:Environment": prod
+    exclude_tags:
+      Patch: never
+  register: scan
+
+- name: Show why each instance is skipped
+  ansible.builtin.debug:
+    msg: "{{ scan.instances | rejectattr('target') | map(attribute='skip_reason') | list }}"
+
+- name: Scan only the hosts of the current inventory, honouring --limit
+  cms.patching.ec2_patch_scan:
+    accounts: "{{ lz.accounts }}"
+    regions: "{{ lz.regions }}"
+    instance_ids: "{{ ansible_play_hosts | map('extract', hostvars, 'instance_id') | list }}"
+  delegate_to: localhost
+  run_once: true
+"""
+
+RETURN = r"""
+instances:
+  description: Every instance seen, sorted by account, region, name and ID.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    instance_id:
+      description: The instance ID.
+      type: str
+      sample: i-0abc123def4567890
+    account_id:
+      description: The account the instance lives in (empty for RV(instances[].skip_code=not_found)).
+      type: str
+      sample: "111111111111"
+    region:
+      description: The region the instance lives in.
+      type: str
+      sample: eu-west-1
+    name:
+      description: The value of the C(Name) tag, or empty.
+      type: str
+      sample: web-1
+    platform:
+      description: C(linux) or C(windows).
+      type: str
+      sample: linux
+    platform_details:
+      description: EC2's C(PlatformDetails), e.g. C(Linux/UNIX).
+      type: str
+    instance_type:
+      description: The instance type.
+      type: str
+    state:
+      description: The EC2 instance state.
+      type: str
+      sample: running
+    private_ip:
+      description: The private IP address.
+      type: str
+    patch_group:
+      description: The value of the C(Patch Group) (or C(PatchGroup)) tag, or empty.
+      type: str
+    tags:
+      description: All tags of the instance.
+      type: dict
+    volumes:
+      description: The attached EBS volumes, which a backup must cover.
+      type: list
+      elements: dict
+      sample: [{"device_name": "/dev/xvda", "volume_id": "vol-0123456789abcdef0"}]
+    ssm_status:
+      description: The SSM agent's ping status (C(Online), C(ConnectionLost), C(Inactive)) or C(NotManaged).
+      type: str
+      sample: Online
+    ssm_platform_name:
+      description: The platform name SSM reports.
+      type: str
+    ssm_agent_version:
+      description: The SSM agent version.
+      type: str
+    target:
+      description: Whether the instance is a patch target.
+      type: bool
+    skip_code:
+      description:
+        - Why it is not a target, as a stable code; null for targets.
+        - One of C(excluded_by_tag), C(not_included), C(platform), C(state), C(not_ssm_managed), C(ssm_offline), C(not_found).
+      type: str
+      sample: ssm_offline
+    skip_reason:
+      description: Why it is not a target, in words; empty for targets.
+      type: str
+      sample: SSM agent is ConnectionLost, not Online
+summary:
+  description: Counts of instances seen, targets, and skipped instances per RV(instances[].skip_code).
+  returned: always
+  type: dict
+  sample: {"seen": 30, "targets": 18, "skipped": {"state": 4, "not_ssm_managed": 5, "excluded_by_tag": 1, "ssm_offline": 2}}
+errors:
+  description: Account/region pairs that could not be scanned, with the AWS error. The module fails when this is not empty.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"account_id": "222222222222", "region": "eu-west-1", "error": "UnauthorizedOperation: ..."}]
+api_calls:
+  description: The AWS API calls this run made, per operation, with retries.
+  returned: always
+  type: dict
+  sample: {"calls": {"ec2:DescribeInstances": 4, "ssm:DescribeInstanceInformation": 4, "sts:AssumeRole": 1}, "retries": {}, "total": 9}
+"""
+
+from ansible_collections.cms.patching.plugins.module_utils._module import (
+    build_fleet,
+    fail_on_problems,
+    fleet_module,
+    region_problems,
+    run_fleet_module,
+)
+from ansible_collections.cms.patching.plugins.module_utils._scan import scan, summarize
+from ansible_collections.cms.patching.plugins.module_utils._validate import instance_id_error
+
+
+def main():
+    argument_spec = dict(
+        regions=dict(type="list", elements="str", required=True),
+        filters=dict(type="dict", default={}),
+        include_tags=dict(type="dict", default={}),
+        exclude_tags=dict(type="dict", default={}),
+        instance_states=dict(type="list", elements="str", default=["running"]),
+        platforms=dict(type="list", elements="str", choices=["linux", "windows"], default=["linux", "windows"]),
+        require_ssm_online=dict(type="bool", default=True),
+        instance_ids=dict(type="list", elements="str"),
+        max_workers=dict(type="int", default=8),
+    )
+    module = fleet_module(argument_spec)
+    params = module.params
+    problems = region_problems(params["regions"])
+    if not params["regions"]:
+        problems.append("regions: give at least one region")
+    for i, instance_id in enumerate(params["instance_ids"] or []):
+        error = instance_id_error(instance_id)
+        if error:
+            problems.append("instance_ids[%d]: %s" % (i, error))
+    fail_on_problems(module, problems)
+
+    fleet = build_fleet(module)
+    rules = {k: params[k] for k in ("include_tags", "exclude_tags", "instance_states", "platforms", "require_ssm_online")}
+
+    def work():
+        records, errors = scan(
+            fleet,
+            [a["account_id"] for a in params["accounts"]],
+            params["regions"],
+            params["filters"],
+            rules,
+            instance_ids=params["instance_ids"],
+            max_workers=max(1, params["max_workers"]),
+        )
+        result = dict(changed=False, instances=records, summary=summarize(records), errors=errors)
+        if errors:
+            result["failed"] = True
+            result["msg"] = "Could not scan %d of %d account/region pairs: %s" % (
+                len(errors),
+                len(params["accounts"]) * len(params["regions"]),
+                "; ".join("%s/%s: %s" % (e["account_id"], e["region"], e["error"]) for e in errors),
+            )
+        return result
+
+    run_fleet_module(module, fleet, work)
+
+
+if __name__ == "__main__":
+    main()
