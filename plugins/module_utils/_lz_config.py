@@ -326,7 +326,10 @@ def known_landing_zones(search_paths):
 
 def find_config(name, search_paths):
     """Path of the landing zone's file, first match wins; ConfigError naming the known zones if absent."""
-    if not name or not isinstance(name, str) or set(name) - LZ_NAME_CHARS:
+    if not name:
+        known = known_landing_zones(search_paths)
+        raise ConfigError(["no landing zone given: run with -e lz=<name> (known landing zones: %s)" % (", ".join(known) if known else "none")])
+    if not isinstance(name, str) or set(name) - LZ_NAME_CHARS:
         raise ConfigError(["landing zone name %r is not valid (letters, digits, '-', '_' and '.')" % (name,)])
     for root in search_paths:
         if root and os.path.isfile(os.path.join(root, name, CONFIG_FILE)):

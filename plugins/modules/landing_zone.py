@@ -72,6 +72,10 @@ config:
   description: The validated configuration with every default filled in (see the collection README for the schema).
   returned: success
   type: dict
+redacted_config:
+  description: RV(config) with secrets-to-be (external IDs) masked, for printing.
+  returned: success
+  type: dict
 run_id:
   description: The run ID; it tags this run's AMIs and SSM commands.
   returned: success
@@ -125,7 +129,15 @@ def main():
         count = len(exc.problems)
         msg = exc.problems[0] if count == 1 else "%d problems in the landing zone configuration:\n%s" % (count, "\n".join(exc.problems))
         module.fail_json(msg=msg, problems=exc.problems, known=known)
-    module.exit_json(changed=False, lz=module.params["name"], file=path, config=config, run_id=run_id or new_run_id(), known=known)
+    module.exit_json(
+        changed=False,
+        lz=module.params["name"],
+        file=path,
+        config=config,
+        redacted_config=_lz_config.redacted(config),
+        run_id=run_id or new_run_id(),
+        known=known,
+    )
 
 
 if __name__ == "__main__":
