@@ -1,0 +1,94 @@
+"""Recognise an AWS API request in a WSGI environ, and answer one with a throttling error.
+
+Every client talks to one endpoint (``AWS_ENDPOINT_URL``), so the service comes
+from the SigV4 credential scope (``Credential=AKID/date/region/service/aws4_request``),
+the operation from ``X-Amz-Target`` (JSON protocols such as SSM) or the
+``Action=`` form field (query protocols: EC2, STS), and the account from the
+access key, mapped the way moto maps it (assumed-role keys belong to the role's
+account).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import re
+import urllib.parse
+import uuid
+from typing import Any
+
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
+
+
+
+@dataclasses.dataclass(frozen=True)
+class AwsCall:
+    service: str
+    operation: str
+    access_key: str
+    region: str
+    # JSON-protocol services (SSM) name the operation in X-Amz-Target and answer errors in JSON.
+    json_protocol: bool = False
+
+    @property
+    def key(self) -> str:
+        """The counter / fault key: ``ec2:CreateImage``."""
+        return f"{self.service}:{self.operation}"
+
+
+def classify(environ: dict[str, Any]) -> AwsCall | None:
+    """The AWS call this request makes, or None if it is not a SigV4-signed AWS request."""
+    match = _CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
+    if not match:
+        return None
+    access_key, region, service = match.groups()
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:
+        operation = target.rpartition(".")[2]
+    else:
+        operation = _form_field(environ, "Action") or ""
+    if not operation:
+        return None
+    return AwsCall(service=service.lower(), operation=operation, access_key=access_key, region=region, json_protocol=bool(target))
+
+
+def _form_field(environ: dict[str, Any], name: str) -> str | None:
+    """Read one field of a form-encoded body (or the query string) and put the body back for moto."""
+    query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+    if name in query:
+        return query[name][0]
+    if not environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+        return None
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    values = urllib.parse.parse_qs(body.decode("utf-8", errors="replace"))
+    return values[name][0] if name in values else None
+
+
+def throttling_response(call: AwsCall) -> tuple[str, list[tuple[str, str]], bytes]:
+    """The (status, headers, body) AWS sends when it throttles ``call``, in that service's error format."""
+    request_id = str(uuid.uuid4())
+    if call.service == "ec2":
+        # EC2 throttles with 503 RequestLimitExceeded; botocore retries it as a throttle.
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            "<Response><Errors><Error><Code>RequestLimitExceeded</Code>"
+            "<Message>Request limit exceeded.</Message></Error></Errors>"
+            f"<RequestID>{request_id}</RequestID></Response>"
+        ).encode()
+        return "503 Service Unavailable", [("Content-Type", "text/xml;charset=UTF-8"), ("x-amzn-RequestId", request_id)], body
+    if call.json_protocol:
+        body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
+        return "400 Bad Request", [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", request_id)], body
+    # Query-protocol services (STS, IAM) answer 400 Throttling in an ErrorResponse document.
+    body = (
+        "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error>"
+        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+    ).encode()
+    return "400 Bad Request", [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], body
+

@@ -1,0 +1,193 @@
+"""EC2 operations the sandbox answers differently from moto, installed onto moto's EC2 response mixins.
+
+- CreateImage: lazy states, one snapshot per volume, snapshot tags, faults (see backup_images).
+- DescribeImages / DescribeSnapshots: MaxResults + NextToken paging; DescribeSnapshots honours OwnerIds.
+- DescribeInstances: pages by instances (not reservations), never splits a reservation,
+  returns everything without MaxResults, rejects bad tokens with a 400; ``platform`` and
+  ``platform-details`` filters; ``Platform`` only ``windows``; ``PlatformDetails`` / ``UsageOperation``.
+- DescribeInstanceStatus: ``status_impaired`` faults.
+- DescribeLaunchTemplateVersions for all templates ($Latest/$Default without a template):
+  each version once, ``image-id`` filter, paging.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from moto.ec2.exceptions import InvalidParameterCombination
+from moto.ec2.models.amis import Ami, AmiBackend
+from moto.ec2.models.instances import Instance
+from moto.ec2.responses.amis import AmisResponse
+from moto.ec2.responses.elastic_block_store import ElasticBlockStore
+from moto.ec2.responses.instances import InstanceResponse
+from moto.ec2.responses.launch_templates import LaunchTemplates
+from moto.ec2 import utils as ec2_utils
+from moto.core.responses import ActionResult
+
+from sandbox import moto_hooks, runtime
+from sandbox.clock import to_datetime
+from sandbox.ec2.backup_images import ImageRequest, create_backup_image
+from sandbox.ec2.platforms import instance_os, normalise_ami_platform, os_info
+from sandbox.errors import ec2_error
+from sandbox.paging import decode_token, encode_token, page
+
+
+def _invalid_token(token: str | None) -> Any:
+    return lambda: ec2_error("InvalidParameterValue", f"Invalid value '{token}' for nextToken")
+
+
+def _max_results(response: Any, low: int, high: int, combined_with: str | None = None, list_name: str = "") -> int | None:
+    value = response._get_param("MaxResults")  # pylint: disable=protected-access
+    if value is None:
+        return None
+    if combined_with and response._get_param(combined_with):  # pylint: disable=protected-access
+        raise InvalidParameterCombination(f"The parameter {list_name} cannot be used with the parameter maxResults")
+    value = int(value)
+    if value < low:
+        raise ec2_error("InvalidParameterValue", f"Value ( {value} ) for parameter maxResults is invalid. Expecting a value greater than {low}.")
+    return min(value, high)
+
+
+def create_image(self: AmisResponse) -> ActionResult:
+    request = ImageRequest(
+        instance_id=self._get_param("InstanceId"),
+        name=self._get_param("Name"),
+        description=self._get_param("Description", ""),
+        no_reboot=bool(self._get_bool_param("NoReboot", False)),
+        tag_specifications=self._get_param("TagSpecifications", []),
+    )
+    self.error_on_dryrun()
+    state = runtime.current()
+    with state.lock:
+        image = create_backup_image(self.ec2_backend, request, state.clock, state.settings, state.fault_store)
+    return ActionResult({"ImageId": image.id})
+
+
+def describe_images(self: AmisResponse) -> ActionResult:
+    max_results = _max_results(self, 1, 1000, "ImageIds", "imageIdsSet")
+    images = moto_hooks.original(AmisResponse, "describe_images")(self).result["Images"]
+    token = self._get_param("NextToken")
+    selected, next_token = page(images, max_results, token, _invalid_token(token))
+    return ActionResult({"Images": selected, "NextToken": next_token})
+
+
+def describe_snapshots(self: ElasticBlockStore) -> ActionResult:
+    max_results = _max_results(self, 5, 1000, "SnapshotIds", "snapshotIdSet")
+    snapshots = moto_hooks.original(ElasticBlockStore, "describe_snapshots")(self).result["Snapshots"]
+    owners = self._get_param("OwnerIds", [])
+    if owners:
+        account = self.ec2_backend.account_id
+        wanted = {account if owner == "self" else owner for owner in owners}
+        snapshots = [s for s in snapshots if s.owner_id in wanted or ("amazon" in wanted and s.owner_id != account)]
+    token = self._get_param("NextToken")
+    selected, next_token = page(snapshots, max_results, token, _invalid_token(token))
+    return ActionResult({"Snapshots": selected, "NextToken": next_token})
+
+
+def describe_instances(self: InstanceResponse) -> ActionResult:
+    self.error_on_dryrun()
+    max_results = _max_results(self, 5, 1000, "InstanceIds", "instancesSet")
+    instance_ids = self._get_param("InstanceIds", [])
+    filters = self._filters_from_querystring()
+    if instance_ids:
+        reservations = self.ec2_backend.get_reservations_by_instance_ids(instance_ids, filters=filters)
+    else:
+        reservations = self.ec2_backend.describe_instances(filters=filters)
+    token = self._get_param("NextToken")
+    first = decode_token(token, _invalid_token(token))
+    if first > len(reservations):
+        raise _invalid_token(token)()
+    if max_results is None:
+        return ActionResult({"Reservations": reservations[first:], "NextToken": None})
+    chosen = []
+    instances = 0
+    index = first
+    # AWS counts instances against MaxResults but never splits a reservation over two pages.
+    while index < len(reservations):
+        size = len(reservations[index].instances)
+        if chosen and instances + size > max_results:
+            break
+        chosen.append(reservations[index])
+        instances += size
+        index += 1
+    return ActionResult({"Reservations": chosen, "NextToken": encode_token(index) if index < len(reservations) else None})
+
+
+def describe_instance_status(self: InstanceResponse) -> ActionResult:
+    instances = moto_hooks.original(InstanceResponse, "describe_instance_status")(self).result["InstanceStatuses"]
+    faults = runtime.current().fault_store
+    statuses = []
+    for instance in instances:
+        item: dict[str, Any] = {
+            "AvailabilityZone": instance.placement.zone,
+            "InstanceId": instance.id,
+            "InstanceState": {"Code": instance.state_code, "Name": instance.state},
+            "InstanceStatus": instance.instance_status,
+            "SystemStatus": instance.system_status,
+        }
+        fault = faults.find("status_impaired", instance.id) if instance.state == "running" else None
+        if fault is not None:
+            impaired = {"Status": "impaired", "Details": [{"Name": "reachability", "Status": "failed", "ImpairedSince": to_datetime(fault.added_at)}]}
+            check = fault.options.get("check", "instance")
+            if check in ("instance", "both"):
+                item["InstanceStatus"] = impaired
+            if check in ("system", "both"):
+                item["SystemStatus"] = impaired
+        statuses.append(item)
+    return ActionResult({"InstanceStatuses": statuses})
+
+
+def describe_launch_template_versions(self: LaunchTemplates) -> ActionResult:
+    if self._get_param("LaunchTemplateId") or self._get_param("LaunchTemplateName"):
+        return moto_hooks.original(LaunchTemplates, "describe_launch_template_versions")(self)
+    versions = self._get_param("Versions", [])
+    if not versions or any(version not in ("$Latest", "$Default") for version in versions):
+        # moto's own validation answers this case with AWS's message.
+        return moto_hooks.original(LaunchTemplates, "describe_launch_template_versions")(self)
+    self.error_on_dryrun()
+    image_ids = self._filters_from_querystring().get("image-id")
+    rows = []
+    for template in self.ec2_backend.launch_templates.values():
+        seen = set()
+        for alias in versions:
+            version = template.get_version(alias)
+            if version.number in seen or (image_ids and version.image_id not in image_ids):
+                continue
+            seen.add(version.number)
+            rows.append({
+                "CreateTime": version.create_time,
+                "CreatedBy": f"arn:{self.partition}:iam::{self.current_account}:root",
+                "DefaultVersion": template.is_default(version),
+                "LaunchTemplateData": version.data,
+                "LaunchTemplateId": template.id,
+                "LaunchTemplateName": template.name,
+                "VersionDescription": version.description,
+                "VersionNumber": version.number,
+            })
+    max_results = self._get_int_param("MaxResults")
+    token = self._get_param("NextToken")
+    selected, next_token = page(rows, min(max_results, 200) if max_results else None, token, _invalid_token(token))
+    return ActionResult({"LaunchTemplateVersions": selected, "NextToken": next_token})
+
+
+def _load_amis_with_aws_platforms(backend: AmiBackend) -> None:
+    moto_hooks.original(AmiBackend, "_load_amis")(backend)
+    for image in backend.amis.values():
+        normalise_ami_platform(image)
+
+
+def install() -> None:
+    moto_hooks.replace(AmisResponse, "create_image", create_image)
+    moto_hooks.replace(AmisResponse, "describe_images", describe_images)
+    moto_hooks.replace(ElasticBlockStore, "describe_snapshots", describe_snapshots)
+    moto_hooks.replace(InstanceResponse, "describe_instances", describe_instances)
+    moto_hooks.replace(InstanceResponse, "describe_instance_status", describe_instance_status)
+    moto_hooks.replace(LaunchTemplates, "describe_launch_template_versions", describe_launch_template_versions)
+    moto_hooks.replace(AmiBackend, "_load_amis", _load_amis_with_aws_platforms)
+    moto_hooks.replace(Instance, "platform_details", property(lambda instance: instance_os(instance).platform_details))
+    moto_hooks.replace(Instance, "usage_operation", property(lambda instance: instance_os(instance).usage_operation))
+    moto_hooks.replace(Ami, "platform_details", property(lambda image: os_info(image.platform, image.name).platform_details))
+    moto_hooks.replace(Ami, "usage_operation", property(lambda image: os_info(image.platform, image.name).usage_operation))
+    # moto's instance filters are a name -> attribute table; these two raised NotImplementedError.
+    ec2_utils.filter_dict_attribute_mapping["platform"] = "platform"
+    ec2_utils.filter_dict_attribute_mapping["platform-details"] = "platform_details"

@@ -1,0 +1,13 @@
+"""Install every sandbox extension onto moto's classes (idempotent)."""
+
+from __future__ import annotations
+
+from sandbox import sts
+from sandbox.ec2 import api as ec2_api
+from sandbox.ssm import api as ssm_api
+
+
+def install() -> None:
+    ec2_api.install()
+    ssm_api.install()
+    sts.install()

@@ -1,0 +1,115 @@
+"""``Sandbox``: moto's server with the sandbox's extensions, in a background thread of this process.
+
+    with Sandbox.start(port=0) as sb:
+        os.environ.update(sb.env())        # AWS_ENDPOINT_URL etc.
+        sb.seed("demo")
+        sb.state.faults.add("ami_fail", instance_id=...)
+        sb.reset()                          # between tests
+
+The server is werkzeug's threaded WSGI server running moto's
+DomainDispatcherApplication behind ``SandboxMiddleware``; one endpoint serves
+every AWS service (moto routes by the SigV4 credential scope).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from sandbox import extensions, runtime
+from sandbox.clock import Settings
+from sandbox.control_api import ControlApi
+from sandbox.middleware import SandboxMiddleware
+from sandbox.seeding import fleet, scenario
+from sandbox.seeding.clients import TEST_CREDENTIALS
+from sandbox.state import SandboxState
+
+
+class _QuietHandler(MotoRequestHandler):
+    """No per-request log line (werkzeug writes one per request by default)."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return
+
+
+class Sandbox:
+    def __init__(self, state: SandboxState, server: BaseWSGIServer, thread: threading.Thread) -> None:
+        self.state = state
+        self._server = server
+        self._thread = thread
+        self._stop_lock = threading.Lock()
+        self._stopped = threading.Event()
+        host, port = server.server_address[:2]
+        self.endpoint = f"http://{host}:{port}"
+
+    @classmethod
+    def start(cls, host: str = "127.0.0.1", port: int = 0, settings: Settings | dict[str, Any] | None = None, verbose: bool = False) -> Sandbox:
+        """Start serving on ``host:port`` (0: a free port) with fresh moto state; returns once it accepts requests."""
+        if isinstance(settings, dict):
+            settings = Settings().updated(settings)
+        extensions.install()
+        state = SandboxState(settings)
+        runtime.activate(state)
+        try:
+            state.reset()
+            holder: dict[str, Sandbox] = {}
+            control = ControlApi(state, seed=lambda spec: holder["sandbox"].seed(spec), shutdown=lambda: holder["sandbox"].request_stop(),
+                                 endpoint=lambda: holder["sandbox"].endpoint)
+            app = SandboxMiddleware(DomainDispatcherApplication(create_backend_app), control, state)
+            handler = MotoRequestHandler if verbose else _QuietHandler
+            logging.getLogger("werkzeug").setLevel(logging.INFO if verbose else logging.WARNING)
+            server = make_server(host, port, app, threaded=True, request_handler=handler)
+        except BaseException:
+            runtime.deactivate(state)
+            raise
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="cms-sandbox", daemon=True)
+        sandbox = cls(state, server, thread)
+        holder["sandbox"] = sandbox
+        thread.start()
+        return sandbox
+
+    def env(self, region: str = "us-east-1") -> dict[str, str]:
+        """The environment a client (boto3, the AWS CLI, ansible) needs to use this sandbox."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": TEST_CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": TEST_CREDENTIALS["aws_secret_access_key"],
+            "AWS_DEFAULT_REGION": region,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "CMS_SANDBOX_URL": f"{self.endpoint}/_sandbox",
+        }
+
+    def seed(self, spec: str | dict[str, Any] | None) -> dict[str, Any]:
+        """Create a scenario ("demo", "none", a YAML path, or an inline/synthetic spec); returns its summary."""
+        return fleet.seed(self.state, self.endpoint, scenario.load(spec))
+
+    def reset(self) -> None:
+        self.state.reset()
+
+    def request_stop(self) -> None:
+        """Stop from another thread (a request handler cannot join the server it runs in)."""
+        threading.Thread(target=self.stop, name="cms-sandbox-stop", daemon=True).start()
+
+    def stop(self) -> None:
+        with self._stop_lock:
+            if self._stopped.is_set():
+                return
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join()
+            runtime.deactivate(self.state)
+            self._stopped.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the sandbox has stopped; False if ``timeout`` passed first."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,1 @@
+"""SSM: managed instances, AWS documents, Run Command lifecycle and patch compliance."""

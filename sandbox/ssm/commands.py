@@ -1,0 +1,140 @@
+"""Sent commands, per (account, region), and what they have done by now.
+
+A ``CommandRecord`` keeps everything SendCommand decided (targets in order,
+each target's outcome, the settings in force) plus the CancelCommand calls.
+Its invocation timelines are simulated on demand and cached until agent
+availability history or the cancellations change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from typing import Any
+
+from sandbox.clock import Clock, Settings
+from sandbox.faults import FaultStore
+from sandbox.ssm import patching, schedule
+from sandbox.ssm.documents import ResolvedDocument, Step
+from sandbox.ssm.patching import PatchRun, PatchState
+from sandbox.ssm.patch_catalog import profile
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedInvocation:
+    target: schedule.Target
+    instance_name: str
+    platform_type: str
+    patch_run: PatchRun | None  # only for AWS-RunPatchBaseline
+
+
+@dataclasses.dataclass
+class CommandRecord:
+    command_id: str
+    account: str
+    region: str
+    document: ResolvedDocument
+    request: dict[str, Any]  # the SendCommand fields echoed back (Comment, Parameters, InstanceIds, Targets, Output*, ...)
+    requested_at: float
+    timeout_seconds: int
+    max_concurrency: str
+    max_errors: str
+    settings: Settings
+    invocations: list[PlannedInvocation]
+    cancellations: list[tuple[float, frozenset[str] | None]] = dataclasses.field(default_factory=list)
+    _cache: tuple[Any, list[schedule.Timeline]] | None = None
+
+    @property
+    def steps(self) -> list[Step]:
+        return self.document.steps
+
+    def instance_ids(self) -> list[str]:
+        return [planned.target.instance_id for planned in self.invocations]
+
+    def cancelled_at(self, instance_id: str) -> float:
+        times = [when for when, ids in self.cancellations if ids is None or instance_id in ids]
+        return min(times) if times else math.inf
+
+    def timelines(self, faults: FaultStore) -> list[schedule.Timeline]:
+        key = (faults.agent_history_version, len(self.cancellations))
+        if self._cache is None or self._cache[0] != key:
+            timelines = schedule.simulate(
+                [planned.target for planned in self.invocations],
+                self.requested_at,
+                self.timeout_seconds,
+                self.max_concurrency,
+                self.max_errors,
+                self.settings,
+                faults.agent_offline_at,
+                self.cancelled_at,
+            )
+            self._cache = (key, timelines)
+        return self._cache[1]
+
+
+class CommandStore:
+    def __init__(self, clock: Clock, faults: FaultStore) -> None:
+        self._clock = clock
+        self._faults = faults
+        self._lock = threading.RLock()
+        self._commands: dict[tuple[str, str], list[CommandRecord]] = {}
+
+    def add(self, command: CommandRecord) -> None:
+        with self._lock:
+            self._commands.setdefault((command.account, command.region), []).append(command)
+
+    def in_region(self, account: str, region: str) -> list[CommandRecord]:
+        """Commands of one account and region, newest first (the order ListCommands uses)."""
+        with self._lock:
+            return list(reversed(self._commands.get((account, region), [])))
+
+    def get(self, account: str, region: str, command_id: str) -> CommandRecord | None:
+        with self._lock:
+            return next((command for command in self._commands.get((account, region), []) if command.command_id == command_id), None)
+
+    def all(self) -> list[CommandRecord]:
+        with self._lock:
+            return [command for commands in self._commands.values() for command in commands]
+
+    def cancel(self, command: CommandRecord, instance_ids: list[str] | None) -> None:
+        with self._lock:
+            command.cancellations.append((self._clock.now(), frozenset(instance_ids) if instance_ids else None))
+
+    def timelines(self, command: CommandRecord) -> list[schedule.Timeline]:
+        with self._lock:
+            return command.timelines(self._faults)
+
+    def patch_history(self, account: str, region: str, instance_id: str, when: float) -> list[tuple[PatchRun, float, float, str]]:
+        """(run, start, end, command id) of every AWS-RunPatchBaseline run on the instance that had finished by ``when``."""
+        history = []
+        with self._lock:
+            for command in self._commands.get((account, region), []):
+                for planned, timeline in zip(command.invocations, command.timelines(self._faults)):
+                    if planned.target.instance_id != instance_id or planned.patch_run is None:
+                        continue
+                    if timeline.ran_to_completion() and timeline.completed_by(when) and timeline.final.details != "ExecutionTimedOut":
+                        history.append((planned.patch_run, timeline.executed_from or timeline.ended, timeline.ended, command.command_id))
+        history.sort(key=lambda item: item[2])
+        return history
+
+    def patch_state(self, account: str, region: str, instance_id: str, platform_type: str, when: float) -> PatchState:
+        state = PatchState(profile(instance_id, platform_type))
+        for run, start, end, _ in self.patch_history(account, region, instance_id, when):
+            state = patching.fold(state, run, start, end)
+        return state
+
+    def reboots(self, when: float) -> list[dict[str, Any]]:
+        """Every reboot an AWS-RunPatchBaseline Install has caused so far."""
+        found = []
+        with self._lock:
+            for command in self.all():
+                for planned, timeline in zip(command.invocations, command.timelines(self._faults)):
+                    if planned.patch_run and planned.patch_run.reboots and timeline.ran_to_completion() and timeline.completed_by(when):
+                        rebooted_at = timeline.ended - command.settings.reboot_seconds
+                        found.append({"instance_id": planned.target.instance_id, "command_id": command.command_id, "at": rebooted_at})
+        return sorted(found, key=lambda item: item["at"])
+
+    def reset(self) -> None:
+        with self._lock:
+            self._commands.clear()
