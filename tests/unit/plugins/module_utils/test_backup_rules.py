@@ -1,0 +1,91 @@
+"""What 'verified' means, decided from image and snapshot states (no AWS)."""
+
+import pytest
+
+from ansible_collections.cms.patching.plugins.module_utils._backup import Backup, evaluate, render_name, template_error
+
+INSTANCE = {"instance_id": "i-1", "account_id": "1", "region": "r", "volumes": [{"device_name": "/dev/xvda", "volume_id": "vol-a"}, {"device_name": "/dev/sdf", "volume_id": "vol-b"}]}
+MAPPINGS = [{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": "snap-a"}}, {"DeviceName": "/dev/sdf", "Ebs": {"SnapshotId": "snap-b"}}]
+
+
+def backup(state="available", mappings=None):
+    b = Backup(dict(INSTANCE))
+    b.image = {"ImageId": "ami-1", "State": state, "BlockDeviceMappings": MAPPINGS if mappings is None else mappings, "CreationDate": "2026-11-27T10:00:00.000Z"}
+    return b
+
+
+def snaps(a="completed", b="completed", vol_b="vol-b"):
+    return {"snap-a": {"SnapshotId": "snap-a", "State": a, "VolumeId": "vol-a"}, "snap-b": {"SnapshotId": "snap-b", "State": b, "VolumeId": vol_b, "Progress": "40%"}}
+
+
+def test_available_and_every_snapshot_completed_is_verified():
+    b = backup()
+    evaluate(b, snaps(), now=100, deadline=200)
+    assert (b.status, b.reason, b.verified_at) == ("verified", "", 100)
+
+
+def test_available_image_with_a_pending_snapshot_is_not_verified():
+    b = backup()
+    evaluate(b, snaps(b="pending"), now=100, deadline=200)
+    assert b.status == "pending" and "snapshot snap-b is pending 40%" in b.reason and "1/2 snapshots completed" in b.reason
+
+
+def test_pending_past_the_deadline_fails_with_the_reason():
+    b = backup(state="pending")
+    evaluate(b, snaps(), now=300, deadline=200)
+    assert b.status == "failed" and b.reason.startswith("not verified within wait_timeout: AMI ami-1 is pending")
+
+
+def test_failed_image_fails_with_aws_reason():
+    b = backup(state="failed")
+    b.image["StateReason"] = {"Code": "Client.InternalError", "Message": "snapshot copy failed"}
+    evaluate(b, {}, now=1, deadline=200)
+    assert b.status == "failed" and b.reason == "AMI ami-1 is failed: snapshot copy failed"
+
+
+def test_snapshot_error_fails():
+    b = backup()
+    evaluate(b, snaps(b="error"), now=1, deadline=200)
+    assert b.status == "failed" and "snapshot snap-b of /dev/sdf is error" in b.reason
+
+
+def test_attached_volume_missing_from_the_ami_fails():
+    b = backup(mappings=MAPPINGS[:1])
+    evaluate(b, snaps(), now=1, deadline=200)
+    assert b.status == "failed" and "volume vol-b (/dev/sdf) is attached to the instance but not in AMI ami-1" in b.reason
+
+
+def test_snapshot_not_visible_yet_waits():
+    b = backup()
+    evaluate(b, {"snap-a": snaps()["snap-a"]}, now=1, deadline=200)
+    assert b.status == "pending" and "snapshot snap-b not visible yet" in b.reason
+
+
+def test_image_not_visible_yet_waits_then_fails():
+    b = Backup(dict(INSTANCE))
+    evaluate(b, {}, now=1, deadline=200)
+    assert b.status == "pending"
+    evaluate(b, {}, now=201, deadline=200)
+    assert b.status == "failed" and "not visible" in b.reason
+
+
+def test_final_states_do_not_change():
+    b = backup(state="failed")
+    evaluate(b, {}, now=1, deadline=200)
+    b.image["State"] = "available"
+    evaluate(b, snaps(), now=2, deadline=200)
+    assert b.status == "failed"
+
+
+def test_templates():
+    assert template_error("cms-{instance_id}-{run_id}") is None
+    assert "unknown placeholder {host}" in template_error("x-{host}")
+    assert render_name("pre {name}: {instance_id}!", {"name": "web#1", "instance_id": "i-1"}) == "pre web-1- i-1-"
+    assert len(render_name("{name}", {"name": "x" * 300})) == 128
+
+
+@pytest.mark.parametrize("state", ["failed", "error", "invalid", "deregistered", "disabled"])
+def test_every_failed_image_state(state):
+    b = backup(state=state)
+    evaluate(b, snaps(), now=1, deadline=200)
+    assert b.status == "failed"

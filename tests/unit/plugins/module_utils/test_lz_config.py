@@ -1,0 +1,158 @@
+"""Landing-zone configuration: found by name, validated once, every problem named by file and key."""
+
+import os
+import textwrap
+
+import pytest
+
+from ansible_collections.cms.patching.plugins.module_utils import _lz_config as lz
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
+INVENTORIES = os.path.join(REPO, "inventories")
+
+MINIMAL = """
+cms_patching_landing_zone:
+  accounts:
+    - account_id: "123456789012"
+  regions: [eu-west-1]
+"""
+
+
+def write_lz(root, name, text):
+    path = root / name / "group_vars" / "all"
+    path.mkdir(parents=True)
+    (path / "landing_zone.yml").write_text(textwrap.dedent(text))
+    return str(path / "landing_zone.yml")
+
+
+def problems_of(tmp_path, text):
+    write_lz(tmp_path, "lz", text)
+    with pytest.raises(lz.ConfigError) as info:
+        lz.load("lz", [str(tmp_path)])
+    return info.value.problems
+
+
+def test_shipped_landing_zones_validate():
+    for name in ("demo", "example"):
+        path, config = lz.load(name, [INVENTORIES])
+        assert path.endswith(os.path.join(name, "group_vars", "all", "landing_zone.yml"))
+        assert config["name"] == name
+        assert config["accounts"] and config["regions"]
+
+
+def test_defaults_are_filled_in(tmp_path):
+    write_lz(tmp_path, "lz", MINIMAL)
+    _path, config = lz.load("lz", [str(tmp_path)])
+    assert config["targets"]["instance_states"] == ["running"]
+    assert config["backup"]["no_reboot"] is True
+    assert config["backup"]["retention"] == {"keep_last": 3, "max_age_days": 30}
+    assert config["patching"]["operation"] == "Install"
+    assert config["patching"]["waves"] == [{"name": "all"}]
+    assert config["role_session_name"] == "cms-patching"
+
+
+def test_unknown_lz_names_the_known_ones(tmp_path):
+    write_lz(tmp_path, "alpha", MINIMAL)
+    write_lz(tmp_path, "beta", MINIMAL)
+    with pytest.raises(lz.ConfigError) as info:
+        lz.load("prod", [str(tmp_path)])
+    assert "unknown landing zone 'prod'" in str(info.value)
+    assert "alpha, beta" in str(info.value)
+
+
+def test_missing_lz_says_how_to_pass_one(tmp_path):
+    write_lz(tmp_path, "alpha", MINIMAL)
+    with pytest.raises(lz.ConfigError) as info:
+        lz.load("", [str(tmp_path)])
+    assert "-e lz=<name>" in str(info.value) and "alpha" in str(info.value)
+
+
+def test_first_search_path_wins(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    write_lz(first, "lz", MINIMAL)
+    write_lz(second, "lz", MINIMAL.replace("eu-west-1", "us-east-1"))
+    _path, config = lz.load("lz", [str(first), str(second)])
+    assert config["regions"] == ["eu-west-1"]
+
+
+def test_every_problem_names_file_and_key(tmp_path):
+    problems = problems_of(
+        tmp_path,
+        """
+        cms_patching_landing_zone:
+          accounts:
+            - account_id: 123456789012
+            - account_id: "210987654321"
+              role_arn: arn:aws:iam::999999999999:role/x
+          regions: [eu-wset-1]
+          backup:
+            retension: {}
+            wait_timeout: "30"
+          patching:
+            operation: install
+        """,
+    )
+    text = "\n".join(problems)
+    assert all(p.startswith(str(tmp_path)) for p in problems)
+    assert "accounts[0].account_id: expected a string, got an integer" in text
+    assert "accounts[1].role_arn:" in text and "belongs to account 999999999999" in text
+    assert "regions[0]: 'eu-wset-1' is not a region botocore knows" in text
+    assert "backup.retension: unknown key (did you mean 'retention'?)" in text
+    assert "backup.wait_timeout: expected an integer, got a string" in text
+    assert "patching.operation: 'install' is not one of Install, Scan" in text
+    assert len(problems) == 6
+
+
+def test_required_keys_and_empty_lists(tmp_path):
+    problems = problems_of(tmp_path, "cms_patching_landing_zone:\n  accounts: []\n")
+    assert any("accounts: must not be empty" in p for p in problems)
+    assert any("regions: required key is missing" in p for p in problems)
+
+
+def test_wrong_top_level(tmp_path):
+    problems = problems_of(tmp_path, "landing_zone:\n  accounts: []\n")
+    assert "expected a mapping with the key 'cms_patching_landing_zone'" in problems[0]
+
+
+def test_duplicate_keys_are_refused(tmp_path):
+    problems = problems_of(tmp_path, MINIMAL + "  regions: [us-east-1]\n")
+    assert "not valid YAML" in problems[0] and "duplicate key 'regions'" in problems[0]
+
+
+def test_malformed_yaml(tmp_path):
+    problems = problems_of(tmp_path, "cms_patching_landing_zone: [unclosed\n")
+    assert "not valid YAML" in problems[0]
+
+
+def test_cross_checks(tmp_path):
+    problems = problems_of(
+        tmp_path,
+        """
+        cms_patching_landing_zone:
+          accounts:
+            - account_id: "123456789012"
+              external_id: secret-value
+            - account_id: "123456789012"
+          regions: [eu-west-1, eu-west-1]
+          patching:
+            waves:
+              - {name: a, count: 1, percent: 5}
+              - {name: a}
+            output_s3_prefix: logs/
+        """,
+    )
+    text = "\n".join(problems)
+    assert "an external ID needs a role_arn" in text
+    assert "account 123456789012 is listed twice" in text
+    assert "a region is listed twice" in text
+    assert "choose one of percent, count, instance_ids, names" in text
+    assert "wave names must be unique" in text
+    assert "output_s3_prefix: needs output_s3_bucket" in text
+    assert "secret-value" not in text
+
+
+def test_redacted_masks_external_ids():
+    _path, config = lz.load("demo", [INVENTORIES])
+    shown = lz.redacted(config)
+    assert all(a.get("external_id") in (None, "********") for a in shown["accounts"])
+    assert any(a.get("external_id") == "cms-demo" for a in config["accounts"])

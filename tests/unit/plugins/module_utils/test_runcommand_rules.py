@@ -1,0 +1,70 @@
+"""How SSM invocation states map to patch statuses and error text; the patch helpers."""
+
+import pytest
+
+from ansible_collections.cms.patching.plugins.module_utils._patch import compliance_of, reboot_of, snapshot_id_for, wave_verdict
+from ansible_collections.cms.patching.plugins.module_utils._runcommand import comment_for, invocation_output, invocation_status
+
+
+@pytest.mark.parametrize(
+    "status,details,expected",
+    [
+        ("Success", "Success", "success"),
+        ("Failed", "Failed", "failed"),
+        ("Failed", "Undeliverable", "undeliverable"),
+        ("TimedOut", "DeliveryTimedOut", "undeliverable"),
+        ("TimedOut", "ExecutionTimedOut", "timed_out"),
+        ("Cancelled", "Cancelled", "cancelled"),
+        ("Cancelled", "Terminated", "cancelled"),
+        ("InProgress", "InProgress", "pending"),
+        ("Pending", "Pending", "pending"),
+        ("Delayed", "Delayed", "pending"),
+    ],
+)
+def test_invocation_status(status, details, expected):
+    assert invocation_status({"Status": status, "StatusDetails": details}) == expected
+
+
+def test_output_prefers_the_step_that_ran_and_failed():
+    invocation = {
+        "CommandPlugins": [
+            {"Name": "PatchWindows", "Status": "Success", "Output": "Step execution skipped due to unsatisfied preconditions"},
+            {"Name": "PatchLinux", "Status": "Failed", "Output": "yum: cannot download repomd.xml"},
+            {"Name": "PatchMacOS", "Status": "Success", "Output": "Step execution skipped due to unsatisfied preconditions"},
+        ]
+    }
+    assert invocation_output(invocation) == "yum: cannot download repomd.xml"
+    assert invocation_output({"CommandPlugins": [{"Status": "Failed", "Output": "x" * 1000}]}, max_chars=100).startswith("...")
+
+
+def test_comment_fits_the_api_limit():
+    assert comment_for("20261127T180400Z-abc", "wave=canary") == "cms.patching run=20261127T180400Z-abc wave=canary"
+    assert len(comment_for("r" * 64, "wave=" + "w" * 80)) == 100
+
+
+def test_snapshot_id_is_stable_per_run():
+    assert snapshot_id_for("run-1") == snapshot_id_for("run-1") != snapshot_id_for("run-2")
+    assert len(snapshot_id_for("run-1")) == 36
+
+
+def test_compliance_and_reboot():
+    assert compliance_of({"MissingCount": 0, "FailedCount": 0, "InstalledPendingRebootCount": 0}) == "COMPLIANT"
+    assert compliance_of({"MissingCount": 2}) == "NON_COMPLIANT"
+    assert compliance_of({}) == ""
+    rebooted = {"CommandPlugins": [{"Output": "Installed 3 updates. Rebooting the instance to finish the installation."}]}
+    assert reboot_of("Install", "RebootIfNeeded", rebooted, {"InstalledPendingRebootCount": 0}) == "yes"
+    assert reboot_of("Install", "RebootIfNeeded", {"CommandPlugins": [{"Output": "No patches to install."}]}, {}) == "no"
+    assert reboot_of("Install", "NoReboot", rebooted, {"InstalledPendingRebootCount": 2}) == "pending"
+    assert reboot_of("Scan", "RebootIfNeeded", rebooted, {}) == "no"
+
+
+def test_wave_verdict_counts_post_check_failures_and_ignores_skipped():
+    results = [
+        {"patch_status": "success", "post_checks": {"status": "passed"}},
+        {"patch_status": "success", "post_checks": {"status": "failed"}},
+        {"patch_status": "failed"},
+        {"patch_status": "skipped"},
+    ]
+    assert wave_verdict(results, 50) == {"sent": 3, "failed": 2, "failure_rate": 66.7, "stop": True}
+    assert wave_verdict(results, 70)["stop"] is False
+    assert wave_verdict([], 0) == {"sent": 0, "failed": 0, "failure_rate": 0.0, "stop": False}
