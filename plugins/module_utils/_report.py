@@ -153,7 +153,7 @@ class RunReport:
             checks = item.get("post_checks") or {}
             if checks:
                 row["post_checks"] = checks.get("status", "")
-            if status not in ("success", "not_run", None):
+            if status in PATCH_STATUSES and status not in ("success", "not_run"):
                 self._set_error(row, item.get("error") or item.get("reason") or status)
             elif checks.get("status") == "failed":
                 self._set_error(row, "post-patch check failed: %s" % checks.get("reason", ""))
