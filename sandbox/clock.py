@@ -65,8 +65,8 @@ class Settings:
 class Clock:
     """Sandbox time in epoch seconds: wall time since the anchor, multiplied by the scale.
 
-    Changing the scale re-anchors, so sandbox time never jumps: timestamps already
-    handed out stay in the past.
+    Changing the scale re-anchors, so sandbox time never jumps back: timestamps
+    already handed out stay in the past. ``advance`` jumps forward.
     """
 
     def __init__(self, time_scale: float = 1.0, wall: Callable[[], float] = time.time) -> None:
@@ -91,9 +91,13 @@ class Clock:
             self._wall_anchor = wall_now
             self._scale = time_scale
 
-    def wall_seconds(self, sandbox_seconds: float) -> float:
-        """How long a sandbox duration takes in wall time (for clients deciding how long to sleep)."""
-        return sandbox_seconds / self._scale
+    def advance(self, seconds: float) -> float:
+        """Jump sandbox time forward (tests: reach the next state without sleeping); returns the new now."""
+        if seconds < 0:
+            raise ValueError("sandbox time only moves forward")
+        with self._lock:
+            self._sandbox_anchor += seconds
+        return self.now()
 
 
 def to_datetime(timestamp: float) -> datetime.datetime:

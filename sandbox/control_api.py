@@ -39,6 +39,7 @@ class ControlApi:
             ("POST", "reset"): self._reset,
             ("POST", "seed"): self._seed_scenario,
             ("GET", "describe"): lambda request: self._state.describe(),
+            ("POST", "clock/advance"): lambda request: {"now": self._state.clock.advance(float(_body(request)["seconds"]))},
             ("POST", "shutdown"): self._stop,
         }
 
@@ -52,6 +53,9 @@ class ControlApi:
                     raise MethodNotAllowed()
                 raise NotFound()
             response = _json(handler(request))
+            if name == "shutdown":
+                # Stop only once this answer has been sent: the CLI exits as soon as the server is down.
+                response.call_on_close(self._shutdown)
         except HTTPException as error:
             response = _json({"error": error.description}, error.code or 500)
         except (ValueError, TypeError, KeyError) as error:
@@ -106,7 +110,6 @@ class ControlApi:
         raise ValueError('seed needs {"scenario": "demo" | "<path>"} or {"spec": {...}}')
 
     def _stop(self, request: Request) -> dict[str, Any]:
-        self._shutdown()
         return {"status": "stopping"}
 
 

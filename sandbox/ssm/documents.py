@@ -11,6 +11,7 @@ GetDocument and ListDocuments show them like AWS does.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from typing import Any
@@ -154,11 +155,11 @@ class ResolvedDocument:
     content: dict[str, Any]
     platform_types: tuple[str, ...]
 
-    @property
+    @functools.cached_property
     def parameters(self) -> dict[str, dict[str, Any]]:
         return self.content.get("parameters") or {}
 
-    @property
+    @functools.cached_property
     def steps(self) -> list[Step]:
         """Plugins in document order: mainSteps (schema 2.x) or runtimeConfig (schema 1.2)."""
         if "mainSteps" in self.content:

@@ -170,13 +170,13 @@ def _plan_target(state: SandboxState, document: ResolvedDocument, parameters: di
         outcome = Outcome("Failed", "InvalidPlatform", -1)
         return PlannedInvocation(Target(entry.instance_id, reachable, outcome), entry.computer_name, entry.platform_type, None)
     if document.name != RUN_PATCH_BASELINE:
-        failed = state.faults.take("command_fail", entry.instance_id) is not None
+        failed = state.fault_store.take("command_fail", entry.instance_id) is not None
         outcome = Outcome("Failed", "Failed", 1) if failed else Outcome("Success", "Success", 0)
         return PlannedInvocation(Target(entry.instance_id, reachable, outcome), entry.computer_name, entry.platform_type, None)
 
     current = state.commands.patch_state(entry.account, entry.region, entry.instance_id, entry.platform_type, state.clock.now())
-    timed_out = state.faults.take("patch_timeout", entry.instance_id) is not None
-    failing = not timed_out and state.faults.take("patch_fail", entry.instance_id) is not None
+    timed_out = state.fault_store.take("patch_timeout", entry.instance_id) is not None
+    failing = not timed_out and state.fault_store.take("patch_fail", entry.instance_id) is not None
     tags = instance_tags(instance)
     run = patching.plan(
         current,

@@ -68,12 +68,12 @@ def plugins(command: CommandRecord, planned: PlannedInvocation, timeline: schedu
         }
         if started:
             plugin["ResponseStartDateTime"] = to_datetime(timeline.executed_from)
-        if step is not running and started:
+        if step != running and started:
             plugin.update(Status="Success", StatusDetails="Success", ResponseCode=0, Output=skipped_step(step.name, step.platform).plugin_output(),
                           ResponseFinishDateTime=to_datetime(timeline.executed_from))
         elif finished:
             plugin.update(Status=phase.status, StatusDetails=phase.details, ResponseFinishDateTime=to_datetime(timeline.ended))
-            if step is running:
+            if step == running:
                 plugin.update(ResponseCode=timeline.response_code, Output=_streams(command, planned, timeline).plugin_output())
         else:
             plugin.update(Status=_PLUGIN_STATUS.get(phase.status, phase.status), StatusDetails=_PLUGIN_STATUS.get(phase.details, phase.details))
@@ -137,7 +137,7 @@ def get_invocation_view(command: CommandRecord, planned: PlannedInvocation, time
     if step is not None:
         plugin = next(item for item in plugins(command, planned, timeline, now) if item["Name"] == step.name)
         view.update(PluginName=step.name, ResponseCode=plugin["ResponseCode"])
-        if step is not _running_step(command, planned):
+        if step != _running_step(command, planned):
             view.update(Status=plugin["Status"], StatusDetails=plugin["StatusDetails"], StandardOutputContent=plugin["Output"])
         elif phase.status in schedule.TERMINAL:
             streams = _streams(command, planned, timeline)
