@@ -27,19 +27,19 @@ import subprocess
 import sys
 
 # Options understood by get-pip but not by "pip install".
-GET_PIP_ONLY_OPTIONS = frozenset(('--no-setuptools', '--no-wheel'))
+GET_PIP_ONLY_OPTIONS = frozenset(("--no-setuptools", "--no-wheel"))
 
 
 def main():
     """Bootstrap pip with ensurepip, then pip install the requested packages."""
     pip_args = [arg for arg in sys.argv[1:] if arg not in GET_PIP_ONLY_OPTIONS]
 
-    subprocess.run([sys.executable, '-m', 'ensurepip', '--upgrade'], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "ensurepip", "--upgrade"], check=True, stdout=subprocess.DEVNULL)
 
     if pip_args:
-        result = subprocess.run([sys.executable, '-m', 'pip', 'install'] + pip_args, check=False)
+        result = subprocess.run([sys.executable, "-m", "pip", "install"] + pip_args, check=False)
         sys.exit(result.returncode)
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     main()

@@ -38,7 +38,12 @@ def held_back(results, phase, check_mode=False):
         if phase == "backup":
             ok = ("verified", "skipped") if check_mode else ("verified",)
             if item.get("backup_status") not in ok:
-                held.append({"instance_id": item["instance_id"], "reason": "no verified backup, so it is not patched: %s: %s" % (item.get("backup_status"), item.get("reason"))})
+                held.append(
+                    {
+                        "instance_id": item["instance_id"],
+                        "reason": "no verified backup, so it is not patched: %s: %s" % (item.get("backup_status"), item.get("reason")),
+                    }
+                )
         elif phase == "patch":
             ok = ("success", "skipped") if check_mode else ("success",)
             checks = item.get("post_checks") or {}

@@ -60,7 +60,7 @@ def _parse_time(value):
 
 def _chunks(items, size):
     items = list(items)
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def group_by_location(instances):
@@ -167,7 +167,9 @@ def _snapshot_problems(backup, snapshots):
         if status == "completed":
             done += 1
         elif status in ("error", "recoverable"):
-            problems.append("snapshot %s of %s is %s%s" % (snap_id, mapping.get("DeviceName"), status, ": %s" % snap["StateMessage"] if snap.get("StateMessage") else ""))
+            problems.append(
+                "snapshot %s of %s is %s%s" % (snap_id, mapping.get("DeviceName"), status, ": %s" % snap["StateMessage"] if snap.get("StateMessage") else "")
+            )
         else:
             waiting.append("snapshot %s is %s %s" % (snap_id, status, snap.get("Progress", "")))
     if waiting and done:
@@ -175,7 +177,9 @@ def _snapshot_problems(backup, snapshots):
     if not waiting:
         for volume in backup.instance.get("volumes") or []:
             if volume["volume_id"] not in covered_volumes and volume["device_name"] not in covered_devices:
-                problems.append("volume %s (%s) is attached to the instance but not in AMI %s" % (volume["volume_id"], volume["device_name"], backup.image["ImageId"]))
+                problems.append(
+                    "volume %s (%s) is attached to the instance but not in AMI %s" % (volume["volume_id"], volume["device_name"], backup.image["ImageId"])
+                )
         if not mappings:
             problems.append("AMI %s has no EBS snapshot at all" % backup.image["ImageId"])
     return problems, waiting
@@ -216,8 +220,7 @@ class BackupRun:
         else:
             batches = [[{"Name": "snapshot-id", "Values": chunk}] for chunk in _chunks(sorted(snapshot_ids), ID_FILTER_BATCH)]
         for filters in batches:
-            for snap in paginate(ec2.describe_snapshots, "Snapshots", OwnerIds=["self"], Filters=filters, MaxResults=1000):
-                yield snap
+            yield from paginate(ec2.describe_snapshots, "Snapshots", OwnerIds=["self"], Filters=filters, MaxResults=1000)
 
     def _fill_volumes(self, location, members):
         """Instances given without their volumes (e.g. not from discovery): read them, 200 IDs a call."""
@@ -289,7 +292,10 @@ class BackupRun:
                 for item in self.groups[outcome.item]:
                     backup = self.backups[item["instance_id"]]
                     if backup.status == "pending":
-                        backup.status, backup.reason = "failed", "could not read AMI state in %s/%s: %s" % (outcome.item[0], outcome.item[1], describe_aws_error(outcome.error))
+                        backup.status, backup.reason = (
+                            "failed",
+                            "could not read AMI state in %s/%s: %s" % (outcome.item[0], outcome.item[1], describe_aws_error(outcome.error)),
+                        )
         now = self.clock()
         for backup in self.backups.values():
             if not self.create and backup.image is None and backup.status == "pending":

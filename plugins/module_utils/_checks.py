@@ -20,7 +20,7 @@ SHELL_DOCUMENTS = {"linux": "AWS-RunShellScript", "windows": "AWS-RunPowerShellS
 
 def _chunks(items, size):
     items = list(items)
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _group(instances):
@@ -49,7 +49,9 @@ class HealthChecks:
         ssm = self.fleet.client("ssm", *location)
         online = set()
         for chunk in _chunks(ids, 50):
-            for info in paginate(ssm.describe_instance_information, "InstanceInformationList", Filters=[{"Key": "InstanceIds", "Values": chunk}], MaxResults=50):
+            for info in paginate(
+                ssm.describe_instance_information, "InstanceInformationList", Filters=[{"Key": "InstanceIds", "Values": chunk}], MaxResults=50
+            ):
                 if info.get("PingStatus") == "Online":
                     online.add(info["InstanceId"])
         return {i: (i in online, "" if i in online else "SSM agent is not Online") for i in ids}
@@ -134,4 +136,6 @@ class HealthChecks:
         for instance_id, (ok, reason) in self._commands(passed_reads, deadline).items():
             if not ok:
                 reasons[instance_id] = reason
-        return {i["instance_id"]: {"status": "failed" if i["instance_id"] in reasons else "passed", "reason": reasons.get(i["instance_id"], "")} for i in instances}
+        return {
+            i["instance_id"]: {"status": "failed" if i["instance_id"] in reasons else "passed", "reason": reasons.get(i["instance_id"], "")} for i in instances
+        }

@@ -184,7 +184,7 @@ def _validate(field, value, path, problems):
     if not _type_ok(field.kind, value):
         hint = ""
         if field.kind == "str" and isinstance(value, int) and not isinstance(value, bool):
-            hint = " (quote it, e.g. \"%s\", so YAML keeps it a string)" % value
+            hint = ' (quote it, e.g. "%s", so YAML keeps it a string)' % value
         problems.append("%s: expected %s, got %s%s" % (path, _EXPECTED[field.kind], _type_name(value), hint))
         return None
     if field.choices is not None and value not in field.choices:
@@ -337,10 +337,7 @@ def find_config(name, search_paths):
     known = known_landing_zones(search_paths)
     where = ", ".join(p for p in search_paths if p) or "(no search paths)"
     raise ConfigError(
-        [
-            "unknown landing zone %r: known landing zones are %s (searched %s for <lz>/%s)"
-            % (name, ", ".join(known) if known else "none", where, CONFIG_FILE)
-        ]
+        ["unknown landing zone %r: known landing zones are %s (searched %s for <lz>/%s)" % (name, ", ".join(known) if known else "none", where, CONFIG_FILE)]
     )
 
 
@@ -366,4 +363,3 @@ def redacted(config):
         if account.get("external_id"):
             account["external_id"] = "********"
     return copy
-

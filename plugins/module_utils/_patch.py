@@ -59,7 +59,7 @@ def reboot_of(operation, reboot_option, invocation, state):
 
 def _chunks(items, size):
     items = list(items)
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 class PatchRun:
@@ -107,7 +107,10 @@ class PatchRun:
             {"Name": "tag-key", "Values": [_tags.VERIFIED_AT]},
             {"Name": "state", "Values": ["available"]},
         ]
-        return {_tags.as_dict(i.get("Tags")).get(_tags.INSTANCE_ID) for i in paginate(ec2.describe_images, "Images", Owners=["self"], Filters=filters, MaxResults=1000)}
+        return {
+            _tags.as_dict(i.get("Tags")).get(_tags.INSTANCE_ID)
+            for i in paginate(ec2.describe_images, "Images", Owners=["self"], Filters=filters, MaxResults=1000)
+        }
 
     def gate(self, candidates):
         """Instances with a verified backup in this run; the others are skipped with the reason."""
@@ -156,10 +159,16 @@ class PatchRun:
             self.batch.cancel(commands)
         for command_id, ids in late.items():
             for instance_id in ids:
-                self.timed_out[instance_id] = "still running at the deadline (delivery_timeout + execution_timeout, or wait_timeout); cancel requested for command %s" % command_id
+                self.timed_out[instance_id] = (
+                    "still running at the deadline (delivery_timeout + execution_timeout, or wait_timeout); cancel requested for command %s" % command_id
+                )
 
     def pending(self):
-        return [i for i in self.instances if i["instance_id"] not in self.skipped and i["instance_id"] not in self.timed_out and self.batch.outcome(i["instance_id"])[0] == "pending"]
+        return [
+            i
+            for i in self.instances
+            if i["instance_id"] not in self.skipped and i["instance_id"] not in self.timed_out and self.batch.outcome(i["instance_id"])[0] == "pending"
+        ]
 
     def poll(self):
         self.rounds += 1
@@ -179,7 +188,9 @@ class PatchRun:
             return
         allowed = self.gate(fresh)
         if allowed and self.options.get("pre_checks"):
-            checks = HealthChecks(self.fleet, self.options["pre_checks"], self.run_id, "pre-check wave=%s" % self.options["wave"], self.options, self.clock, self.sleep)
+            checks = HealthChecks(
+                self.fleet, self.options["pre_checks"], self.run_id, "pre-check wave=%s" % self.options["wave"], self.options, self.clock, self.sleep
+            )
             if checks.enabled() and not self.check_mode:
                 self.pre_checks = checks.run(allowed)
                 for instance_id, check in self.pre_checks.items():
@@ -226,7 +237,9 @@ class PatchRun:
             if outcome.ok:
                 self.states.update(outcome.result)
         if succeeded and self.options.get("post_checks"):
-            checks = HealthChecks(self.fleet, self.options["post_checks"], self.run_id, "post-check wave=%s" % self.options["wave"], self.options, self.clock, self.sleep)
+            checks = HealthChecks(
+                self.fleet, self.options["post_checks"], self.run_id, "post-check wave=%s" % self.options["wave"], self.options, self.clock, self.sleep
+            )
             if checks.enabled():
                 self.post_checks = checks.run(succeeded)
 

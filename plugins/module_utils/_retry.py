@@ -68,7 +68,7 @@ class RetryPolicy:
         self._rng = rng or random.Random()
 
     def delay(self, attempt):
-        return self._rng.uniform(0.0, min(self.max_delay, self.base_delay * (2 ** attempt)))
+        return self._rng.uniform(0.0, min(self.max_delay, self.base_delay * (2**attempt)))
 
 
 class CallStats:
@@ -145,8 +145,7 @@ def paginate(method, result_key, **kwargs):
         if token:
             kwargs["NextToken"] = token
         page = method(**kwargs)
-        for item in page.get(result_key, []):
-            yield item
+        yield from page.get(result_key, [])
         token = page.get("NextToken")
         if not token:
             return

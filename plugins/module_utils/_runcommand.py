@@ -35,7 +35,7 @@ def comment_for(run_id, label):
 
 def _chunks(items, size):
     items = list(items)
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _iso(timestamp):
@@ -72,7 +72,7 @@ def invocation_output(invocation, max_chars=OUTPUT_MAX):
     failed = [p for p in ran if p.get("Status") not in ("Success", None)] or ran
     text = "\n".join((p.get("Output") or "").strip() for p in failed).strip()
     if len(text) > max_chars:
-        text = "..." + text[-(max_chars - 3):]
+        text = "..." + text[-(max_chars - 3) :]
     return text
 
 

@@ -50,11 +50,10 @@ def _describe_instances(ec2, filters, instance_ids):
         batches = [base]
     else:
         ids = sorted(instance_ids)
-        batches = [base + [{"Name": "instance-id", "Values": ids[i:i + FILTER_VALUES_MAX]}] for i in range(0, len(ids), FILTER_VALUES_MAX)]
+        batches = [base + [{"Name": "instance-id", "Values": ids[i : i + FILTER_VALUES_MAX]}] for i in range(0, len(ids), FILTER_VALUES_MAX)]
     for batch in batches:
         for reservation in paginate(ec2.describe_instances, "Reservations", Filters=batch, MaxResults=1000):
-            for instance in reservation.get("Instances", []):
-                yield instance
+            yield from reservation.get("Instances", [])
 
 
 def _managed(ssm):
@@ -80,7 +79,9 @@ def instance_record(instance, account_id, region, info):
         "patch_group": patch_group,
         "tags": tags,
         "volumes": [
-            {"device_name": m["DeviceName"], "volume_id": m["Ebs"]["VolumeId"]} for m in instance.get("BlockDeviceMappings", []) if m.get("Ebs", {}).get("VolumeId")
+            {"device_name": m["DeviceName"], "volume_id": m["Ebs"]["VolumeId"]}
+            for m in instance.get("BlockDeviceMappings", [])
+            if m.get("Ebs", {}).get("VolumeId")
         ],
         "ssm_status": info.get("PingStatus", "NotManaged") if info else "NotManaged",
         "ssm_platform_name": (info or {}).get("PlatformName", ""),

@@ -159,7 +159,9 @@ class FleetSession:
             try:
                 self._caller_account = self._base_client("sts").get_caller_identity()["Account"]
             except (ClientError, BotoCoreError) as exc:
-                raise FleetError("could not identify the caller's AWS account (sts:GetCallerIdentity): %s; check the credentials" % describe_aws_error(exc)) from None
+                raise FleetError(
+                    "could not identify the caller's AWS account (sts:GetCallerIdentity): %s; check the credentials" % describe_aws_error(exc)
+                ) from None
         if self._caller_account != account_id:
             raise FleetError(
                 "account %s has no role_arn, so the caller's own credentials are used, but they belong to account %s; "

@@ -23,7 +23,7 @@ description:
     C(available), and one used by the latest or default version of a launch template are always kept. Removal deregisters the
     image, then deletes its snapshots.
 author:
-  - cms.patching contributors
+  - CMS Platform Engineering (@cms-platform)
 options:
   mode:
     description: What to do; see the description.

@@ -18,7 +18,7 @@ description:
     O(instance_states), SSM registration, SSM ping status (when O(require_ssm_online=true)).
   - Read-only; never changes anything in AWS.
 author:
-  - cms.patching contributors
+  - CMS Platform Engineering (@cms-platform)
 options:
   regions:
     description: The regions to scan in every account.

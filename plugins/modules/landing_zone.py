@@ -15,7 +15,7 @@ description:
     the file, every bad key and what was expected.
   - Also returns the run ID that tags this run's AMIs and commands; give O(run_id) to resume an earlier run.
 author:
-  - cms.patching contributors
+  - CMS Platform Engineering (@cms-platform)
 options:
   name:
     description: The landing zone, e.g. C(prod) (the C(lz) extra variable of the playbooks).

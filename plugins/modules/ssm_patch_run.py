@@ -22,7 +22,7 @@ description:
   - B(Resumable) - every command's comment names the run and wave, so a second call with the same O(run_id) and O(wave) (after a progress
     return, Ctrl-C, an AWX cancel or a timeout) finds the commands already sent instead of sending them again.
 author:
-  - cms.patching contributors
+  - CMS Platform Engineering (@cms-platform)
 options:
   instances:
     description:
@@ -304,6 +304,19 @@ verdict:
   description: The batch's failure rate among patched instances (post-check failures count) and whether it exceeds O(max_failure_rate).
   returned: always
   type: dict
+  contains:
+    sent:
+      description: Instances a command was sent to (skipped ones do not count).
+      type: int
+    failed:
+      description: Of those, the ones that failed, timed out, were cancelled or undeliverable, or failed their post-checks.
+      type: int
+    failure_rate:
+      description: The failed share in percent.
+      type: float
+    stop:
+      description: Whether the failure rate exceeds O(max_failure_rate), so a wave-by-wave caller should stop.
+      type: bool
   sample: {"sent": 16, "failed": 1, "failure_rate": 6.2, "stop": false}
 progress:
   description: Where the wait stands, for progress displays; C(line) is a one-line summary.

@@ -4,18 +4,31 @@ import pytest
 
 from ansible_collections.cms.patching.plugins.module_utils._backup import Backup, evaluate, render_name, template_error
 
-INSTANCE = {"instance_id": "i-1", "account_id": "1", "region": "r", "volumes": [{"device_name": "/dev/xvda", "volume_id": "vol-a"}, {"device_name": "/dev/sdf", "volume_id": "vol-b"}]}
+INSTANCE = {
+    "instance_id": "i-1",
+    "account_id": "1",
+    "region": "r",
+    "volumes": [{"device_name": "/dev/xvda", "volume_id": "vol-a"}, {"device_name": "/dev/sdf", "volume_id": "vol-b"}],
+}
 MAPPINGS = [{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": "snap-a"}}, {"DeviceName": "/dev/sdf", "Ebs": {"SnapshotId": "snap-b"}}]
 
 
 def backup(state="available", mappings=None):
     b = Backup(dict(INSTANCE))
-    b.image = {"ImageId": "ami-1", "State": state, "BlockDeviceMappings": MAPPINGS if mappings is None else mappings, "CreationDate": "2026-11-27T10:00:00.000Z"}
+    b.image = {
+        "ImageId": "ami-1",
+        "State": state,
+        "BlockDeviceMappings": MAPPINGS if mappings is None else mappings,
+        "CreationDate": "2026-11-27T10:00:00.000Z",
+    }
     return b
 
 
 def snaps(a="completed", b="completed", vol_b="vol-b"):
-    return {"snap-a": {"SnapshotId": "snap-a", "State": a, "VolumeId": "vol-a"}, "snap-b": {"SnapshotId": "snap-b", "State": b, "VolumeId": vol_b, "Progress": "40%"}}
+    return {
+        "snap-a": {"SnapshotId": "snap-a", "State": a, "VolumeId": "vol-a"},
+        "snap-b": {"SnapshotId": "snap-b", "State": b, "VolumeId": vol_b, "Progress": "40%"},
+    }
 
 
 def test_available_and_every_snapshot_completed_is_verified():

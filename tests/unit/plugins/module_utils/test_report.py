@@ -8,8 +8,26 @@ import pytest
 from ansible_collections.cms.patching.plugins.module_utils._report import COLUMNS, RunReport, neutralise, summary_line
 
 SEEN = [
-    {"instance_id": "i-1", "account_id": "1", "region": "r", "name": "=cmd|' /C calc'!A0", "platform": "linux", "state": "running", "ssm_status": "Online", "target": True},
-    {"instance_id": "i-2", "account_id": "1", "region": "r", "name": "db", "platform": "linux", "state": "stopped", "target": False, "skip_reason": "instance is stopped"},
+    {
+        "instance_id": "i-1",
+        "account_id": "1",
+        "region": "r",
+        "name": "=cmd|' /C calc'!A0",
+        "platform": "linux",
+        "state": "running",
+        "ssm_status": "Online",
+        "target": True,
+    },
+    {
+        "instance_id": "i-2",
+        "account_id": "1",
+        "region": "r",
+        "name": "db",
+        "platform": "linux",
+        "state": "stopped",
+        "target": False,
+        "skip_reason": "instance is stopped",
+    },
 ]
 
 
@@ -19,9 +37,29 @@ def rows(report):
 
 def test_column_order_is_the_contract():
     assert COLUMNS[:23] == (
-        "run_id", "lz", "account_id", "region", "instance_id", "name", "platform", "instance_state", "ssm_status", "target", "skip_reason",
-        "ami_id", "snapshot_ids", "backup_status", "patch_command_id", "patch_status", "patches_installed", "patches_failed", "reboot",
-        "compliance", "error", "started_at", "finished_at",
+        "run_id",
+        "lz",
+        "account_id",
+        "region",
+        "instance_id",
+        "name",
+        "platform",
+        "instance_state",
+        "ssm_status",
+        "target",
+        "skip_reason",
+        "ami_id",
+        "snapshot_ids",
+        "backup_status",
+        "patch_command_id",
+        "patch_status",
+        "patches_installed",
+        "patches_failed",
+        "reboot",
+        "compliance",
+        "error",
+        "started_at",
+        "finished_at",
     )
 
 
@@ -50,7 +88,9 @@ def test_discovery_rows_and_non_targets():
 def test_failed_backup_skips_patching_with_the_reason():
     report = RunReport()
     report.add_discovery(SEEN)
-    report.add_backup([{"instance_id": "i-1", "ami_id": "ami-1", "snapshot_ids": ["snap-1", "snap-2"], "backup_status": "failed", "reason": "snapshot snap-2 is error"}])
+    report.add_backup(
+        [{"instance_id": "i-1", "ami_id": "ami-1", "snapshot_ids": ["snap-1", "snap-2"], "backup_status": "failed", "reason": "snapshot snap-2 is error"}]
+    )
     row = rows(report)[0]
     assert row["backup_status"] == "failed" and row["patch_status"] == "skipped"
     assert row["snapshot_ids"] == "snap-1;snap-2"
@@ -61,7 +101,19 @@ def test_patch_results_fill_their_columns_and_first_error_wins():
     report = RunReport()
     report.add_discovery(SEEN)
     report.add_backup([{"instance_id": "i-1", "ami_id": "ami-1", "snapshot_ids": ["snap-1"], "backup_status": "verified"}])
-    report.add_patch([{"instance_id": "i-1", "command_id": "c-1", "patch_status": "failed", "error": "Failed: yum error", "installed_count": 3, "failed_count": 1, "wave": "canary"}])
+    report.add_patch(
+        [
+            {
+                "instance_id": "i-1",
+                "command_id": "c-1",
+                "patch_status": "failed",
+                "error": "Failed: yum error",
+                "installed_count": 3,
+                "failed_count": 1,
+                "wave": "canary",
+            }
+        ]
+    )
     report.add_error(["i-1"], "a later, less specific message")
     row = rows(report)[0]
     assert (row["patch_command_id"], row["patch_status"], row["patches_installed"], row["patches_failed"], row["wave"]) == ("c-1", "failed", "3", "1", "canary")

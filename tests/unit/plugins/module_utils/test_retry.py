@@ -77,7 +77,7 @@ def test_other_errors_are_raised_at_once():
 
 def test_gives_up_after_max_attempts():
     wrapped, stubber, stats, sleeps = make(attempts=3)
-    for _ in range(3):
+    for _attempt in range(3):
         stubber.add_client_error("describe_images", service_error_code="Throttling", http_status_code=400)
     with stubber, pytest.raises(ClientError):
         wrapped.describe_images()
@@ -113,9 +113,9 @@ def test_connection_errors_retried_for_reads_only():
 
 def test_backoff_ceiling_grows_and_is_capped():
     policy = RetryPolicy(base_delay=1.0, max_delay=4.0)
-    assert all(0 <= policy.delay(0) <= 1.0 for _ in range(50))
-    assert all(0 <= policy.delay(10) <= 4.0 for _ in range(50))
-    assert max(policy.delay(10) for _ in range(200)) > 2.0
+    assert all(0 <= policy.delay(0) <= 1.0 for _sample in range(50))
+    assert all(0 <= policy.delay(10) <= 4.0 for _sample in range(50))
+    assert max(policy.delay(10) for _sample in range(200)) > 2.0
 
 
 def test_paginate_follows_next_token():

@@ -31,7 +31,9 @@ def test_role_arn_must_match_its_account():
     assert "not an IAM role ARN" in v.role_arn_error("arn:aws:iam::210987654321:user/R")
 
 
-@pytest.mark.parametrize("value,ok", [("i-0123456789abcdef0", True), ("i-01234567", True), ("i-0123", False), ("ami-01234567", False), ("i-0123456789ABCDEF0", False)])
+@pytest.mark.parametrize(
+    "value,ok", [("i-0123456789abcdef0", True), ("i-01234567", True), ("i-0123", False), ("ami-01234567", False), ("i-0123456789ABCDEF0", False)]
+)
 def test_instance_ids(value, ok):
     assert (v.instance_id_error(value) is None) is ok
 
