@@ -58,7 +58,9 @@ class ControlApi:
                 response.call_on_close(self._shutdown)
         except HTTPException as error:
             response = _json({"error": error.description}, error.code or 500)
-        except (ValueError, TypeError, KeyError) as error:
+        except KeyError as error:
+            response = _json({"error": f"missing field {error}"}, 400)
+        except (ValueError, TypeError) as error:
             response = _json({"error": str(error)}, 400)
         return response(environ, start_response)
 
@@ -71,7 +73,7 @@ class ControlApi:
         return self._state.faults.add(kind, **body).as_dict()
 
     def _remove_faults(self, request: Request) -> dict[str, Any]:
-        criteria = {**request.args.to_dict(), **(_body(request) if request.data else {})}
+        criteria = {**request.args.to_dict(), **_body(request)}
         if "id" in criteria:
             criteria["fault_id"] = int(criteria.pop("id"))
         return {"removed": self._state.faults.remove(**criteria)}
@@ -114,10 +116,12 @@ class ControlApi:
 
 
 def _body(request: Request) -> dict[str, Any]:
-    if not request.data:
+    """The JSON object in the body, whatever Content-Type the client claimed (curl and urllib default to a form)."""
+    data = request.get_data(cache=True)
+    if not data:
         return {}
     try:
-        body = json.loads(request.data)
+        body = json.loads(data)
     except json.JSONDecodeError as error:
         raise ValueError(f"request body is not JSON: {error}") from None
     if not isinstance(body, dict):
