@@ -46,6 +46,7 @@ import atexit
 import os
 
 from ansible.plugins.callback import CallbackBase
+
 from ansible_collections.cms.patching.plugins.module_utils._report import RunReport, summary_line
 
 _CONFIG = "cms.patching.landing_zone"

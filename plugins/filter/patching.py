@@ -5,6 +5,7 @@
 """Filters the roles use: patch wave planning and the run summary (the same numbers as the CSV report)."""
 
 from ansible.errors import AnsibleFilterError
+
 from ansible_collections.cms.patching.plugins.module_utils._report import RunReport
 from ansible_collections.cms.patching.plugins.module_utils._waves import plan_waves
 

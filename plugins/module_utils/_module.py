@@ -7,6 +7,7 @@ accounts, input validation that names the bad item, the session factory, and the
 API-cost report every result carries."""
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
+
 from ansible_collections.cms.patching.plugins.module_utils import _validate as v
 from ansible_collections.cms.patching.plugins.module_utils._retry import RetryPolicy
 from ansible_collections.cms.patching.plugins.module_utils._session import FleetError, FleetSession
@@ -44,15 +45,17 @@ INSTANCE_OPTIONS = dict(
 def fleet_module(argument_spec, **kwargs):
     spec = dict(FLEET_ARGUMENT_SPEC)
     spec.update(argument_spec)
-    module = AnsibleAWSModule(argument_spec=spec, supports_check_mode=True, **kwargs)
-    problems = account_problems(module.params["accounts"])
-    if module.params.get("run_id") is not None:
-        error = v.run_id_error(module.params["run_id"])
+    return AnsibleAWSModule(argument_spec=spec, supports_check_mode=True, **kwargs)
+
+
+def common_problems(params):
+    """Problems of the options every fleet module has: the accounts and the run ID."""
+    problems = account_problems(params["accounts"])
+    if params.get("run_id") is not None:
+        error = v.run_id_error(params["run_id"])
         if error:
             problems.append("run_id: %s" % error)
-    if problems:
-        module.fail_json(msg="Invalid input: " + "; ".join(problems), problems=problems)
-    return module
+    return problems
 
 
 def account_problems(accounts):

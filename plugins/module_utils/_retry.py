@@ -26,7 +26,8 @@ import threading
 import time
 
 try:
-    from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, ReadTimeoutError
+    from botocore.exceptions import ClientError, ReadTimeoutError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
 
     HAS_BOTOCORE = True
 except ImportError:

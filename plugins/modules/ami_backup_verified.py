@@ -271,6 +271,7 @@ import time
 from ansible_collections.cms.patching.plugins.module_utils import _backup, _retention
 from ansible_collections.cms.patching.plugins.module_utils._module import (
     build_fleet,
+    common_problems,
     fail_on_problems,
     fleet_module,
     instance_problems,
@@ -354,7 +355,7 @@ def main():
     )
     module = fleet_module(argument_spec)
     params = module.params
-    fail_on_problems(module, input_problems(params))
+    fail_on_problems(module, common_problems(params) + input_problems(params))
     fleet = build_fleet(module)
     started = time.time()
 

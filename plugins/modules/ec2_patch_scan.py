@@ -208,6 +208,7 @@ api_calls:
 
 from ansible_collections.cms.patching.plugins.module_utils._module import (
     build_fleet,
+    common_problems,
     fail_on_problems,
     fleet_module,
     region_problems,
@@ -231,7 +232,7 @@ def main():
     )
     module = fleet_module(argument_spec)
     params = module.params
-    problems = region_problems(params["regions"])
+    problems = common_problems(params) + region_problems(params["regions"])
     if not params["regions"]:
         problems.append("regions: give at least one region")
     for i, instance_id in enumerate(params["instance_ids"] or []):

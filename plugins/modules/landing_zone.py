@@ -98,6 +98,7 @@ import datetime
 import secrets
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
 from ansible_collections.cms.patching.plugins.module_utils import _lz_config
 from ansible_collections.cms.patching.plugins.module_utils._validate import run_id_error
 

@@ -343,7 +343,14 @@ import time
 
 from ansible_collections.cms.patching.plugins.module_utils import _patch
 from ansible_collections.cms.patching.plugins.module_utils import _validate as v
-from ansible_collections.cms.patching.plugins.module_utils._module import build_fleet, fail_on_problems, fleet_module, instance_problems, run_fleet_module
+from ansible_collections.cms.patching.plugins.module_utils._module import (
+    build_fleet,
+    common_problems,
+    fail_on_problems,
+    fleet_module,
+    instance_problems,
+    run_fleet_module,
+)
 
 CHECK_OPTIONS = dict(
     ssm_online=dict(type="bool", default=False),
@@ -444,7 +451,7 @@ def main():
     )
     module = fleet_module(argument_spec)
     params = module.params
-    fail_on_problems(module, input_problems(params))
+    fail_on_problems(module, common_problems(params) + input_problems(params))
     fleet = build_fleet(module)
     started = time.time()
 

@@ -1,0 +1,72 @@
+"""Shared fixtures: one in-process sandbox (moto, extended) for the whole test session.
+
+moto's backends are process-wide, so one sandbox serves every test; tests that use it start from a reset one.
+The modules reach it through botocore's AWS_ENDPOINT_URL, exactly as they reach the sandbox of ``make demo``.
+"""
+
+import json
+import pathlib
+import sys
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+for path in (REPO_ROOT, REPO_ROOT / "collections"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from ansible.module_utils.testing import patch_module_args  # noqa: E402  pylint: disable=wrong-import-position
+
+from sandbox import Sandbox  # noqa: E402  pylint: disable=wrong-import-position
+
+OWN_ACCOUNT = "123456789012"
+OTHER_ACCOUNT = "210987654321"
+OTHER_ROLE = "arn:aws:iam::%s:role/CmsPatchingRole" % OTHER_ACCOUNT
+DEMO_ACCOUNTS = [{"account_id": OWN_ACCOUNT}, {"account_id": OTHER_ACCOUNT, "role_arn": OTHER_ROLE, "external_id": "cms-demo"}]
+DEMO_REGIONS = ["us-east-1", "eu-west-1"]
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    with Sandbox.start() as running:
+        yield running
+
+
+@pytest.fixture
+def aws(sandbox, monkeypatch):
+    """A reset sandbox, with the environment the modules read pointing at it."""
+    sandbox.reset()
+    for name, value in sandbox.env("us-east-1").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return sandbox
+
+
+@pytest.fixture
+def demo(aws):
+    """The demo landing zone seeded: {name: instance summary row}."""
+    summary = aws.seed("demo")
+    aws.state.calls.reset()
+    return {row["name"]: row for row in summary["instances"]}
+
+
+class ModuleResult(dict):
+    @property
+    def failed(self):
+        return bool(self.get("failed"))
+
+
+@pytest.fixture
+def run_module(capsys):
+    """run_module(module, args, check_mode=False) -> the module's result dict (exit_json or fail_json)."""
+
+    def run(module, args, check_mode=False):
+        args = dict(args)
+        if check_mode:
+            args["_ansible_check_mode"] = True
+        capsys.readouterr()
+        with patch_module_args(args), pytest.raises(SystemExit):
+            module.main()
+        return ModuleResult(json.loads(capsys.readouterr().out))
+
+    return run

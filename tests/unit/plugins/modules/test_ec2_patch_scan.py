@@ -1,0 +1,121 @@
+"""ec2_patch_scan against the sandbox: every instance seen, the reason for each non-target, read-only, batched."""
+
+from conftest import DEMO_ACCOUNTS, DEMO_REGIONS, OTHER_ACCOUNT, OWN_ACCOUNT
+
+from ansible_collections.cms.patching.plugins.modules import ec2_patch_scan
+
+ARGS = dict(accounts=DEMO_ACCOUNTS, regions=DEMO_REGIONS, filters={"tag:Environment": "demo"}, exclude_tags={"Patch": "never"})
+WRITE_PREFIXES = ("Create", "Send", "Delete", "Deregister", "Run", "Terminate", "Stop", "Start", "Modify", "Cancel")
+
+
+def by_name(result):
+    return {i["name"]: i for i in result["instances"]}
+
+
+def sandbox_ops(aws):
+    return {k: v for k, v in aws.state.calls.snapshot()["operations"].items()}
+
+
+def test_demo_landing_zone_is_seen_whole_with_reasons(demo, run_module):
+    result = run_module(ec2_patch_scan, ARGS)
+    assert not result.failed, result.get("msg")
+    seen = by_name(result)
+    assert len(seen) == 30 and "dev-01" not in seen and "ci-runner-01" not in seen
+    assert result["summary"] == {"seen": 30, "targets": 21, "skipped": {"excluded_by_tag": 1, "not_ssm_managed": 3, "ssm_offline": 1, "state": 4}}
+    assert {i["account_id"] for i in result["instances"]} == {OWN_ACCOUNT, OTHER_ACCOUNT}
+    assert {i["region"] for i in result["instances"]} == set(DEMO_REGIONS)
+    assert seen["legacy-01"]["skip_reason"] == "excluded by tag Patch=never"
+    assert seen["db-eu-01"]["skip_code"] == "ssm_offline" and seen["db-eu-01"]["ssm_status"] == "ConnectionLost"
+    assert seen["batch-01"]["skip_code"] == "not_ssm_managed" and seen["batch-01"]["ssm_status"] == "NotManaged"
+    assert seen["app-win-02"]["skip_reason"] == "instance is stopped (targets must be running)"
+    web = seen["pay-web-01"]
+    assert web["target"] and web["skip_code"] is None and web["platform"] == "linux" and web["patch_group"] == "web"
+    assert web["account_id"] == OTHER_ACCOUNT and web["ssm_status"] == "Online"
+    assert len(web["volumes"]) == 2  # root + the 20 GiB data volume
+    assert seen["app-win-01"]["platform"] == "windows"
+
+
+def test_scan_is_read_only_and_batched(demo, aws, run_module):
+    result = run_module(ec2_patch_scan, ARGS)
+    ops = sandbox_ops(aws)
+    assert not [op for op in ops if op.split(":")[1].startswith(WRITE_PREFIXES)]
+    # One DescribeInstances and one DescribeInstanceInformation per account/region, one AssumeRole, one GetCallerIdentity.
+    assert result["api_calls"]["calls"] == {
+        "ec2:DescribeInstances": 4,
+        "ssm:DescribeInstanceInformation": 4,
+        "sts:AssumeRole": 1,
+        "sts:GetCallerIdentity": 1,
+    }
+    assert result["changed"] is False
+
+
+def test_candidates_restrict_the_scan_and_unknown_ones_are_reported(demo, run_module):
+    wanted = [demo["web-01"]["instance_id"], demo["pay-eu-web-01"]["instance_id"], "i-0123456789abcdef0"]
+    result = run_module(ec2_patch_scan, dict(ARGS, instance_ids=wanted))
+    assert not result.failed
+    assert sorted(i["instance_id"] for i in result["instances"]) == sorted(wanted)
+    missing = [i for i in result["instances"] if i["instance_id"] == "i-0123456789abcdef0"][0]
+    assert missing["skip_code"] == "not_found" and missing["target"] is False
+
+
+def test_include_tags_and_states(demo, run_module):
+    result = run_module(ec2_patch_scan, dict(ARGS, include_tags={"Patch Group": "db"}, instance_states=["running", "stopped"]))
+    targets = sorted(i["name"] for i in result["instances"] if i["target"])
+    assert targets == ["db-01", "db-02", "pay-db-01", "pay-db-02", "pay-eu-db-01"]
+
+
+def test_wrong_external_id_fails_naming_role_and_account(demo, run_module):
+    accounts = [DEMO_ACCOUNTS[0], dict(DEMO_ACCOUNTS[1], external_id="wrong-id")]
+    result = run_module(ec2_patch_scan, dict(ARGS, accounts=accounts))
+    assert result.failed
+    assert "could not assume arn:aws:iam::210987654321:role/CmsPatchingRole for account 210987654321" in result["msg"]
+    assert "AccessDenied" in result["msg"] and "external ID" in result["msg"]
+    assert "wrong-id" not in result["msg"]
+    # The account that did work is still reported (no row is lost), and the module says which pairs failed.
+    assert {e["account_id"] for e in result["errors"]} == {OTHER_ACCOUNT}
+    assert {i["account_id"] for i in result["instances"]} == {OWN_ACCOUNT}
+
+
+def test_account_without_role_must_be_the_callers(demo, run_module):
+    result = run_module(ec2_patch_scan, dict(ARGS, accounts=[{"account_id": "111111111111"}]))
+    assert result.failed
+    assert "account 111111111111 has no role_arn" in result["msg"] and "belong to account 123456789012" in result["msg"]
+
+
+def test_bad_input_fails_before_any_aws_call(demo, aws, run_module):
+    result = run_module(
+        ec2_patch_scan,
+        dict(
+            ARGS,
+            regions=["eu-west-1", "eu-wset-1"],
+            accounts=[{"account_id": "12345"}, {"account_id": OTHER_ACCOUNT, "role_arn": "arn:aws:iam::1:role/x"}],
+            instance_ids=["i-123"],
+        ),
+    )
+    assert result.failed and result["msg"].startswith("Invalid input: ")
+    text = " ".join(result["problems"])
+    assert "accounts[0].account_id: '12345' is not an AWS account ID" in text
+    assert "accounts[1].role_arn" in text
+    assert "regions[1]: 'eu-wset-1'" in text or "regions" in text
+    assert aws.state.calls.snapshot()["total"] == 0
+
+
+def test_throttling_is_retried(demo, aws, run_module):
+    aws.state.faults.add("throttle", operation="ec2:DescribeInstances", every=2)
+    result = run_module(ec2_patch_scan, dict(ARGS, retries={"base_delay": 0.01, "max_delay": 0.02}))
+    assert not result.failed, result.get("msg")
+    assert result["summary"]["seen"] == 30
+    assert result["api_calls"]["retries"].get("ec2:DescribeInstances", 0) >= 1
+
+
+def test_calls_per_instance_at_scale(aws, run_module):
+    aws.seed({"synthetic": {"count": 600, "accounts": [OWN_ACCOUNT], "regions": ["eu-west-1"], "managed_ratio": 0.9, "reservations": 6}})
+    result = run_module(ec2_patch_scan, dict(accounts=[{"account_id": OWN_ACCOUNT}], regions=["eu-west-1"]))
+    assert not result.failed, result.get("msg")
+    seen = result["summary"]["seen"]
+    managed = sum(1 for i in result["instances"] if i["ssm_status"] != "NotManaged")
+    assert seen == 600
+    calls = result["api_calls"]["calls"]
+    assert calls["ec2:DescribeInstances"] == 1
+    assert calls["ssm:DescribeInstanceInformation"] == -(-managed // 50)
+    assert result["api_calls"]["total"] / seen <= 0.05
