@@ -18,7 +18,7 @@ from sandbox.middleware import INTERNAL_HEADER
 
 DEFAULT_ACCOUNT = "123456789012"
 TEST_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-_CONFIG = Config(retries={"max_attempts": 1}, connect_timeout=10, read_timeout=300)
+_CONFIG = Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=300)
 
 
 @dataclasses.dataclass(frozen=True)

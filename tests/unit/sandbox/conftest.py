@@ -23,7 +23,7 @@ if str(REPO_ROOT) not in sys.path:
 from sandbox import Sandbox  # noqa: E402  pylint: disable=wrong-import-position
 from sandbox_testkit import LINUX_AMI  # noqa: E402  pylint: disable=wrong-import-position
 # No retries: a throttled or failing call must surface at once.
-NO_RETRY = Config(retries={"max_attempts": 1, "mode": "standard"})
+NO_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 
 
 @pytest.fixture(scope="session")
