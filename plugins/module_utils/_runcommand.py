@@ -159,6 +159,15 @@ class CommandBatch:
 
     # -- waiting ----------------------------------------------------------------------------------
 
+    def counts(self):
+        """(targets, completed, errors) summed over this batch's commands, as SSM counts them - progress before details are read."""
+        commands = list(self.commands.values())
+        return (
+            sum(c.get("TargetCount", len(c.get("InstanceIds") or [])) for c in commands),
+            sum(c.get("CompletedCount", 0) for c in commands),
+            sum(c.get("ErrorCount", 0) + c.get("DeliveryTimedOutCount", 0) for c in commands),
+        )
+
     def open_commands(self):
         return [c for c in self.commands.values() if c.get("Status") not in TERMINAL_COMMAND]
 

@@ -401,23 +401,24 @@ def input_problems(params):
     return problems
 
 
-def progress(results, rounds, elapsed, wave):
+def progress(results, run, elapsed, wave):
+    """Counts of the final statuses, and a progress line that uses SSM's own per-command counts while invocations run."""
     counts = {}
     for item in results:
         counts[item["patch_status"]] = counts.get(item["patch_status"], 0) + 1
-    done = sum(n for s, n in counts.items() if s not in ("pending", "skipped"))
-    failed = sum(counts.get(s, 0) for s in _patch.FAILURE_STATUSES)
+    targets, completed, errors = run.batch.counts()
+    skipped = counts.get("skipped", 0)
     line = "patching wave %s round %d: %d done (%d failed), %d in progress, %d skipped of %d (%ds)" % (
         wave,
-        rounds,
-        done,
-        failed,
-        counts.get("pending", 0),
-        counts.get("skipped", 0),
+        run.rounds,
+        completed,
+        errors,
+        targets - completed,
+        skipped,
         len(results),
         elapsed,
     )
-    return counts, {"phase": "patching", "wave": wave, "rounds": rounds, "elapsed": elapsed, "line": line}
+    return counts, {"phase": "patching", "wave": wave, "rounds": run.rounds, "elapsed": elapsed, "line": line}
 
 
 def main():
@@ -464,7 +465,7 @@ def main():
         results = run.run(wait=params["wait"], progress_interval=params["progress_interval"])
         for item in results:
             item["wave"] = params["wave"]
-        counts, prog = progress(results, run.rounds, int(time.time() - started), params["wave"])
+        counts, prog = progress(results, run, int(time.time() - started), params["wave"])
         return dict(
             changed=run.changed,
             run_id=params["run_id"],
