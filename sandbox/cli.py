@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--env-file", type=pathlib.Path, help="also write the export lines here")
     serve.add_argument("--time-scale", type=float, default=None, help="sandbox seconds per wall second (default 1.0)")
     serve.add_argument("--region", default="us-east-1", help="AWS_DEFAULT_REGION to export")
+    serve.add_argument("--full-ami-catalogue", action="store_true", help="also load moto's ~1,300 per-region AMIs (slower)")
     serve.add_argument("--verbose", action="store_true", help="log every request")
     wait = commands.add_parser("wait", help="wait until the sandbox of an env file answers")
     wait.add_argument("--env-file", type=pathlib.Path, required=True)
@@ -87,7 +88,7 @@ def serve(args: argparse.Namespace) -> int:
     from sandbox.server import Sandbox  # pylint: disable=import-outside-toplevel
 
     settings = {"time_scale": args.time_scale} if args.time_scale is not None else None
-    sandbox = Sandbox.start(host=args.host, port=args.port, settings=settings, verbose=args.verbose)
+    sandbox = Sandbox.start(host=args.host, port=args.port, settings=settings, verbose=args.verbose, full_ami_catalogue=args.full_ami_catalogue)
     try:
         summary = sandbox.seed(args.scenario)
     except BaseException:

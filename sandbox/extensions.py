@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from sandbox import sts
-from sandbox.ec2 import api as ec2_api
+from sandbox.ec2 import api as ec2_api, catalogue
 from sandbox.ssm import api as ssm_api
 
 
-def install() -> None:
+def install(full_ami_catalogue: bool = False) -> None:
+    catalogue.install(full_ami_catalogue)
     ec2_api.install()
     ssm_api.install()
     sts.install()

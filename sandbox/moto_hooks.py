@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-_ORIGINALS: dict[tuple[type, str], Any] = {}
+_ORIGINALS: dict[tuple[Any, str], Any] = {}
 
 
-def replace(cls: type, name: str, replacement: Any) -> None:
-    """Set ``cls.name`` to ``replacement``; the first call remembers what was there."""
+def replace(cls: Any, name: str, replacement: Any) -> None:
+    """Set ``cls.name`` (a class or module attribute) to ``replacement``; the first call remembers what was there."""
     key = (cls, name)
     if key not in _ORIGINALS:
         _ORIGINALS[key] = cls.__dict__.get(name)
     setattr(cls, name, replacement)
 
 
-def original(cls: type, name: str) -> Any:
+def original(cls: Any, name: str) -> Any:
     """What ``cls.name`` was before the sandbox replaced it."""
     return _ORIGINALS[(cls, name)]

@@ -47,11 +47,15 @@ class Sandbox:
         self.endpoint = f"http://{host}:{port}"
 
     @classmethod
-    def start(cls, host: str = "127.0.0.1", port: int = 0, settings: Settings | dict[str, Any] | None = None, verbose: bool = False) -> Sandbox:
-        """Start serving on ``host:port`` (0: a free port) with fresh moto state; returns once it accepts requests."""
+    def start(cls, host: str = "127.0.0.1", port: int = 0, settings: Settings | dict[str, Any] | None = None, verbose: bool = False,
+              full_ami_catalogue: bool = False) -> Sandbox:
+        """Start serving on ``host:port`` (0: a free port) with fresh moto state; returns once it accepts requests.
+
+        ``full_ami_catalogue`` loads moto's ~1,300 per-region AMIs too (see sandbox.ec2.catalogue).
+        """
         if isinstance(settings, dict):
             settings = Settings().updated(settings)
-        extensions.install()
+        extensions.install(full_ami_catalogue)
         state = SandboxState(settings)
         runtime.activate(state)
         try:

@@ -158,9 +158,11 @@ def test_owner_ids_self_lists_only_the_account_snapshots(ec2, launch):
     assert [snapshot["SnapshotId"] for snapshot in own] == [image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]]
 
 
-def test_describe_snapshots_pages_with_max_results(ec2):
-    pages = list(ec2.get_paginator("describe_snapshots").paginate(PaginationConfig={"PageSize": 500, "MaxItems": 1200}))
-    assert [len(page["Snapshots"]) for page in pages][:2] == [500, 500]
+def test_describe_snapshots_pages_with_max_results(ec2, launch):
+    for index, instance_id in enumerate(launch(3, data_volume=True)):
+        ec2.create_image(InstanceId=instance_id, Name=f"paged-{index}")
+    pages = list(ec2.get_paginator("describe_snapshots").paginate(OwnerIds=["self"], PaginationConfig={"PageSize": 5}))
+    assert [len(page["Snapshots"]) for page in pages] == [5, 1]
 
 
 def test_image_waiter_returns_once_available(sandbox, ec2, launch):
