@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Sandbox"]
-
 
 def __getattr__(name: str) -> Any:
     # Imported on first use: ``python -m sandbox wait`` / ``stop`` need none of moto (importing it takes seconds).

@@ -21,7 +21,6 @@ from typing import Any
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
 
 
-
 @dataclasses.dataclass(frozen=True)
 class AwsCall:
     service: str
@@ -91,4 +90,3 @@ def throttling_response(call: AwsCall) -> tuple[str, list[tuple[str, str]], byte
         f"<RequestId>{request_id}</RequestId></ErrorResponse>"
     ).encode()
     return "400 Bad Request", [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], body
-

@@ -53,7 +53,7 @@ def read_env_file(path: pathlib.Path) -> dict[str, str]:
     for line in path.read_text(encoding="utf-8").splitlines():
         words = shlex.split(line, comments=True)
         if len(words) == 2 and words[0] == "export" and "=" in words[1]:
-            name, _, value = words[1].partition("=")
+            name, value = words[1].split("=", 1)
             env[name] = value
     return env
 

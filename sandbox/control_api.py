@@ -11,20 +11,21 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.wrappers import Request, Response
 
-from sandbox.state import SandboxState
+if TYPE_CHECKING:
+    from sandbox.server import Sandbox
 
 Handler = Callable[[Request], Any]
 
 
 class ControlApi:
-    def __init__(self, state: SandboxState, seed: Callable[[Any], dict[str, Any]], shutdown: Callable[[], None], endpoint: Callable[[], str]) -> None:
-        self._state = state
-        self._seed = seed
-        self._shutdown = shutdown
-        self._endpoint = endpoint
+    def __init__(self, sandbox: Sandbox) -> None:
+        self._sandbox = sandbox
+        self._state = sandbox.state
         self._routes: dict[tuple[str, str], Handler] = {
             ("GET", "health"): self._health,
             ("GET", "settings"): lambda request: self._state.settings.as_dict(),
@@ -49,13 +50,13 @@ class ControlApi:
         try:
             handler = self._routes.get((request.method, name))
             if handler is None:
-                if any(route == name for _, route in self._routes):
+                if any(route == name for _method, route in self._routes):
                     raise MethodNotAllowed()
                 raise NotFound()
             response = _json(handler(request))
             if name == "shutdown":
                 # Stop only once this answer has been sent: the CLI exits as soon as the server is down.
-                response.call_on_close(self._shutdown)
+                response.call_on_close(self._sandbox.request_stop)
         except HTTPException as error:
             response = _json({"error": error.description}, error.code or 500)
         except KeyError as error:
@@ -65,7 +66,7 @@ class ControlApi:
         return response(environ, start_response)
 
     def _health(self, request: Request) -> dict[str, Any]:
-        return {"status": "ok", "endpoint": self._endpoint(), "now": self._state.now(), "time_scale": self._state.settings.time_scale}
+        return {"status": "ok", "endpoint": self._sandbox.endpoint, "now": self._state.now(), "time_scale": self._state.settings.time_scale}
 
     def _add_fault(self, request: Request) -> dict[str, Any]:
         body = _body(request)
@@ -106,9 +107,9 @@ class ControlApi:
     def _seed_scenario(self, request: Request) -> dict[str, Any]:
         body = _body(request)
         if "scenario" in body:
-            return self._seed(body["scenario"])
+            return self._sandbox.seed(body["scenario"])
         if "spec" in body:
-            return self._seed(body["spec"])
+            return self._sandbox.seed(body["spec"])
         raise ValueError('seed needs {"scenario": "demo" | "<path>"} or {"spec": {...}}')
 
     def _stop(self, request: Request) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import threading
 from typing import Any
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import make_server
 
 from sandbox import extensions, runtime
 from sandbox.clock import Settings
@@ -37,14 +37,17 @@ class _QuietHandler(MotoRequestHandler):
 
 
 class Sandbox:
-    def __init__(self, state: SandboxState, server: BaseWSGIServer, thread: threading.Thread) -> None:
+    def __init__(self, state: SandboxState, host: str, port: int, verbose: bool) -> None:
+        """Bind the server (not yet serving); use ``Sandbox.start``."""
         self.state = state
-        self._server = server
-        self._thread = thread
         self._stop_lock = threading.Lock()
         self._stopped = threading.Event()
-        host, port = server.server_address[:2]
-        self.endpoint = f"http://{host}:{port}"
+        app = SandboxMiddleware(DomainDispatcherApplication(create_backend_app), ControlApi(self), state)
+        logging.getLogger("werkzeug").setLevel(logging.INFO if verbose else logging.WARNING)
+        self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler if verbose else _QuietHandler)
+        bound_host, bound_port = self._server.server_address[:2]
+        self.endpoint = f"http://{bound_host}:{bound_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="cms-sandbox", daemon=True)
 
     @classmethod
     def start(cls, host: str = "127.0.0.1", port: int = 0, settings: Settings | dict[str, Any] | None = None, verbose: bool = False,
@@ -60,20 +63,11 @@ class Sandbox:
         runtime.activate(state)
         try:
             state.reset()
-            holder: dict[str, Sandbox] = {}
-            control = ControlApi(state, seed=lambda spec: holder["sandbox"].seed(spec), shutdown=lambda: holder["sandbox"].request_stop(),
-                                 endpoint=lambda: holder["sandbox"].endpoint)
-            app = SandboxMiddleware(DomainDispatcherApplication(create_backend_app), control, state)
-            handler = MotoRequestHandler if verbose else _QuietHandler
-            logging.getLogger("werkzeug").setLevel(logging.INFO if verbose else logging.WARNING)
-            server = make_server(host, port, app, threaded=True, request_handler=handler)
+            sandbox = cls(state, host, port, verbose)
         except BaseException:
             runtime.deactivate(state)
             raise
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="cms-sandbox", daemon=True)
-        sandbox = cls(state, server, thread)
-        holder["sandbox"] = sandbox
-        thread.start()
+        sandbox._thread.start()  # pylint: disable=protected-access
         return sandbox
 
     def env(self, region: str = "us-east-1") -> dict[str, str]:

@@ -242,7 +242,7 @@ def _split_tag_specifications(specifications: list[dict[str, Any]]) -> tuple[dic
 
 def _broken_device(devices: list[tuple[str, Any]], wanted: str | None) -> str | None:
     """Which device's snapshot fails: the one asked for, else the last one (a data volume when there is one)."""
-    names = [name for name, _ in devices]
+    names = [device[0] for device in devices]
     if wanted in names:
         return wanted
     return names[-1] if names else None

@@ -167,7 +167,7 @@ def _synthetic(spec: dict[str, Any]) -> SyntheticSpec:
     unknown = set(spec) - known
     if unknown:
         raise ValueError(f"synthetic: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
-    accounts, _ = _accounts(spec.get("accounts") or ["123456789012"])
+    accounts = _accounts(spec.get("accounts") or ["123456789012"])[0]
     accounts = tuple(
         account if account.role_arn or account.account_id == "123456789012"
         else Account(account.account_id, f"arn:aws:iam::{account.account_id}:role/CmsPatchingRole", account.external_id)

@@ -120,7 +120,7 @@ class CommandStore:
 
     def patch_state(self, account: str, region: str, instance_id: str, platform_type: str, when: float) -> PatchState:
         state = PatchState(profile(instance_id, platform_type))
-        for run, start, end, _ in self.patch_history(account, region, instance_id, when):
+        for run, start, end, _command_id in self.patch_history(account, region, instance_id, when):
             state = patching.fold(state, run, start, end)
         return state
 

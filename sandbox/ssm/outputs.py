@@ -100,7 +100,7 @@ def _windows_streams(run: PatchRun, start: float, end: float) -> Streams:
         ("FailedCount", str(len(run.failed))),
         ("MissingCount", str(0 if run.operation == INSTALL else len(run.missing_before))),
     ]
-    width = max(len(name) for name, _ in rows)
+    width = max(len(name) for name, _value in rows)
     text = f"Patch Summary for {run.patch_group}\n" + "\n".join(f"{name.ljust(width)} : {value}" for name, value in rows) + "\n"
     stderr = ""
     if run.failed:

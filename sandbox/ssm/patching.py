@@ -100,7 +100,7 @@ def fold(state: PatchState, run: PatchRun, start: float, end: float) -> PatchSta
 
 def counts(state: PatchState) -> dict[str, int]:
     """The count fields of DescribeInstancePatchStates for ``state``."""
-    noncompliant = state.current_missing + state.failed + tuple(patch for patch, _ in state.pending_reboot)
+    noncompliant = state.current_missing + state.failed + tuple(patch for patch, _installed_at in state.pending_reboot)
     critical = sum(1 for patch in noncompliant if patch.severity == "Critical")
     security = sum(1 for patch in noncompliant if patch.classification in ("Security", "SecurityUpdates"))
     return {

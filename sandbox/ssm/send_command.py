@@ -53,7 +53,8 @@ def check_constraints(params: dict[str, Any]) -> None:
     violations.max_length("instanceIds", instance_ids, 50)
     for instance_id in instance_ids or []:
         if not INSTANCE_ID.fullmatch(instance_id):
-            violations.add("instanceIds", instance_ids, f"Member must satisfy constraint: [Member must satisfy regular expression pattern: {INSTANCE_ID.pattern}]")
+            constraint = f"Member must satisfy constraint: [Member must satisfy regular expression pattern: {INSTANCE_ID.pattern}]"
+            violations.add("instanceIds", instance_ids, constraint)
             break
     violations.max_length("targets", params.get("Targets"), 5)
     for field, regex in (("maxConcurrency", _MAX_CONCURRENCY), ("maxErrors", _MAX_ERRORS)):

@@ -34,26 +34,24 @@ def _serve(env_file):
 def served(tmp_path_factory):
     """One serve process for the module; the last test stops it."""
     env_file = tmp_path_factory.mktemp("cli") / "sandbox.env"
-    for process in _serve(env_file):
-        yield process, env_file
+    yield from ((process, env_file) for process in _serve(env_file))
 
 
 @pytest.fixture
 def served_alone(tmp_path):
-    for process in _serve(tmp_path / "sandbox.env"):
-        yield process
+    yield from _serve(tmp_path / "sandbox.env")
 
 
 def _env(env_file):
     values = {}
     for line in env_file.read_text(encoding="utf-8").splitlines():
-        name, _, value = line.removeprefix("export ").partition("=")
+        name, value = line.removeprefix("export ").split("=", 1)
         values[name] = value
     return values
 
 
 def test_env_file_holds_the_exports_a_client_needs(served):
-    _, env_file = served
+    env_file = served[1]
     env = _env(env_file)
     assert set(env) == {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_EC2_METADATA_DISABLED", "CMS_SANDBOX_URL"}
     sts = boto3.client("sts", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
@@ -71,7 +69,7 @@ def test_sigterm_stops_serve_with_exit_code_zero(served_alone):
 def test_stop_shuts_the_server_down_and_serve_exits_zero(served):
     process, env_file = served
     assert _sandbox_cli("stop", "--env-file", str(env_file)).returncode == 0
-    stdout, _ = process.communicate(timeout=20)
+    stdout = process.communicate(timeout=20)[0]
     assert process.returncode == 0
     assert "export AWS_ENDPOINT_URL=" in stdout
 

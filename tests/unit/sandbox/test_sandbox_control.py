@@ -41,7 +41,7 @@ def test_ssm_throttle_is_a_throttling_exception_client_error(sandbox, ssm):
 def test_throttle_every_nth_call(sandbox, ec2):
     sandbox.state.faults.add("throttle", operation="DescribeImages", every=3)
     outcomes = []
-    for _ in range(6):
+    for _attempt in range(6):
         try:
             ec2.describe_images(Owners=["self"])
             outcomes.append("ok")
@@ -53,7 +53,7 @@ def test_throttle_every_nth_call(sandbox, ec2):
 def test_throttle_count_limits_how_many_calls_are_throttled(sandbox, ec2):
     sandbox.state.faults.add("throttle", operation="ec2:DescribeImages", count=2)
     failures = 0
-    for _ in range(4):
+    for _attempt in range(4):
         try:
             ec2.describe_images(Owners=["self"])
         except ClientError:
@@ -66,7 +66,7 @@ def test_throttle_rate_is_reproducible_with_its_seed(sandbox, ec2):
         sandbox.state.faults.remove(kind="throttle")
         sandbox.state.faults.add("throttle", operation="ec2:DescribeImages", rate=0.5, seed=7)
         outcome = []
-        for _ in range(12):
+        for _attempt in range(12):
             try:
                 ec2.describe_images(Owners=["self"])
                 outcome.append(0)

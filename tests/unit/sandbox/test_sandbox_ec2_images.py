@@ -27,7 +27,8 @@ def test_image_is_pending_until_ami_pending_seconds_pass(sandbox, ec2, launch):
 
 def test_image_has_one_snapshot_per_attached_volume(ec2, launch):
     instance_id = launch(1, data_volume=True)[0]
-    volumes = {m["DeviceName"]: m["Ebs"]["VolumeId"] for m in ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]["BlockDeviceMappings"]}
+    instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    volumes = {m["DeviceName"]: m["Ebs"]["VolumeId"] for m in instance["BlockDeviceMappings"]}
     image = _image(ec2, ec2.create_image(InstanceId=instance_id, Name="backup-2")["ImageId"])
     mappings = {m["DeviceName"]: m["Ebs"] for m in image["BlockDeviceMappings"]}
     assert {device: (ebs["VolumeSize"], ebs["VolumeType"]) for device, ebs in mappings.items()} == {"/dev/xvda": (8, "gp3"), "/dev/sdf": (20, "gp2")}

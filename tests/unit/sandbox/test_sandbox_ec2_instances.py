@@ -32,7 +32,7 @@ def test_a_reservation_larger_than_max_results_is_returned_whole(ec2, launch):
 def test_without_max_results_every_instance_comes_in_one_page(ec2):
     # moto stops at 100 reservations; 120 one-instance reservations, made through moto's backend for speed.
     backend = ec2_backends[OWN_ACCOUNT]["us-east-1"]
-    for _ in range(120):
+    for _attempt in range(120):
         backend.run_instances(LINUX_AMI, 1, None, [], is_instance_type_default=True)
     response = ec2.describe_instances()
     assert len(response["Reservations"]) == 120

@@ -39,7 +39,7 @@ def test_max_concurrency_runs_at_most_that_many_at_once_in_order(sandbox, ssm, l
     ids = launch_managed(5)
     command_id = ssm.send_command(InstanceIds=ids, MaxConcurrency="2", **SCAN)["Command"]["CommandId"]
     running_counts = []
-    for _ in range(24):
+    for _attempt in range(24):
         running_counts.append(sum(status == "InProgress" for status in _statuses(ssm, command_id).values()))
         sandbox.state.clock.advance(0.5)
     plugins = {instance_id: item["CommandPlugins"][1] for instance_id, item in _invocations(ssm, command_id, details=True).items()}
@@ -201,7 +201,7 @@ def test_list_commands_filters_by_status_and_execution_stage(sandbox, ssm, launc
 
 def test_list_commands_pages_newest_first(ssm, launch_managed):
     ids = launch_managed(1)
-    sent = [ssm.send_command(InstanceIds=ids, **SCAN)["Command"]["CommandId"] for _ in range(3)]
+    sent = [ssm.send_command(InstanceIds=ids, **SCAN)["Command"]["CommandId"] for _attempt in range(3)]
     pages = list(ssm.get_paginator("list_commands").paginate(PaginationConfig={"PageSize": 2}))
     assert [[c["CommandId"] for c in page["Commands"]] for page in pages] == [sent[::-1][:2], sent[::-1][2:]]
 

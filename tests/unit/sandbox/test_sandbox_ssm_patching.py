@@ -24,7 +24,7 @@ def _states(ssm, instance_ids):
 @pytest.fixture
 def missing_some(launch_managed):
     """A managed Linux instance that misses at least one patch (the count comes from its id)."""
-    for _ in range(10):
+    for _attempt in range(10):
         candidates = [instance_id for instance_id in launch_managed(5) if missing_count(instance_id) > 0]
         if candidates:
             return candidates[0]
@@ -48,7 +48,8 @@ def test_install_installs_the_missing_patches(sandbox, ssm, missing_some):
     before = _states(ssm, [missing_some])[missing_some]
     _patch(ssm, sandbox, [missing_some], "Install")
     after = _states(ssm, [missing_some])[missing_some]
-    assert (after["MissingCount"], after["InstalledCount"], after["InstalledPendingRebootCount"]) == (0, before["InstalledCount"] + missing_count(missing_some), 0)
+    expected_installed = before["InstalledCount"] + missing_count(missing_some)
+    assert (after["MissingCount"], after["InstalledCount"], after["InstalledPendingRebootCount"]) == (0, expected_installed, 0)
     assert (after["Operation"], after["RebootOption"]) == ("Install", "RebootIfNeeded")
 
 
@@ -113,9 +114,8 @@ def test_describe_instance_patches_shows_them_installed_after_an_install(sandbox
     _patch(ssm, sandbox, [missing_some], "Scan")
     missing = {patch["KBId"] for patch in ssm.describe_instance_patches(InstanceId=missing_some, Filters=[{"Key": "State", "Values": ["Missing"]}])["Patches"]}
     _patch(ssm, sandbox, [missing_some], "Install")
-    installed = [patch for page in ssm.get_paginator("describe_instance_patches").paginate(InstanceId=missing_some,
-                                                                                            Filters=[{"Key": "State", "Values": ["Installed"]}])
-                 for patch in page["Patches"]]
+    pages = ssm.get_paginator("describe_instance_patches").paginate(InstanceId=missing_some, Filters=[{"Key": "State", "Values": ["Installed"]}])
+    installed = [patch for page in pages for patch in page["Patches"]]
     assert missing <= {patch["KBId"] for patch in installed}
 
 

@@ -6,6 +6,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 PATCH = "AWS-RunPatchBaseline"
+SCAN = {"DocumentName": PATCH, "Parameters": {"Operation": ["Scan"]}}
 
 
 def _error(call, **kwargs):
@@ -45,7 +46,8 @@ def test_unknown_document_is_invalid_document(ssm, launch_managed):
 
 
 def test_unknown_parameter_is_invalid_parameters(ssm, launch_managed):
-    assert _error(ssm.send_command, InstanceIds=launch_managed(1), DocumentName=PATCH, Parameters={"Operation": ["Scan"], "executionTimeout": ["60"]}) == "InvalidParameters"
+    parameters = {"Operation": ["Scan"], "executionTimeout": ["60"]}
+    assert _error(ssm.send_command, InstanceIds=launch_managed(1), DocumentName=PATCH, Parameters=parameters) == "InvalidParameters"
 
 
 def test_missing_required_parameter_is_invalid_parameters(ssm, launch_managed):
@@ -77,11 +79,11 @@ def test_neither_instance_ids_nor_targets_is_rejected(ssm):
 
 @pytest.mark.parametrize("field,value", [("MaxConcurrency", "abc"), ("MaxConcurrency", "0"), ("MaxErrors", "-1"), ("MaxErrors", "101%")])
 def test_rate_controls_must_match_the_aws_pattern(ssm, launch_managed, field, value):
-    assert _error(ssm.send_command, InstanceIds=launch_managed(1), DocumentName=PATCH, Parameters={"Operation": ["Scan"]}, **{field: value}) == "ValidationException"
+    assert _error(ssm.send_command, InstanceIds=launch_managed(1), **SCAN, **{field: value}) == "ValidationException"
 
 
 def test_comment_longer_than_100_characters_is_rejected(ssm, launch_managed):
-    assert _error(ssm.send_command, InstanceIds=launch_managed(1), DocumentName=PATCH, Parameters={"Operation": ["Scan"]}, Comment="x" * 101) == "ValidationException"
+    assert _error(ssm.send_command, InstanceIds=launch_managed(1), **SCAN, Comment="x" * 101) == "ValidationException"
 
 
 def test_timeout_seconds_above_thirty_days_is_rejected(ssm, launch_managed):
