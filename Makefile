@@ -54,8 +54,9 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/python -m pytest -q tests/integration
 
+# From the repo root: molecule 26 reads extensions/molecule/config.yml only when the working directory has galaxy.yml.
 molecule: $(STAMP)
-	cd extensions && PATH=$(CURDIR)/$(BIN):$$PATH ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/collections $(CURDIR)/$(BIN)/molecule test --all
+	PATH=$(CURDIR)/$(BIN):$$PATH ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/collections $(BIN)/molecule test --all
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_fleet.py
