@@ -130,13 +130,16 @@ class SandboxState:
                         planned.target.instance_id: timeline.at(now).details for planned, timeline in zip(command.invocations, timelines)
                     },
                 })
+            images = backup_images()
+            image_reboots = [{"instance_id": image["instance_id"], "image_id": image["image_id"], "at": image["created_at"]}
+                             for image in images if image["rebooted_instance"]]
             return {
                 "now": now,
                 "settings": self.settings.as_dict(),
                 "managed": managed,
-                "images": backup_images(),
+                "images": images,
                 "commands": commands,
-                "reboots": self.commands.reboots(now),
+                "reboots": sorted(self.commands.reboots(now) + image_reboots, key=lambda reboot: reboot["at"]),
                 "faults": self.faults.list(),
                 "roles": self.roles.describe(),
             }

@@ -1,6 +1,7 @@
 """EC2 operations the sandbox answers differently from moto, installed onto moto's EC2 response mixins.
 
 - CreateImage: lazy states, one snapshot per volume, snapshot tags, faults (see backup_images).
+- DeregisterImage: honours DeleteAssociatedSnapshots.
 - DescribeImages / DescribeSnapshots: MaxResults + NextToken paging; DescribeSnapshots honours OwnerIds.
 - DescribeInstances: pages by instances (not reservations), never splits a reservation,
   returns everything without MaxResults, rejects bad tokens with a 400; ``platform`` and
@@ -61,6 +62,28 @@ def create_image(self: AmisResponse) -> ActionResult:
     with state.lock:
         image = create_backup_image(self.ec2_backend, request, state.clock, state.settings, state.fault_store)
     return ActionResult({"ImageId": image.id})
+
+
+def _snapshot_ids(image: Any) -> list[str]:
+    return [mapping["Ebs"]["SnapshotId"] for mapping in image.block_device_mappings if mapping.get("Ebs", {}).get("SnapshotId")]
+
+
+def deregister_image(self: AmisResponse) -> ActionResult:
+    """moto ignores DeleteAssociatedSnapshots; AWS deletes the image's snapshots unless another image uses them."""
+    image = self.ec2_backend.amis.get(self._get_param("ImageId"))
+    snapshot_ids = _snapshot_ids(image) if image is not None else []
+    result = moto_hooks.original(AmisResponse, "deregister_image")(self)
+    if not self._get_bool_param("DeleteAssociatedSnapshots", False):
+        return result
+    still_used = {snapshot_id for other in list(self.ec2_backend.amis.values()) for snapshot_id in _snapshot_ids(other)}
+    outcomes = []
+    for snapshot_id in snapshot_ids:
+        if snapshot_id in still_used or snapshot_id not in self.ec2_backend.snapshots:
+            outcomes.append({"SnapshotId": snapshot_id, "ReturnCode": "skipped"})
+        else:
+            self.ec2_backend.delete_snapshot(snapshot_id)
+            outcomes.append({"SnapshotId": snapshot_id, "ReturnCode": "success"})
+    return ActionResult({"Return": True, "DeleteSnapshotResults": outcomes})
 
 
 def describe_images(self: AmisResponse) -> ActionResult:
@@ -178,6 +201,7 @@ def _load_amis_with_aws_platforms(backend: AmiBackend) -> None:
 
 def install() -> None:
     moto_hooks.replace(AmisResponse, "create_image", create_image)
+    moto_hooks.replace(AmisResponse, "deregister_image", deregister_image)
     moto_hooks.replace(AmisResponse, "describe_images", describe_images)
     moto_hooks.replace(ElasticBlockStore, "describe_snapshots", describe_snapshots)
     moto_hooks.replace(InstanceResponse, "describe_instances", describe_instances)

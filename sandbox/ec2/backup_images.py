@@ -55,6 +55,15 @@ class Transition:
         return self.start + self.seconds
 
 
+@dataclasses.dataclass(frozen=True)
+class ImageRequest:
+    instance_id: str
+    name: str
+    description: str
+    no_reboot: bool
+    tag_specifications: list[dict[str, Any]]
+
+
 class BackupSnapshot(Snapshot):
     """A CreateImage snapshot of one source volume; ``status`` follows its Transition."""
 
@@ -63,8 +72,9 @@ class BackupSnapshot(Snapshot):
         self._transition = transition
         self._status_override: str | None = None
         super().__init__(ec2_backend, snapshot_id, volume, description, encrypted=volume.encrypted, from_ami=from_ami)
-        # Snapshot.__init__ assigns status="completed"; that is not a decision made after creation.
+        # Snapshot.__init__ assigns status="completed" and a wall-clock start; both belong to the sandbox clock.
         self._status_override = None
+        self.start_time = to_datetime(transition.start)
 
     @property
     def status(self) -> str:
@@ -100,15 +110,17 @@ class _Device:
 class BackupImage(Ami):
     """An image made by CreateImage; ``state`` follows its Transition (pending, then available or failed)."""
 
-    def __init__(self, ec2_backend: Any, ami_id: str, instance: Any, name: str, description: str, clock: Clock, transition: Transition,
+    def __init__(self, ec2_backend: Any, ami_id: str, instance: Any, request: ImageRequest, clock: Clock, transition: Transition,
                  failure: dict[str, str] | None) -> None:
         self._clock = clock
         self._transition = transition
         self._failure = failure
         self._state_override: str | None = None
         self._devices: list[_Device] = []
-        super().__init__(ec2_backend, ami_id, instance=instance, name=name, description=description,
-                         root_device_name=instance.root_device_name, root_device_type="ebs")
+        super().__init__(ec2_backend, ami_id, instance=instance, name=request.name, description=request.description,
+                         root_device_name=instance.root_device_name, root_device_type="ebs", creation_date=to_datetime(transition.start))
+        # Without NoReboot, EC2 reboots a running instance to image it consistently.
+        self.rebooted_source = instance.state == "running" and not request.no_reboot
         # Ami.__init__ assigns state="available" and fabricates one 15 GiB snapshot; neither describes this image.
         self._state_override = None
         ec2_backend.snapshots.pop(self.ebs_snapshot.id, None)
@@ -162,15 +174,6 @@ class BackupImage(Ami):
         ]
 
 
-@dataclasses.dataclass(frozen=True)
-class ImageRequest:
-    instance_id: str
-    name: str
-    description: str
-    no_reboot: bool
-    tag_specifications: list[dict[str, Any]]
-
-
 def create_backup_image(ec2_backend: Any, request: ImageRequest, clock: Clock, settings: Settings, faults: FaultStore) -> BackupImage:
     """Validate like EC2, then register a pending image with one pending snapshot per attached volume."""
     image_tags, snapshot_tags = _split_tag_specifications(request.tag_specifications)
@@ -198,8 +201,7 @@ def create_backup_image(ec2_backend: Any, request: ImageRequest, clock: Clock, s
         failure = {"Code": failed.options.get("code", DEFAULT_FAILURE["Code"]), "Message": failed.options.get("message", DEFAULT_FAILURE["Message"])}
     image_outcome = None if stuck else ("failed" if failure else "available")
     ami_id = random_ami_id()
-    image = BackupImage(ec2_backend, ami_id, instance, request.name, request.description, clock,
-                        Transition(now, settings.ami_pending_seconds, image_outcome), failure)
+    image = BackupImage(ec2_backend, ami_id, instance, request, clock, Transition(now, settings.ami_pending_seconds, image_outcome), failure)
 
     devices = instance.get_block_device_mapping
     broken_device = _broken_device(devices, broken.options.get("device") if broken else None) if broken else None
@@ -264,6 +266,8 @@ def backup_images() -> list[dict[str, Any]]:
                         "region": region,
                         "instance_id": image.instance_id,
                         "state": image.state,
+                        "created_at": image.creation_date.timestamp(),
+                        "rebooted_instance": image.rebooted_source,
                         "snapshots": {snapshot.id: snapshot.status for snapshot in image.snapshots},
                     })
     return found

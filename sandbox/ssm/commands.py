@@ -79,10 +79,15 @@ class CommandStore:
         self._faults = faults
         self._lock = threading.RLock()
         self._commands: dict[tuple[str, str], list[CommandRecord]] = {}
+        # instance id -> (command, invocation index) of every AWS-RunPatchBaseline invocation on it, in send order.
+        self._patch_runs: dict[str, list[tuple[CommandRecord, int]]] = {}
 
     def add(self, command: CommandRecord) -> None:
         with self._lock:
             self._commands.setdefault((command.account, command.region), []).append(command)
+            for index, planned in enumerate(command.invocations):
+                if planned.patch_run is not None:
+                    self._patch_runs.setdefault(planned.target.instance_id, []).append((command, index))
 
     def in_region(self, account: str, region: str) -> list[CommandRecord]:
         """Commands of one account and region, newest first (the order ListCommands uses)."""
@@ -109,12 +114,12 @@ class CommandStore:
         """(run, start, end, command id) of every AWS-RunPatchBaseline run on the instance that had finished by ``when``."""
         history = []
         with self._lock:
-            for command in self._commands.get((account, region), []):
-                for planned, timeline in zip(command.invocations, command.timelines(self._faults)):
-                    if planned.target.instance_id != instance_id or planned.patch_run is None:
-                        continue
-                    if timeline.ran_to_completion() and timeline.completed_by(when) and timeline.final.details != "ExecutionTimedOut":
-                        history.append((planned.patch_run, timeline.executed_from or timeline.ended, timeline.ended, command.command_id))
+            for command, index in self._patch_runs.get(instance_id, []):
+                if (command.account, command.region) != (account, region):
+                    continue
+                planned, timeline = command.invocations[index], command.timelines(self._faults)[index]
+                if timeline.ran_to_completion() and timeline.completed_by(when) and timeline.final.details != "ExecutionTimedOut":
+                    history.append((planned.patch_run, timeline.executed_from or timeline.ended, timeline.ended, command.command_id))
         history.sort(key=lambda item: item[2])
         return history
 
@@ -138,3 +143,4 @@ class CommandStore:
     def reset(self) -> None:
         with self._lock:
             self._commands.clear()
+            self._patch_runs.clear()

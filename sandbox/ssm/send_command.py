@@ -15,6 +15,7 @@ import re
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from moto.ssm.models import ssm_backends
 from moto.utilities.utils import load_resource
 
 from sandbox.ec2.lookup import instance_tags, region_instances
@@ -70,8 +71,6 @@ def check_constraints(params: dict[str, Any]) -> None:
 
 def plan_command(state: SandboxState, account: str, region: str, params: dict[str, Any]) -> CommandRecord:
     """A new command for this request, or the AWS error the request deserves."""
-    from moto.ssm.models import ssm_backends
-
     check_constraints(params)
     document = resolve_document(ssm_backends[account][region], params["DocumentName"], params.get("DocumentVersion"))
     parameters = validate_parameters(document, params.get("Parameters") or {})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 from botocore.exceptions import ClientError
 
@@ -171,3 +173,24 @@ def test_image_waiter_returns_once_available(sandbox, ec2, launch):
     image_id = ec2.create_image(InstanceId=launch(1)[0], Name="backup-18")["ImageId"]
     ec2.get_waiter("image_available").wait(ImageIds=[image_id], WaiterConfig={"Delay": 0.1, "MaxAttempts": 50})
     assert _image(ec2, image_id)["State"] == "available"
+
+
+def test_deregister_with_delete_associated_snapshots_deletes_them(ec2, launch):
+    image = _image(ec2, ec2.create_image(InstanceId=launch(1, data_volume=True)[0], Name="backup-19")["ImageId"])
+    result = ec2.deregister_image(ImageId=image["ImageId"], DeleteAssociatedSnapshots=True)
+    assert sorted(item["ReturnCode"] for item in result["DeleteSnapshotResults"]) == ["success", "success"]
+    assert ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"] == []
+
+
+def test_image_without_no_reboot_reboots_a_running_instance(sandbox, ec2, launch):
+    rebooted, kept = launch(2)
+    ec2.create_image(InstanceId=rebooted, Name="backup-20")
+    ec2.create_image(InstanceId=kept, Name="backup-21", NoReboot=True)
+    assert [reboot["instance_id"] for reboot in sandbox.state.describe()["reboots"]] == [rebooted]
+
+
+def test_image_creation_date_follows_sandbox_time(sandbox, ec2, launch):
+    sandbox.state.clock.advance(86400 * 30)
+    image = _image(ec2, ec2.create_image(InstanceId=launch(1)[0], Name="backup-22")["ImageId"])
+    created = datetime.datetime.fromisoformat(image["CreationDate"].replace("Z", "+00:00")).timestamp()
+    assert abs(created - sandbox.state.now()) < 60
