@@ -27,8 +27,11 @@ fi
 source "$ENV_FILE"
 
 echo "== Sandbox up at $AWS_ENDPOINT_URL; running: ansible-playbook site.yml -e lz=demo $*"
-status=0
-"$VENV/bin/ansible-playbook" site.yml -e lz=demo "$@" || status=$?
+RUN_LOG="$STATE/last-run.log"
+set +e
+"$VENV/bin/ansible-playbook" site.yml -e lz=demo "$@" 2>&1 | tee "$RUN_LOG"
+status="${PIPESTATUS[0]}"
+set -e
 
 echo
 echo "== Demo summary"
@@ -37,7 +40,7 @@ echo "   Failures injected on purpose by the sandbox (to show the gates working)
 grep -E '^#   fault ' "$LOG" | sed -e 's/^#   fault ami_fail:/     - AMI of/' -e 's/$/ ends "failed" -> the backup gate keeps it from patching/' \
     -e 's/^#   fault patch_fail:\(.*\) ends "failed" -> the backup gate keeps it from patching/     - AWS-RunPatchBaseline fails on\1 -> reported with its error/' \
     -e 's/^#   fault /     - /' || true
-report="$(ls -t "$ROOT"/reports/demo-*.csv 2>/dev/null | head -n 1 || true)"
+report="$(sed -n 's/^CSV report: //p' "$RUN_LOG" | tail -n 1)"
 if [[ -n "$report" ]]; then
     echo "   CSV report: $report"
 fi

@@ -13,7 +13,7 @@ def by_name(result):
 
 
 def sandbox_ops(aws):
-    return {k: v for k, v in aws.state.calls.snapshot()["operations"].items()}
+    return dict(aws.state.calls.snapshot()["operations"])
 
 
 def test_demo_landing_zone_is_seen_whole_with_reasons(demo, run_module):
