@@ -7,6 +7,7 @@
   returns everything without MaxResults, rejects bad tokens with a 400; ``platform`` and
   ``platform-details`` filters; ``Platform`` only ``windows``; ``PlatformDetails`` / ``UsageOperation``.
 - DescribeInstanceStatus: ``status_impaired`` faults.
+- Tags of a resource are read from moto's tag table directly (moto scans every tag per resource).
 - DescribeLaunchTemplateVersions for all templates ($Latest/$Default without a template):
   each version once, ``image-id`` filter, paging.
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 from moto.ec2.exceptions import InvalidParameterCombination
 from moto.ec2.models.amis import Ami, AmiBackend
+from moto.ec2.models.core import TaggedEC2Resource
 from moto.ec2.models.instances import Instance
 from moto.ec2.responses.amis import AmisResponse
 from moto.ec2.responses.elastic_block_store import ElasticBlockStore
@@ -193,6 +195,17 @@ def describe_launch_template_versions(self: LaunchTemplates) -> ActionResult:
     return ActionResult({"LaunchTemplateVersions": selected, "NextToken": next_token})
 
 
+def _tags_of(resource: TaggedEC2Resource) -> list[dict[str, str]]:
+    """moto's get_tags runs describe_tags, which scans every tag in the region through regexes (quadratic for
+    DescribeInstances); its tag table is keyed by resource id, so read that entry directly. Same result."""
+    if not resource.id:  # type: ignore[attr-defined]
+        return []
+    resource_id = resource.id  # type: ignore[attr-defined]
+    resource_type = ec2_utils.EC2_PREFIX_TO_RESOURCE.get(ec2_utils.get_prefix(resource_id), "")
+    tags = resource.ec2_backend.tags.get(resource_id, {})  # type: ignore[attr-defined]
+    return [{"resource_id": resource_id, "key": key, "value": value, "resource_type": resource_type} for key, value in tags.items()]
+
+
 def _load_amis_with_aws_platforms(backend: AmiBackend) -> None:
     moto_hooks.original(AmiBackend, "_load_amis")(backend)
     for image in backend.amis.values():
@@ -208,6 +221,7 @@ def install() -> None:
     moto_hooks.replace(InstanceResponse, "describe_instance_status", describe_instance_status)
     moto_hooks.replace(LaunchTemplates, "describe_launch_template_versions", describe_launch_template_versions)
     moto_hooks.replace(AmiBackend, "_load_amis", _load_amis_with_aws_platforms)
+    moto_hooks.replace(TaggedEC2Resource, "get_tags", _tags_of)
     moto_hooks.replace(Instance, "platform_details", property(lambda instance: instance_os(instance).platform_details))
     moto_hooks.replace(Instance, "usage_operation", property(lambda instance: instance_os(instance).usage_operation))
     moto_hooks.replace(Ami, "platform_details", property(lambda image: os_info(image.platform, image.name).platform_details))
