@@ -1,4 +1,4 @@
-"""The Run Command schedule as a pure function of send time, settings, outcomes and agent history (no server)."""
+"""Run Command schedule and plugin output as pure functions of their inputs (no server)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 import pytest
 
 from sandbox.clock import Settings
+from sandbox.ssm.outputs import Streams
 from sandbox.ssm.schedule import Outcome, Target, command_status, concurrency_limit, counts, error_allowance, simulate
 
 SETTINGS = Settings(command_delivery_seconds=1, invocation_seconds=2, reboot_seconds=1, undeliverable_seconds=5)
@@ -74,3 +75,12 @@ def test_cancel_while_running_and_before_dispatch():
 
 def test_no_targets_is_no_instances_in_tag():
     assert command_status([], 0, "0", False) == ("Failed", "NoInstancesInTag")
+
+
+def test_plugin_output_is_cut_at_2500_characters_with_the_agent_marker():
+    output = Streams("x" * 3000, "boom").plugin_output()
+    assert len(output) == 2500 and output.endswith("---Output truncated---")
+
+
+def test_short_plugin_output_keeps_stderr_after_the_error_separator():
+    assert Streams("ok\n", "bad").plugin_output() == "ok\n\n----------ERROR-------\nbad"

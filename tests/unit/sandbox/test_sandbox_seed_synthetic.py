@@ -20,3 +20,10 @@ def test_synthetic_fleet_spreads_instances_over_accounts_regions_and_reservation
 def test_unknown_scenario_name_is_an_error(sandbox):
     with pytest.raises(ValueError):
         sandbox.seed("no-such-scenario")
+
+
+def test_the_benchmark_fleet_scenario_file_is_a_valid_synthetic_spec():
+    from sandbox.seeding.scenario import SyntheticSpec, load  # pylint: disable=import-outside-toplevel
+
+    spec = load("fleet-1000")
+    assert isinstance(spec, SyntheticSpec) and (spec.count, len(spec.accounts), spec.regions) == (1000, 2, ("us-east-1", "eu-west-1"))
