@@ -76,6 +76,7 @@ class PatchRun:
         self.locations = sorted({(i["account_id"], i["region"]) for i in instances})
         self.batch = CommandBatch(fleet, DOCUMENT, self.parameters(), run_id, "wave=%s" % options["wave"], options, clock)
         self.skipped = {}  # instance_id -> reason (gate, pre-check, check mode)
+        self.gate_notes = {}  # instance_id -> what check mode's plan still depends on
         self.pre_checks = {}
         self.post_checks = {}
         self.states = {}
@@ -131,6 +132,10 @@ class PatchRun:
                 continue
             if item["instance_id"] in verified:
                 allowed.append(item)
+            elif self.check_mode:
+                # A dry run creates no backups, so none can be verified yet: show the plan, say what it waits for.
+                self.gate_notes[item["instance_id"]] = " once its backup is verified (none in run %s yet)" % self.run_id
+                allowed.append(item)
             else:
                 self.skipped[item["instance_id"]] = "no verified backup of this instance in run %s (patching requires one)" % self.run_id
         return allowed
@@ -138,11 +143,18 @@ class PatchRun:
     # -- sending and waiting --------------------------------------------------------------------
 
     def _deadline(self, instance_id):
+        """When an instance's patching counts as timed out.
+
+        Per command: delivery_timeout + execution_timeout after it was sent. For the batch: wait_timeout after its
+        first command was sent - measured from AWS's own RequestedDateTime, so a run resumed hours later does not
+        find its deadline already past, and repeated progress calls share one deadline.
+        """
         requested = self.batch.requested_at(instance_id)
         if requested is None:
             return None
         opts = self.options
-        return min(requested + opts["delivery_timeout"] + opts["execution_timeout"], self.options["run_started"] + opts["wait_timeout"])
+        first = min(t for t in (self.batch.requested_at(i["instance_id"]) for i in self.instances) if t is not None)
+        return min(requested + opts["delivery_timeout"] + opts["execution_timeout"], first + opts["wait_timeout"])
 
     def _enforce_deadlines(self):
         now = self.clock()
@@ -201,7 +213,12 @@ class PatchRun:
         if self.check_mode:
             for index, (_location, ids) in enumerate(self.planned):
                 for instance_id in ids:
-                    self.skipped[instance_id] = "check mode: would send %s in command %d of %d" % (DOCUMENT, index + 1, len(self.planned))
+                    self.skipped[instance_id] = "check mode: would send %s in command %d of %d%s" % (
+                        DOCUMENT,
+                        index + 1,
+                        len(self.planned),
+                        self.gate_notes.get(instance_id, ""),
+                    )
             self.changed = bool(self.planned)
             return
         self.batch.send(self.planned)

@@ -85,7 +85,9 @@ options:
     type: bool
     default: true
   wait_timeout:
-    description: Seconds from the start of the run (O(run_id)'s timestamp) after which commands still running are cancelled and reported C(timed_out).
+    description:
+      - Seconds from the first command of this batch (as SSM recorded it) after which commands still running are cancelled and
+        reported C(timed_out). A resumed batch keeps the deadline of its first command.
     type: int
     default: 10800
   poll_interval:
@@ -149,7 +151,9 @@ options:
     default: {}
     suboptions: *checks
   lookback_hours:
-    description: When O(run_id) does not start with a UTC timestamp (C(YYYYmmddTHHMMSSZ)), how far back to look for this run's commands.
+    description:
+      - This run's commands are looked up from the UTC timestamp its O(run_id) starts with (C(YYYYmmddTHHMMSSZ), as the playbooks make
+        them); for any other run ID, from this many hours back.
     type: int
     default: 168
   max_workers:
@@ -166,7 +170,10 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Applies the backup gate and reports the commands (chunks and parameters) it would send; sends nothing.
+    details:
+      - Sends nothing; reports the commands (chunks and parameters) it would send.
+      - A dry run has made no backups, so an instance without a verified backup yet is shown in the plan with a note that it waits for
+        one; outside check mode such an instance is refused.
   diff_mode:
     support: none
   idempotent:

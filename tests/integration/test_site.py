@@ -1,0 +1,176 @@
+"""site.yml on the sandbox: the three phases chained, the gates, the CSV, and what reached AWS."""
+
+import boto3
+from conftest import calls, write_calls
+
+from ansible_collections.cms.patching.plugins.module_utils._report import COLUMNS
+
+ACCOUNTS = {"123456789012": None, "210987654321": "arn:aws:iam::210987654321:role/CmsPatchingRole"}
+
+
+def sessions(aws):
+    """boto3 sessions for both demo accounts (the second by assume-role, as the modules do)."""
+    base = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing")
+    sts = base.client("sts", region_name="us-east-1", endpoint_url=aws.endpoint)
+    creds = sts.assume_role(RoleArn=ACCOUNTS["210987654321"], RoleSessionName="tests", ExternalId="cms-demo")["Credentials"]
+    other = boto3.session.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
+    return {"123456789012": base, "210987654321": other}
+
+
+def sent_instance_ids(aws):
+    ids = set()
+    for session in sessions(aws).values():
+        for region in ("us-east-1", "eu-west-1"):
+            ssm = session.client("ssm", region_name=region, endpoint_url=aws.endpoint)
+            for command in ssm.list_commands()["Commands"]:
+                if command["DocumentName"] == "AWS-RunPatchBaseline":
+                    ids.update(command["InstanceIds"])
+    return ids
+
+
+def test_full_run_patches_only_behind_a_verified_backup(aws, playbook):
+    run = playbook()
+    # Two hosts fail on purpose (the demo's injected faults): Ansible's status for failed hosts is 2.
+    assert run.rc == 2, run.output[-3000:]
+    assert "Traceback" not in run.output
+    rows = run.by_name()
+    assert len(rows) == 30
+    with open(run.csv_path, encoding="utf-8") as handle:
+        assert handle.readline().strip() == ",".join(COLUMNS)
+    for row in rows.values():
+        if row["patch_status"] == "success":
+            assert row["backup_status"] == "verified" and row["ami_id"].startswith("ami-") and row["snapshot_ids"]
+        if row["target"] == "false":
+            assert row["backup_status"] == "skipped" and row["patch_status"] == "skipped" and row["skip_reason"]
+    # The injected backup failure is never patched, and says why.
+    web3 = rows["web-03"]
+    assert (web3["backup_status"], web3["patch_status"]) == ("failed", "skipped")
+    assert "backup failed" in web3["error"] and "is failed" in web3["error"]
+    assert rows["web-03"]["instance_id"] not in sent_instance_ids(aws)
+    # The injected patch failure is reported with its error.
+    pay2 = rows["pay-web-02"]
+    assert pay2["backup_status"] == "verified" and pay2["patch_status"] == "failed" and pay2["error"]
+    assert sum(r["patch_status"] == "success" for r in rows.values()) == 19
+    # Rows of instances skipped at discovery are there too.
+    assert rows["legacy-01"]["skip_reason"] == "excluded by tag Patch=never"
+    assert rows["batch-01"]["patch_status"] == "skipped"
+    # The summary and the per-host failures name the reasons.
+    assert "30 seen, 21 targets; backup: 20 verified, 1 failed, 9 skipped; patch: 19 success, 1 failed, 10 skipped" in run.output
+    assert "fatal: [%s]" % web3["instance_id"] in run.output and "fatal: [%s]" % pay2["instance_id"] in run.output
+    assert calls(aws)["ec2:CreateImage"] == 21
+
+
+def test_discovery_tag_makes_no_write_call(aws, playbook):
+    run = playbook("--tags", "discovery")
+    assert run.rc == 0, run.output[-3000:]
+    assert write_calls(aws) == {}
+    rows = run.rows()
+    assert len(rows) == 30
+    assert {r["backup_status"] for r in rows if r["target"] == "true"} == {"not_run"}
+
+
+def test_config_tag_validates_and_prints_without_aws(aws, playbook):
+    run = playbook("--tags", "config")
+    assert run.rc == 0, run.output[-3000:]
+    assert aws.state.calls.snapshot()["total"] == 0
+    assert "arn:aws:iam::210987654321:role/CmsPatchingRole" in run.output
+    assert "cms-demo" not in run.output and "********" in run.output
+    assert not list(run.report_dir.glob("*.csv")) if run.report_dir.exists() else True
+
+
+def test_unknown_landing_zone_names_the_known_ones(aws, playbook):
+    run = playbook(lz="prod")
+    assert run.rc != 0
+    assert "unknown landing zone 'prod': known landing zones are demo, example" in run.output
+    assert "Traceback" not in run.output
+    assert aws.state.calls.snapshot()["total"] == 0
+
+
+def test_missing_lz_says_how_to_give_one(aws, playbook):
+    run = playbook(lz=None)
+    assert run.rc != 0 and "no landing zone given: run with -e lz=<name>" in run.output
+
+
+def test_malformed_landing_zone_names_file_and_key(aws, playbook, tmp_path):
+    bad = tmp_path / "lzs" / "broken" / "group_vars" / "all"
+    bad.mkdir(parents=True)
+    (bad / "landing_zone.yml").write_text(
+        "cms_patching_landing_zone:\n  accounts:\n    - account_id: '123456789012'\n      role_arn: arn:aws:iam::123:role/x\n  regions: [eu-west-9]\n"
+        "  patching:\n    max_errors: lots\n"
+    )
+    run = playbook(lz="broken", env={"CMS_PATCHING_LZ_PATH": str(tmp_path / "lzs")})
+    assert run.rc != 0
+    path = str(bad / "landing_zone.yml")
+    assert "%s: cms_patching_landing_zone.accounts[0].role_arn" % path in run.output
+    assert "%s: cms_patching_landing_zone.regions[0]: 'eu-west-9'" % path in run.output
+    assert "%s: cms_patching_landing_zone.patching.max_errors" % path in run.output
+    assert aws.state.calls.snapshot()["total"] == 0
+
+
+def test_inventory_hosts_are_the_candidates_and_limit_narrows(aws, playbook):
+    run = playbook("-i", "inventories/demo", "--limit", "account_210987654321", "--tags", "discovery,backup")
+    assert run.rc == 0, run.output[-3000:]
+    rows = run.rows()
+    assert len(rows) == 15 and {r["account_id"] for r in rows} == {"210987654321"}
+    assert {r["backup_status"] for r in rows if r["target"] == "true"} == {"verified"}
+    by_account = aws.state.calls.snapshot()["by_account"]
+    assert "ec2:CreateImage" not in by_account.get("123456789012", {})
+    assert by_account["210987654321"]["ec2:CreateImage"] == 11
+
+
+def test_same_run_id_resumes_without_new_amis_or_commands(aws, playbook):
+    first = playbook("-e", "run_id=20261127T100000Z-resume")
+    assert first.rc == 2
+    before = calls(aws)
+    amis = {r["instance_id"]: r["ami_id"] for r in first.rows()}
+    second = playbook("-e", "run_id=20261127T100000Z-resume")
+    after = calls(aws)
+    assert second.rc == 2
+    assert after["ec2:CreateImage"] == before["ec2:CreateImage"]
+    assert after["ssm:SendCommand"] == before["ssm:SendCommand"]
+    assert {r["instance_id"]: r["ami_id"] for r in second.rows()} == amis
+
+
+def test_check_mode_writes_nothing(aws, playbook):
+    run = playbook("--check")
+    assert run.rc == 0, run.output[-3000:]
+    assert write_calls(aws) == {}
+    rows = run.by_name()
+    assert rows["web-01"]["backup_status"] == "skipped" and rows["web-01"]["patch_status"] == "skipped"
+    assert rows["web-01"]["error"].startswith("check mode: would send AWS-RunPatchBaseline")
+
+
+def test_verify_backup_creates_nothing(aws, playbook):
+    assert playbook("--tags", "discovery,backup").rc == 2
+    creates = calls(aws)["ec2:CreateImage"]
+    run = playbook("--tags", "verify_backup")
+    assert calls(aws)["ec2:CreateImage"] == creates
+    rows = run.by_name()
+    assert rows["web-01"]["backup_status"] == "verified"
+    assert rows["web-03"]["backup_status"] == "failed"
+    assert run.rc == 2
+
+
+def test_a_failing_canary_wave_stops_the_run(aws, playbook, tmp_path):
+    import yaml
+
+    source = (pathlib_repo() / "inventories/demo/group_vars/all/landing_zone.yml").read_text()
+    config = yaml.safe_load(source)
+    config["cms_patching_landing_zone"]["patching"]["waves"] = [{"name": "canary", "names": ["pay-web-02", "pay-web-01"]}, {"name": "rest"}]
+    config["cms_patching_landing_zone"]["patching"]["max_failure_rate"] = 0
+    target = tmp_path / "lzs" / "canary" / "group_vars" / "all"
+    target.mkdir(parents=True)
+    (target / "landing_zone.yml").write_text(yaml.safe_dump(config))
+    run = playbook(lz="canary", env={"CMS_PATCHING_LZ_PATH": str(tmp_path / "lzs")})
+    assert run.rc == 2
+    rows = run.by_name()
+    assert rows["pay-web-02"]["patch_status"] == "failed" and rows["pay-web-01"]["patch_status"] == "success"
+    assert rows["web-01"]["patch_status"] == "not_run"
+    assert "the run stopped after wave canary: 1 of 2 patched instances failed (50.0% > 0%)" in rows["web-01"]["error"]
+    assert sent_instance_ids(aws) == {rows["pay-web-02"]["instance_id"], rows["pay-web-01"]["instance_id"]}
+
+
+def pathlib_repo():
+    import pathlib
+
+    return pathlib.Path(__file__).resolve().parents[2]
