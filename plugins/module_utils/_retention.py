@@ -116,9 +116,13 @@ def apply_location(fleet, location, lz, policy, current_run_id, check_mode, now)
     return removed, kept, errors
 
 
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).timestamp()
+
+
 def apply(fleet, locations, lz, policy, current_run_id, check_mode=False, max_workers=8, now=None):
     """Apply the policy in every account/region; return (removed, kept, errors)."""
-    now = now if now is not None else datetime.datetime.now(datetime.timezone.utc).timestamp()
+    now = now if now is not None else _now()
     removed, kept, errors = [], [], []
     for outcome in fan_out(lambda loc: apply_location(fleet, loc, lz, policy, current_run_id, check_mode, now), locations, max_workers):
         if outcome.ok:
