@@ -37,6 +37,8 @@ class _QuietHandler(MotoRequestHandler):
 
 
 class Sandbox:
+    _running: Sandbox | None = None
+
     def __init__(self, state: SandboxState, host: str, port: int, verbose: bool) -> None:
         """Bind the server (not yet serving); use ``Sandbox.start``."""
         self.state = state
@@ -68,7 +70,13 @@ class Sandbox:
             runtime.deactivate(state)
             raise
         sandbox._thread.start()  # pylint: disable=protected-access
+        cls._running = sandbox
         return sandbox
+
+    @classmethod
+    def running(cls) -> Sandbox | None:
+        """The sandbox this process is serving, if any (moto's state is process-wide: there is at most one)."""
+        return cls._running
 
     def env(self, region: str = "us-east-1") -> dict[str, str]:
         """The environment a client (boto3, the AWS CLI, ansible) needs to use this sandbox."""
@@ -100,6 +108,8 @@ class Sandbox:
             self._server.server_close()
             self._thread.join()
             runtime.deactivate(self.state)
+            if Sandbox._running is self:
+                Sandbox._running = None
             self._stopped.set()
 
     def wait(self, timeout: float | None = None) -> bool:

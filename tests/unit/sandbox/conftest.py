@@ -28,8 +28,13 @@ NO_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[Sandbox]:
-    with Sandbox.start() as running:
-        yield running
+    """The session's sandbox: the one already serving this process (another conftest's), else our own."""
+    shared = Sandbox.running()
+    if shared is not None:
+        yield shared
+        return
+    with Sandbox.start() as started:
+        yield started
 
 
 @pytest.fixture(autouse=True)

@@ -163,3 +163,12 @@ def test_clock_advance_endpoint_moves_sandbox_time(sandbox):
 
 def test_unknown_control_path_is_a_404(sandbox):
     assert _http(sandbox, "GET", "nope")[0] == 404
+
+
+def test_the_running_sandbox_is_found_and_a_second_one_is_refused(sandbox):
+    from sandbox import Sandbox  # pylint: disable=import-outside-toplevel
+
+    assert Sandbox.running() is sandbox
+    with pytest.raises(RuntimeError):
+        Sandbox.start()
+    assert Sandbox.running() is sandbox
