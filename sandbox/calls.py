@@ -29,10 +29,6 @@ class CallCounter:
             if throttled:
                 self._throttled[operation] += 1
 
-    def count(self, operation: str) -> int:
-        with self._lock:
-            return self._operations[operation]
-
     def reset(self) -> None:
         with self._lock:
             self._operations.clear()

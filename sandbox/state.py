@@ -23,9 +23,8 @@ from sandbox.sts import RoleRegistry
 class FaultControl:
     """``sb.state.faults``: add / remove / list faults, with instance names resolved to ids."""
 
-    def __init__(self, store: FaultStore, registry: ManagedRegistry) -> None:
+    def __init__(self, store: FaultStore) -> None:
         self._store = store
-        self._registry = registry
 
     def add(self, kind: str, instance_id: str | None = None, operation: str | None = None, instance_name: str | None = None, **options: Any) -> Fault:
         if instance_name and not instance_id:
@@ -38,10 +37,6 @@ class FaultControl:
     def list(self) -> list[dict[str, Any]]:
         return [fault.as_dict() for fault in self._store.active()]
 
-    @property
-    def store(self) -> FaultStore:
-        return self._store
-
 
 class SandboxState:
     def __init__(self, settings: Settings | None = None) -> None:
@@ -51,7 +46,7 @@ class SandboxState:
         self.clock = Clock(self.settings.time_scale)
         self.fault_store = FaultStore(self.clock)
         self.managed = ManagedRegistry(self.clock, self.fault_store)
-        self.faults = FaultControl(self.fault_store, self.managed)
+        self.faults = FaultControl(self.fault_store)
         self.calls = CallCounter()
         self.commands = CommandStore(self.clock, self.fault_store)
         self.roles = RoleRegistry()

@@ -298,8 +298,6 @@ def describe_instance_patches(self: SimpleSystemManagerResponse) -> ActionResult
         patch_state = state.commands.patch_state(account, region, instance_id, entry.platform_type, state.now())
         rows = [] if patch_state.last_run is None else patching.patches(patch_state, entry.registered_at)
     rows = [row for row in rows if all(row[_PATCH_FILTER_KEYS[item["Key"]]] in item.get("Values", []) for item in filters)]
-    for row in rows:
-        row["InstalledTime"] = to_datetime(float(row["InstalledTime"]))  # type: ignore[arg-type]
     items, token = page(rows, max_results, params.get("NextToken"), _invalid_token)
     return ActionResult({"Patches": items, "NextToken": token})
 

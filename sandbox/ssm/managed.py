@@ -81,10 +81,6 @@ class ManagedRegistry:
         self.set_agent(instance.id, online)
         return entry
 
-    def deregister(self, instance_id: str) -> bool:
-        with self._lock:
-            return self._entries.pop(instance_id, None) is not None
-
     def set_agent(self, instance_id: str, online: bool) -> None:
         """Bring the instance's agent online or take it offline from now on."""
         if online:

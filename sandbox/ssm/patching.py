@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from sandbox.clock import to_datetime
 from sandbox.ssm.patch_catalog import Patch, PatchProfile
 
 INSTALL = "Install"
@@ -119,12 +120,12 @@ def counts(state: PatchState) -> dict[str, int]:
 
 
 def patches(state: PatchState, baseline_installed_at: float) -> list[dict[str, object]]:
-    """DescribeInstancePatches rows: every patch the baseline knows about for this instance."""
+    """DescribeInstancePatches rows: every patch the baseline knows about for this instance (Missing/Failed: installed at epoch 0, as AWS)."""
     rows: list[dict[str, object]] = []
 
     def row(patch: Patch, compliance: str, installed_at: float) -> None:
         item: dict[str, object] = {"Title": patch.title, "KBId": patch.kb_id, "Classification": patch.classification,
-                                   "Severity": patch.severity, "State": compliance, "InstalledTime": installed_at}
+                                   "Severity": patch.severity, "State": compliance, "InstalledTime": to_datetime(installed_at)}
         if patch.cve_ids and compliance in ("Missing", "Failed"):
             item["CVEIds"] = ",".join(patch.cve_ids)
         rows.append(item)
