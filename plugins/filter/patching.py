@@ -4,6 +4,8 @@
 
 """Filters the roles use: patch wave planning and the run summary (the same numbers as the CSV report)."""
 
+import re
+
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.cms.patching.plugins.module_utils._report import RunReport
@@ -28,10 +30,11 @@ def report_summary(results, lz="", run_id=""):
     return report.summary()
 
 
-def held_back(results, phase, check_mode=False):
-    """[{instance_id, reason}] for every instance a phase did not clear: backups not verified, patches not successful or failing post-checks.
+def held_back(results, phase, check_mode=False, hosts=None):
+    """[{instance_id, host, reason}] for every instance a phase did not clear: backups not verified, patches not successful or failing post-checks.
 
-    In check mode nothing is created or sent, so "would do" (skipped) passes: the dry run then shows what the next phase would do.
+    ``hosts`` maps instance IDs to inventory host names (default: the ID). In check mode nothing is created or sent, so
+    "would do" (skipped) passes: the dry run then shows what the next phase would do.
     """
     items = [i for r in (results if isinstance(results, list) else [results]) for i in (r or {}).get("instances") or []]
     held = []
@@ -54,9 +57,94 @@ def held_back(results, phase, check_mode=False):
                 held.append({"instance_id": item["instance_id"], "reason": "patched, but the post-patch checks failed: %s" % checks.get("reason")})
         else:
             raise AnsibleFilterError("held_back: phase must be 'backup' or 'patch', not %r" % (phase,))
+    for entry in held:
+        entry["host"] = (hosts or {}).get(entry["instance_id"], entry["instance_id"])
     return held
+
+
+def not_started(plan, results, hosts=None):
+    """[{instance_id, host}] of the planned waves' instances that no wave result mentions (the run stopped before their wave)."""
+    done = {i["instance_id"] for r in results or [] for i in (r or {}).get("instances") or []}
+    return [
+        {"instance_id": i["instance_id"], "host": (hosts or {}).get(i["instance_id"], i["instance_id"])}
+        for wave in plan or []
+        for i in wave["instances"]
+        if i["instance_id"] not in done
+    ]
+
+
+INSTANCE_HOST = re.compile(r"^i-([0-9a-f]{8}|[0-9a-f]{17})$")
+
+
+def inventory_candidates(hosts, hostvars):
+    """Instance ID -> host name for the inventory hosts that are EC2 instances (e.g. from the aws_ec2 inventory).
+
+    A host named by its instance ID (the inventories here use ``hostnames: [instance-id]``) needs no variable lookup;
+    any other host is asked for its ``instance_id`` variable, which costs a full variable computation per host.
+    """
+    candidates = {}
+    for name in hosts:
+        if INSTANCE_HOST.match(name):
+            candidates[name] = name
+        elif name not in ("localhost", "127.0.0.1"):
+            instance_id = hostvars[name].get("instance_id")
+            if instance_id:
+                candidates[str(instance_id)] = name
+    return candidates
+
+
+def _group_name(prefix, value):
+    return prefix + re.sub(r"[^A-Za-z0-9_]", "_", str(value))
+
+
+def inventory_hosts(instances, names=None):
+    """The add_host arguments for each target: its host name (the inventory's name for it, else its ID) and groups.
+
+    Computed in one pass here rather than templated per loop item: add_host runs once per target, and at fleet
+    size each item's templating is what the loop costs.
+    """
+    names = names or {}
+    hosts = []
+    for item in instances:
+        if not item.get("target"):
+            continue
+        groups = ["cms_patching_targets", _group_name("cms_patching_account_", item["account_id"]), _group_name("cms_patching_region_", item["region"])]
+        if item.get("patch_group"):
+            groups.append(_group_name("cms_patching_patch_group_", item["patch_group"]))
+        hosts.append(
+            {
+                "name": names.get(item["instance_id"], item["instance_id"]),
+                "groups": groups,
+                "instance_id": item["instance_id"],
+                "account_id": item["account_id"],
+                "region": item["region"],
+            }
+        )
+    return hosts
+
+
+def instances_of(scan, hosts, host_map):
+    """The discovery records of the play's hosts, in host order (the batch a phase passes to its module).
+
+    ``host_map`` is the instance ID -> host name map discovery keeps (``cms_patching_hosts``); going through it avoids
+    reading every host's hostvars, which costs a full variable computation per host.
+    """
+    by_host = {name: instance_id for instance_id, name in (host_map or {}).items()}
+    records = {r["instance_id"]: r for r in (scan or {}).get("instances") or []}
+    missing = [h for h in hosts if by_host.get(h) not in records]
+    if missing:
+        raise AnsibleFilterError("instances_of: no discovery record for host(s) %s; run discovery first" % ", ".join(missing))
+    return [records[by_host[h]] for h in hosts]
 
 
 class FilterModule:
     def filters(self):
-        return {"patch_waves": patch_waves, "report_summary": report_summary, "held_back": held_back}
+        return {
+            "patch_waves": patch_waves,
+            "report_summary": report_summary,
+            "held_back": held_back,
+            "inventory_hosts": inventory_hosts,
+            "instances_of": instances_of,
+            "not_started": not_started,
+            "inventory_candidates": inventory_candidates,
+        }

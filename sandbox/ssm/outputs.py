@@ -80,7 +80,7 @@ def patch_streams(run: PatchRun, platform_type: str, instance_id: str, region: s
     lines.append(f"{_stamp(end)} root [INFO]: Report upload successful.")
     if run.reboots:
         lines.append(f"{_stamp(end)} root [INFO]: Reboot is required; rebooting the instance.")
-    elif run.operation == INSTALL and run.installed:
+    elif run.operation == INSTALL and run.installed and run.reboot_option == "NoReboot":
         lines.append(f"{_stamp(end)} root [INFO]: RebootOption is NoReboot: reboot is pending.")
     return Streams("\n".join(lines) + "\n", stderr)
 
@@ -102,6 +102,9 @@ def _windows_streams(run: PatchRun, start: float, end: float) -> Streams:
     ]
     width = max(len(name) for name, _value in rows)
     text = f"Patch Summary for {run.patch_group}\n" + "\n".join(f"{name.ljust(width)} : {value}" for name, value in rows) + "\n"
+    if run.reboots:
+        # The agent reboots Windows when an installed update asks for it (exit code 3010) and resumes afterwards.
+        text += "Updates require a reboot (exit code 3010): rebooting the instance.\n"
     stderr = ""
     if run.failed:
         stderr = "\n".join(f"Failed to install {patch.kb_id}: Installation failure: Windows failed to install the following update with error "
