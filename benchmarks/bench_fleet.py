@@ -95,7 +95,9 @@ def module_benchmarks(count):
     rows = []
     with Sandbox.start() as sandbox:
         started = time.monotonic()
-        sandbox.seed({"synthetic": {"count": count, "accounts": [ACCOUNT], "regions": [REGION], "reservations": 10, "managed_ratio": 1.0, "environment": "bench"}})
+        sandbox.seed(
+            {"synthetic": {"count": count, "accounts": [ACCOUNT], "regions": [REGION], "reservations": 10, "managed_ratio": 1.0, "environment": "bench"}}
+        )
         print("seeded %d instances in %.1f s" % (count, time.monotonic() - started), file=sys.stderr)
         session = fleet(sandbox.endpoint)
         records, row = measure("discovery (ec2_patch_scan)", count, lambda: scan(session, [ACCOUNT], [REGION], {"tag:Environment": "bench"}, {})[0], session)
@@ -139,13 +141,17 @@ def playbook_benchmark(count, targets, settings=None, profile=False):
         )
         try:
             subprocess.run([sys.executable, "-m", "sandbox", "wait", "--env-file", str(env_file), "--timeout", "300"], cwd=REPO, check=True)
-            env = dict(os.environ, CMS_PATCHING_LZ_PATH=str(tmp / "lzs"), CMS_PATCHING_REPORT_DIR=str(tmp / "reports"), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+            env = dict(
+                os.environ, CMS_PATCHING_LZ_PATH=str(tmp / "lzs"), CMS_PATCHING_REPORT_DIR=str(tmp / "reports"), ANSIBLE_CONFIG=str(REPO / "ansible.cfg")
+            )
             for line in env_file.read_text().splitlines():
                 name, _, value = line.replace("export ", "", 1).partition("=")
                 env[name] = value.strip("'")
             post = {"calls/reset": {}, "settings": settings or {}}
             for path, body in post.items():
-                request = urllib.request.Request(env["CMS_SANDBOX_URL"] + "/" + path, method="POST", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+                request = urllib.request.Request(
+                    env["CMS_SANDBOX_URL"] + "/" + path, method="POST", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+                )
                 urllib.request.urlopen(request, timeout=10).close()  # nosec - loopback
             if profile:
                 env["ANSIBLE_CALLBACKS_ENABLED"] = "cms.patching.patch_report,ansible.posix.profile_tasks"

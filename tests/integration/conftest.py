@@ -12,6 +12,7 @@ import subprocess
 import sys
 import urllib.request
 
+import boto3
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -95,3 +96,33 @@ def write_calls(aws):
 def control(aws, path):
     with urllib.request.urlopen(aws.endpoint + "/_sandbox/" + path, timeout=10) as response:  # nosec - loopback
         return json.loads(response.read())
+
+
+ACCOUNTS = {"123456789012": None, "210987654321": "arn:aws:iam::210987654321:role/CmsPatchingRole"}
+
+
+def sessions(aws):
+    """boto3 sessions for both demo accounts (the second by assume-role, as the modules do)."""
+    base = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing")
+    sts = base.client("sts", region_name="us-east-1", endpoint_url=aws.endpoint)
+    creds = sts.assume_role(RoleArn=ACCOUNTS["210987654321"], RoleSessionName="tests", ExternalId="cms-demo")["Credentials"]
+    other = boto3.session.Session(
+        aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"]
+    )
+    return {"123456789012": base, "210987654321": other}
+
+
+def patch_commands(aws):
+    """Every AWS-RunPatchBaseline command in both demo accounts and regions."""
+    found = []
+    for session in sessions(aws).values():
+        for region in ("us-east-1", "eu-west-1"):
+            ssm = session.client("ssm", region_name=region, endpoint_url=aws.endpoint)
+            for command in ssm.list_commands()["Commands"]:
+                if command["DocumentName"] == "AWS-RunPatchBaseline":
+                    found.append(command)
+    return found
+
+
+def sent_instance_ids(aws):
+    return {i for command in patch_commands(aws) for i in command["InstanceIds"]}

@@ -1,31 +1,8 @@
 """site.yml on the sandbox: the three phases chained, the gates, the CSV, and what reached AWS."""
 
-import boto3
-from conftest import calls, write_calls
+from conftest import calls, sent_instance_ids, write_calls
 
 from ansible_collections.cms.patching.plugins.module_utils._report import COLUMNS
-
-ACCOUNTS = {"123456789012": None, "210987654321": "arn:aws:iam::210987654321:role/CmsPatchingRole"}
-
-
-def sessions(aws):
-    """boto3 sessions for both demo accounts (the second by assume-role, as the modules do)."""
-    base = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing")
-    sts = base.client("sts", region_name="us-east-1", endpoint_url=aws.endpoint)
-    creds = sts.assume_role(RoleArn=ACCOUNTS["210987654321"], RoleSessionName="tests", ExternalId="cms-demo")["Credentials"]
-    other = boto3.session.Session(aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
-    return {"123456789012": base, "210987654321": other}
-
-
-def sent_instance_ids(aws):
-    ids = set()
-    for session in sessions(aws).values():
-        for region in ("us-east-1", "eu-west-1"):
-            ssm = session.client("ssm", region_name=region, endpoint_url=aws.endpoint)
-            for command in ssm.list_commands()["Commands"]:
-                if command["DocumentName"] == "AWS-RunPatchBaseline":
-                    ids.update(command["InstanceIds"])
-    return ids
 
 
 def test_full_run_patches_only_behind_a_verified_backup(aws, playbook):

@@ -20,8 +20,10 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from sandbox import Sandbox  # noqa: E402  pylint: disable=wrong-import-position
 from sandbox_testkit import LINUX_AMI  # noqa: E402  pylint: disable=wrong-import-position
+
+from sandbox import Sandbox  # noqa: E402  pylint: disable=wrong-import-position
+
 # No retries: a throttled or failing call must surface at once.
 NO_RETRY = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 

@@ -19,8 +19,13 @@ def _sandbox_cli(*args, **options):
 
 
 def _serve(env_file):
-    process = subprocess.Popen([sys.executable, "-m", "sandbox", "serve", "--scenario", "none", "--env-file", str(env_file), "--time-scale", "10"],
-                               cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "serve", "--scenario", "none", "--env-file", str(env_file), "--time-scale", "10"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert _sandbox_cli("wait", "--env-file", str(env_file), "--timeout", "30").returncode == 0
         yield process
@@ -54,8 +59,13 @@ def test_env_file_holds_the_exports_a_client_needs(served):
     env_file = served[1]
     env = _env(env_file)
     assert set(env) == {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_EC2_METADATA_DISABLED", "CMS_SANDBOX_URL"}
-    sts = boto3.client("sts", endpoint_url=env["AWS_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
-                       aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
+    sts = boto3.client(
+        "sts",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
     assert sts.get_caller_identity()["Account"] == "123456789012"
 
 

@@ -8,7 +8,6 @@ import urllib.request
 
 import pytest
 from botocore.exceptions import ClientError
-
 from sandbox_testkit import OTHER_ROLE
 
 
@@ -84,8 +83,14 @@ def test_botocore_retries_a_throttled_call_and_succeeds(sandbox, client):
     sandbox.state.faults.add("throttle", operation="ec2:DescribeInstances", count=1)
     import boto3  # pylint: disable=import-outside-toplevel
 
-    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=sandbox.endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                       config=Config(retries={"mode": "standard", "max_attempts": 3}))
+    ec2 = boto3.client(
+        "ec2",
+        region_name="us-east-1",
+        endpoint_url=sandbox.endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"mode": "standard", "max_attempts": 3}),
+    )
     ec2.describe_instances()
     assert sandbox.state.calls.snapshot()["throttled"] == {"ec2:DescribeInstances": 1}
 
@@ -94,8 +99,9 @@ def test_call_counter_counts_per_operation_account_and_region(sandbox, client):
     client("ec2").describe_instances()
     client("ec2", region="eu-west-1").describe_instances()
     credentials = client("sts").assume_role(RoleArn=OTHER_ROLE, RoleSessionName="test")["Credentials"]
-    client("ec2", aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials["SecretAccessKey"],
-           aws_session_token=credentials["SessionToken"]).describe_instances()
+    client(
+        "ec2", aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials["SecretAccessKey"], aws_session_token=credentials["SessionToken"]
+    ).describe_instances()
     calls = sandbox.state.calls.snapshot()
     assert calls["operations"] == {"ec2:DescribeInstances": 3, "sts:AssumeRole": 1}
     assert calls["by_account"]["210987654321"] == {"ec2:DescribeInstances": 1}

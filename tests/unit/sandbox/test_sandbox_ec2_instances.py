@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 from botocore.exceptions import ClientError
-
 from moto.ec2.models import ec2_backends
-
 from sandbox_testkit import LINUX_AMI, OWN_ACCOUNT, WINDOWS_AMI
 
 

@@ -8,8 +8,8 @@ import urllib.request
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-
-from sandbox_testkit import OTHER_ACCOUNT, OTHER_ROLE as ROLE, OWN_ACCOUNT
+from sandbox_testkit import OTHER_ACCOUNT, OWN_ACCOUNT
+from sandbox_testkit import OTHER_ROLE as ROLE
 
 
 @pytest.fixture
@@ -45,8 +45,11 @@ def test_each_service_call_is_counted_under_its_own_service(env_only):
 def _assume(client, external_id):
     options = {"ExternalId": external_id} if external_id else {}
     credentials = client("sts").assume_role(RoleArn=ROLE, RoleSessionName="test", **options)["Credentials"]
-    return {"aws_access_key_id": credentials["AccessKeyId"], "aws_secret_access_key": credentials["SecretAccessKey"],
-            "aws_session_token": credentials["SessionToken"]}
+    return {
+        "aws_access_key_id": credentials["AccessKeyId"],
+        "aws_secret_access_key": credentials["SecretAccessKey"],
+        "aws_session_token": credentials["SessionToken"],
+    }
 
 
 def test_assumed_role_credentials_act_in_the_role_account(client):

@@ -17,8 +17,16 @@ FAIL = Outcome("Failed", "Failed", 1)
 
 def _run(outcomes, max_concurrency="50", max_errors="0", offline=(), cancel=None, timeout=3600):
     targets = [Target(f"i-{index:08x}", True, outcome) for index, outcome in enumerate(outcomes)]
-    return simulate(targets, 0.0, timeout, max_concurrency, max_errors, SETTINGS, lambda instance_id, when: instance_id in offline,
-                    lambda instance_id: cancel if cancel is not None else math.inf)
+    return simulate(
+        targets,
+        0.0,
+        timeout,
+        max_concurrency,
+        max_errors,
+        SETTINGS,
+        lambda instance_id, when: instance_id in offline,
+        lambda instance_id: cancel if cancel is not None else math.inf,
+    )
 
 
 @pytest.mark.parametrize("value,targets,expected", [("3", 10, 3), ("25%", 10, 2), ("10%", 5, 1), ("100%", 7, 7)])

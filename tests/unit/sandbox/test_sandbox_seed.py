@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 
 import pytest
-
 from sandbox_testkit import OTHER_ACCOUNT, OTHER_ROLE, OWN_ACCOUNT
 
 
@@ -26,8 +25,13 @@ def _by_name(summary):
 
 def _other_account_ec2(client, region):
     credentials = client("sts").assume_role(RoleArn=OTHER_ROLE, RoleSessionName="test", ExternalId="cms-demo")["Credentials"]
-    return client("ec2", region=region, aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials["SecretAccessKey"],
-                  aws_session_token=credentials["SessionToken"])
+    return client(
+        "ec2",
+        region=region,
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
 
 
 def test_demo_has_thirty_landing_zone_instances_in_two_accounts_and_regions(demo):

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import pytest
-
 from sandbox_testkit import OTHER_ACCOUNT, OWN_ACCOUNT
 
 
 def test_synthetic_fleet_spreads_instances_over_accounts_regions_and_reservations(sandbox, client):
-    summary = sandbox.seed({"synthetic": {"count": 40, "accounts": [OWN_ACCOUNT, OTHER_ACCOUNT], "regions": ["us-east-1", "eu-west-1"],
-                                          "managed_ratio": 0.75, "reservations": 8}})
+    summary = sandbox.seed(
+        {"synthetic": {"count": 40, "accounts": [OWN_ACCOUNT, OTHER_ACCOUNT], "regions": ["us-east-1", "eu-west-1"], "managed_ratio": 0.75, "reservations": 8}}
+    )
     assert {cell: counts["instances"] for cell, counts in summary["counts"].items()} == {
-        f"{account}/{region}": 10 for account in (OWN_ACCOUNT, OTHER_ACCOUNT) for region in ("eu-west-1", "us-east-1")}
+        f"{account}/{region}": 10 for account in (OWN_ACCOUNT, OTHER_ACCOUNT) for region in ("eu-west-1", "us-east-1")
+    }
     assert sum(counts["managed"] for counts in summary["counts"].values()) == 30
     reservations = client("ec2").describe_instances()["Reservations"]
     assert sorted(len(reservation["Instances"]) for reservation in reservations) == [5, 5]

@@ -7,7 +7,6 @@ import urllib.request
 
 import pytest
 from botocore.exceptions import ClientError
-
 from sandbox_testkit import WINDOWS_AMI
 
 
@@ -78,8 +77,9 @@ def test_filters_by_ping_status(ec2, ssm, launch_managed):
 def test_both_filter_styles_at_once_are_rejected(ssm, launch_managed):
     launch_managed(1)
     with pytest.raises(ClientError) as raised:
-        ssm.describe_instance_information(InstanceInformationFilterList=[{"key": "PingStatus", "valueSet": ["Online"]}],
-                                          Filters=[{"Key": "PingStatus", "Values": ["Online"]}])
+        ssm.describe_instance_information(
+            InstanceInformationFilterList=[{"key": "PingStatus", "valueSet": ["Online"]}], Filters=[{"Key": "PingStatus", "Values": ["Online"]}]
+        )
     assert raised.value.response["Error"]["Code"] == "ValidationException"
 
 

@@ -11,8 +11,11 @@ ONE_RUN = 4.0  # delivery + invocation + reboot
 
 
 def _patch(ssm, sandbox, instance_ids, operation, **parameters):
-    command = ssm.send_command(InstanceIds=instance_ids, DocumentName="AWS-RunPatchBaseline",
-                               Parameters={"Operation": [operation], **{key: [value] for key, value in parameters.items()}})["Command"]
+    command = ssm.send_command(
+        InstanceIds=instance_ids,
+        DocumentName="AWS-RunPatchBaseline",
+        Parameters={"Operation": [operation], **{key: [value] for key, value in parameters.items()}},
+    )["Command"]
     sandbox.state.clock.advance(ONE_RUN)
     return command["CommandId"]
 

@@ -33,12 +33,43 @@ def test_targets_by_tag_match_only_managed_instances(ssm, launch, launch_managed
 
 def test_the_response_echoes_the_request(ssm, launch_managed):
     ids = launch_managed(2)
-    command = ssm.send_command(InstanceIds=ids, DocumentName=PATCH, Parameters={"Operation": ["Install"]}, Comment="run-1",
-                               MaxConcurrency="1", MaxErrors="10%", TimeoutSeconds=600, OutputS3BucketName="logs", OutputS3KeyPrefix="patch/")["Command"]
-    assert {key: command[key] for key in ("Comment", "InstanceIds", "Parameters", "MaxConcurrency", "MaxErrors", "TimeoutSeconds", "OutputS3BucketName",
-                                          "OutputS3KeyPrefix", "Status", "DocumentName")} == {
-        "Comment": "run-1", "InstanceIds": ids, "Parameters": {"Operation": ["Install"]}, "MaxConcurrency": "1", "MaxErrors": "10%",
-        "TimeoutSeconds": 600, "OutputS3BucketName": "logs", "OutputS3KeyPrefix": "patch/", "Status": "Pending", "DocumentName": PATCH}
+    command = ssm.send_command(
+        InstanceIds=ids,
+        DocumentName=PATCH,
+        Parameters={"Operation": ["Install"]},
+        Comment="run-1",
+        MaxConcurrency="1",
+        MaxErrors="10%",
+        TimeoutSeconds=600,
+        OutputS3BucketName="logs",
+        OutputS3KeyPrefix="patch/",
+    )["Command"]
+    assert {
+        key: command[key]
+        for key in (
+            "Comment",
+            "InstanceIds",
+            "Parameters",
+            "MaxConcurrency",
+            "MaxErrors",
+            "TimeoutSeconds",
+            "OutputS3BucketName",
+            "OutputS3KeyPrefix",
+            "Status",
+            "DocumentName",
+        )
+    } == {
+        "Comment": "run-1",
+        "InstanceIds": ids,
+        "Parameters": {"Operation": ["Install"]},
+        "MaxConcurrency": "1",
+        "MaxErrors": "10%",
+        "TimeoutSeconds": 600,
+        "OutputS3BucketName": "logs",
+        "OutputS3KeyPrefix": "patch/",
+        "Status": "Pending",
+        "DocumentName": PATCH,
+    }
 
 
 def test_unknown_document_is_invalid_document(ssm, launch_managed):
@@ -59,8 +90,10 @@ def test_value_outside_allowed_values_is_invalid_parameters(ssm, launch_managed)
 
 
 def test_value_not_matching_allowed_pattern_is_invalid_parameters(ssm, launch_managed):
-    assert _error(ssm.send_command, InstanceIds=launch_managed(1), DocumentName=PATCH,
-                  Parameters={"Operation": ["Install"], "SnapshotId": ["not-a-guid"]}) == "InvalidParameters"
+    assert (
+        _error(ssm.send_command, InstanceIds=launch_managed(1), DocumentName=PATCH, Parameters={"Operation": ["Install"], "SnapshotId": ["not-a-guid"]})
+        == "InvalidParameters"
+    )
 
 
 def test_more_than_fifty_instance_ids_is_a_validation_error(ssm):
@@ -69,8 +102,12 @@ def test_more_than_fifty_instance_ids_is_a_validation_error(ssm):
 
 
 def test_instance_ids_and_targets_together_are_rejected(ssm, launch_managed):
-    assert _error(ssm.send_command, InstanceIds=launch_managed(1), Targets=[{"Key": "tag:a", "Values": ["b"]}], DocumentName=PATCH,
-                  Parameters={"Operation": ["Scan"]}) == "ValidationException"
+    assert (
+        _error(
+            ssm.send_command, InstanceIds=launch_managed(1), Targets=[{"Key": "tag:a", "Values": ["b"]}], DocumentName=PATCH, Parameters={"Operation": ["Scan"]}
+        )
+        == "ValidationException"
+    )
 
 
 def test_neither_instance_ids_nor_targets_is_rejected(ssm):
@@ -87,8 +124,10 @@ def test_comment_longer_than_100_characters_is_rejected(ssm, launch_managed):
 
 
 def test_timeout_seconds_above_thirty_days_is_rejected(ssm, launch_managed):
-    assert _error(ssm.send_command, InstanceIds=launch_managed(1), DocumentName=PATCH, Parameters={"Operation": ["Scan"]},
-                  TimeoutSeconds=2592001) == "ValidationException"
+    assert (
+        _error(ssm.send_command, InstanceIds=launch_managed(1), DocumentName=PATCH, Parameters={"Operation": ["Scan"]}, TimeoutSeconds=2592001)
+        == "ValidationException"
+    )
 
 
 def test_an_unmanaged_instance_rejects_the_whole_call(ssm, launch, launch_managed):

@@ -90,7 +90,9 @@ def test_amis_not_made_by_this_collection_are_never_touched(aws, fleet, history)
 def test_module_retain_mode(aws, history, run_module, monkeypatch):
     # The module ages AMIs by the controller's clock; here that clock follows the sandbox's, which the fixture moved 40 days on.
     monkeypatch.setattr(_retention, "_now", aws.state.now)
-    args = dict(accounts=DEMO_ACCOUNTS, mode="retain", lz="demo", run_id="run-3", regions=["us-east-1", "eu-west-1"], retention={"keep_last": 2, "max_age_days": 15})
+    args = dict(
+        accounts=DEMO_ACCOUNTS, mode="retain", lz="demo", run_id="run-3", regions=["us-east-1", "eu-west-1"], retention={"keep_last": 2, "max_age_days": 15}
+    )
     result = run_module(ami_backup_verified, args, check_mode=True)
     assert not result.failed, result.get("msg")
     assert result["changed"] is True and len(result["removed"]) == 4 and result["summary"]["removed"] == 4

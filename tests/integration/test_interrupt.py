@@ -1,0 +1,65 @@
+"""A run interrupted mid-way (Ctrl-C, an AWX cancel) keeps its report and can be resumed by its run ID."""
+
+import os
+import signal
+import subprocess
+import time
+
+from conftest import ANSIBLE_PLAYBOOK, REPO, Run, calls, patch_commands
+
+RUN_ID = "20261127T120000Z-interrupted"
+
+
+def start(lz_env, *args):
+    return subprocess.Popen(  # pylint: disable=consider-using-with
+        [ANSIBLE_PLAYBOOK, "site.yml", "-e", "lz=demo", "-e", "run_id=" + RUN_ID] + list(args),
+        cwd=REPO,
+        env=lz_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def wait_for(proc, text, timeout=300):
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+    raise AssertionError("never saw %r:\n%s" % (text, "".join(seen)[-3000:]))
+
+
+def test_ctrl_c_during_patching_keeps_every_row_and_the_run_resumes(aws, lz_env, tmp_path, playbook):
+    # Patching takes long enough to be interrupted while a wave is running.
+    aws.state.update_settings(invocation_seconds=120)
+    proc = start(lz_env)
+    wait_for(proc, "TASK [cms.patching.patching : Patch wave canary]")
+    time.sleep(3)
+    os.killpg(proc.pid, signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    report = tmp_path / "reports" / ("demo-%s.csv" % RUN_ID)
+    interrupted = Run(subprocess.CompletedProcess([], 0, stdout="CSV report: %s\n" % report), tmp_path / "reports").by_name()
+    assert len(interrupted) == 30
+    assert sum(r["backup_status"] == "verified" for r in interrupted.values()) == 20
+    assert interrupted["web-01"]["patch_status"] == "not_run"
+    canary_before = sorted(c["CommandId"] for c in patch_commands(aws) if c["Comment"].endswith("wave=canary"))
+    assert canary_before
+    creates_before = calls(aws)["ec2:CreateImage"]
+
+    aws.state.update_settings(invocation_seconds=2)
+    resumed = playbook("-e", "run_id=" + RUN_ID)
+    assert resumed.rc == 2, resumed.output[-3000:]
+    rows = resumed.by_name()
+    assert rows["web-01"]["patch_status"] == "success" and rows["web-01"]["wave"] == "canary"
+    # The canary's commands were found again, not sent again; no AMI was made twice.
+    assert sorted(c["CommandId"] for c in patch_commands(aws) if c["Comment"].endswith("wave=canary")) == canary_before
+    assert rows["web-01"]["patch_command_id"] in canary_before
+    assert calls(aws)["ec2:CreateImage"] == creates_before
+    assert rows["pay-eu-web-01"]["patch_status"] == "success"

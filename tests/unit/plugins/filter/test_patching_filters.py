@@ -1,0 +1,92 @@
+"""The filters the roles use between phases."""
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.cms.patching.plugins.filter.patching import (
+    held_back,
+    instances_of,
+    inventory_candidates,
+    inventory_hosts,
+    not_started,
+    report_summary,
+)
+
+SCAN = {
+    "instances": [
+        {"instance_id": "i-00000001", "account_id": "111111111111", "region": "eu-west-1", "patch_group": "web tier", "target": True},
+        {"instance_id": "i-00000002", "account_id": "111111111111", "region": "eu-west-1", "patch_group": "", "target": True},
+        {"instance_id": "i-00000003", "account_id": "111111111111", "region": "eu-west-1", "target": False, "skip_reason": "stopped"},
+    ]
+}
+
+
+def test_inventory_hosts_names_and_groups():
+    hosts = inventory_hosts(SCAN["instances"], {"i-00000002": "web-2.example"})
+    assert [h["name"] for h in hosts] == ["i-00000001", "web-2.example"]
+    assert hosts[0]["groups"] == [
+        "cms_patching_targets",
+        "cms_patching_account_111111111111",
+        "cms_patching_region_eu_west_1",
+        "cms_patching_patch_group_web_tier",
+    ]
+    assert "cms_patching_patch_group_" not in " ".join(hosts[1]["groups"])
+
+
+def test_instances_of_follows_host_order_and_refuses_unknown_hosts():
+    host_map = {"i-00000001": "i-00000001", "i-00000002": "web-2.example"}
+    assert [r["instance_id"] for r in instances_of(SCAN, ["web-2.example", "i-00000001"], host_map)] == ["i-00000002", "i-00000001"]
+    with pytest.raises(AnsibleFilterError, match="no discovery record for host"):
+        instances_of(SCAN, ["ghost"], host_map)
+
+
+def test_inventory_candidates_reads_hostvars_only_for_hosts_not_named_by_id():
+    class Vars(dict):
+        asked = []
+
+        def __getitem__(self, name):
+            self.asked.append(name)
+            return {"instance_id": "i-0000000a"} if name == "web-a" else {}
+
+    hostvars = Vars()
+    assert inventory_candidates(["localhost", "i-00000001", "web-a", "other"], hostvars) == {"i-00000001": "i-00000001", "i-0000000a": "web-a"}
+    assert hostvars.asked == ["web-a", "other"]
+
+
+def test_held_back_backup_and_patch():
+    backup = {"instances": [{"instance_id": "i-1", "backup_status": "verified"}, {"instance_id": "i-2", "backup_status": "failed", "reason": "snapshot error"}]}
+    assert held_back(backup, "backup", hosts={"i-2": "h2"}) == [
+        {"instance_id": "i-2", "host": "h2", "reason": "no verified backup, so it is not patched: failed: snapshot error"}
+    ]
+    skipped = {"instances": [{"instance_id": "i-3", "backup_status": "skipped", "reason": "check mode"}]}
+    assert held_back(skipped, "backup") and held_back(skipped, "backup", check_mode=True) == []
+    waves = [
+        {"instances": [{"instance_id": "i-1", "patch_status": "success", "post_checks": {"status": "failed", "reason": "health"}}]},
+        {"instances": [{"instance_id": "i-2", "patch_status": "timed_out", "error": "late"}, {"instance_id": "i-4", "patch_status": "success"}]},
+    ]
+    assert [(h["instance_id"], h["reason"]) for h in held_back(waves, "patch")] == [
+        ("i-1", "patched, but the post-patch checks failed: health"),
+        ("i-2", "not patched: timed_out: late"),
+    ]
+    with pytest.raises(AnsibleFilterError):
+        held_back(backup, "retention")
+
+
+def test_not_started_lists_the_instances_of_waves_without_results():
+    plan = [{"name": "canary", "instances": [{"instance_id": "i-1"}]}, {"name": "rest", "instances": [{"instance_id": "i-2"}, {"instance_id": "i-3"}]}]
+    results = [{"instances": [{"instance_id": "i-1"}]}]
+    assert not_started(plan, results, {"i-3": "h3"}) == [{"instance_id": "i-2", "host": "i-2"}, {"instance_id": "i-3", "host": "h3"}]
+
+
+def test_report_summary_matches_the_csv_numbers():
+    results = {
+        "scan": SCAN,
+        "backup": {
+            "instances": [{"instance_id": "i-00000001", "backup_status": "verified"}, {"instance_id": "i-00000002", "backup_status": "failed", "reason": "x"}]
+        },
+        "patch": [{"instances": [{"instance_id": "i-00000001", "patch_status": "success"}]}],
+    }
+    summary = report_summary(results, lz="demo", run_id="r1")
+    assert summary["lz"] == "demo" and summary["run_id"] == "r1" and summary["seen"] == 3 and summary["targets"] == 2
+    assert summary["backup"]["verified"] == 1 and summary["backup"]["failed"] == 1 and summary["backup"]["skipped"] == 1
+    assert summary["patch"]["success"] == 1 and summary["patch"]["skipped"] == 2 and summary["errors"] == 1
