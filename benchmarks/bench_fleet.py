@@ -145,7 +145,7 @@ def playbook_benchmark(count, targets, settings=None, profile=False):
                 os.environ, CMS_PATCHING_LZ_PATH=str(tmp / "lzs"), CMS_PATCHING_REPORT_DIR=str(tmp / "reports"), ANSIBLE_CONFIG=str(REPO / "ansible.cfg")
             )
             for line in env_file.read_text().splitlines():
-                name, _, value = line.replace("export ", "", 1).partition("=")
+                name, _sep, value = line.replace("export ", "", 1).partition("=")
                 env[name] = value.strip("'")
             post = {"calls/reset": {}, "settings": settings or {}}
             for path, body in post.items():

@@ -42,7 +42,7 @@ def test_ctrl_c_during_patching_keeps_every_row_and_the_run_resumes(aws, lz_env,
     wait_for(proc, "TASK [cms.patching.patching : Patch wave canary]")
     time.sleep(3)
     os.killpg(proc.pid, signal.SIGINT)
-    rest, _ = proc.communicate(timeout=120)
+    proc.communicate(timeout=120)
     assert proc.returncode != 0
     report = tmp_path / "reports" / ("demo-%s.csv" % RUN_ID)
     interrupted = Run(subprocess.CompletedProcess([], 0, stdout="CSV report: %s\n" % report), tmp_path / "reports").by_name()

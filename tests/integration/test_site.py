@@ -151,3 +151,15 @@ def pathlib_repo():
     import pathlib
 
     return pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_retention_keeps_the_current_and_young_backups(aws, playbook):
+    first = playbook("--tags", "discovery,backup")
+    assert first.rc == 2
+    amis = {r["ami_id"] for r in first.rows() if r["ami_id"]}
+    run = playbook("--tags", "retention", "--check")
+    assert run.rc == 0, run.output[-3000:]
+    assert "Would remove 0 pre-patch AMI(s), kept %d" % len(amis) in run.output
+    run = playbook("--tags", "retention")
+    assert run.rc == 0 and "Removed 0 pre-patch AMI(s)" in run.output
+    assert "ec2:DeregisterImage" not in calls(aws)
