@@ -21,6 +21,7 @@ import re
 import time
 
 from ansible_collections.cms.patching.plugins.module_utils import _tags
+from ansible_collections.cms.patching.plugins.module_utils._batching import by_location, chunks
 from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_out
 from ansible_collections.cms.patching.plugins.module_utils._retry import paginate
 from ansible_collections.cms.patching.plugins.module_utils._session import describe_aws_error, is_error
@@ -56,18 +57,6 @@ def _parse_time(value):
         return datetime.datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc).timestamp()
     except (TypeError, ValueError):
         return None
-
-
-def _chunks(items, size):
-    items = list(items)
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def group_by_location(instances):
-    groups = {}
-    for item in instances:
-        groups.setdefault((item["account_id"], item["region"]), []).append(item)
-    return groups
 
 
 class Backup:
@@ -197,7 +186,7 @@ class BackupRun:
         self.clock = clock
         self.sleep = sleep
         self.backups = {i["instance_id"]: Backup(i) for i in instances}
-        self.groups = group_by_location(instances)
+        self.groups = by_location(instances)
         self.rounds = 0
         self.snapshots = {}
         self.changed = False
@@ -218,7 +207,7 @@ class BackupRun:
         if self.run_id:
             batches = [[_tags.tag_filter(_tags.RUN_ID, self.run_id)]]
         else:
-            batches = [[{"Name": "snapshot-id", "Values": chunk}] for chunk in _chunks(sorted(snapshot_ids), ID_FILTER_BATCH)]
+            batches = [[{"Name": "snapshot-id", "Values": chunk}] for chunk in chunks(sorted(snapshot_ids), ID_FILTER_BATCH)]
         for filters in batches:
             yield from paginate(ec2.describe_snapshots, "Snapshots", OwnerIds=["self"], Filters=filters, MaxResults=1000)
 
@@ -229,7 +218,7 @@ class BackupRun:
             return
         ec2 = self.fleet.client("ec2", *location)
         found = {}
-        for chunk in _chunks([b.instance_id for b in missing], ID_FILTER_BATCH):
+        for chunk in chunks([b.instance_id for b in missing], ID_FILTER_BATCH):
             for reservation in paginate(ec2.describe_instances, "Reservations", Filters=[{"Name": "instance-id", "Values": chunk}], MaxResults=1000):
                 for inst in reservation.get("Instances", []):
                     found[inst["InstanceId"]] = [
@@ -274,7 +263,7 @@ class BackupRun:
         common = _tags.backup_tags(self.run_id, "", self.lz, self.options.get("tags"))
         common.pop(_tags.INSTANCE_ID)
         try:
-            for chunk in _chunks(snapshot_ids, TAG_BATCH):
+            for chunk in chunks(snapshot_ids, TAG_BATCH):
                 ec2.create_tags(Resources=chunk, Tags=_tags.as_list(common))
             for instance_id, snaps in by_instance.items():
                 ec2.create_tags(Resources=snaps, Tags=_tags.as_list({_tags.INSTANCE_ID: instance_id}))
@@ -360,7 +349,7 @@ class BackupRun:
                 if b.status == "verified" and _tags.VERIFIED_AT not in _tags.as_dict(b.image.get("Tags"))
             ]
             ec2 = self.fleet.client("ec2", *location)
-            for chunk in _chunks(ids, TAG_BATCH):
+            for chunk in chunks(ids, TAG_BATCH):
                 ec2.create_tags(Resources=chunk, Tags=[{"Key": _tags.VERIFIED_AT, "Value": stamp}])
                 self.changed = True
 

@@ -10,24 +10,13 @@ come back from its reboot healthy).  Each check is batched: 50 IDs per
 DescribeInstanceInformation, 100 per DescribeInstanceStatus, 50 per SendCommand.
 """
 
+from ansible_collections.cms.patching.plugins.module_utils._batching import by_location, chunks
 from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_out
 from ansible_collections.cms.patching.plugins.module_utils._retry import paginate
 from ansible_collections.cms.patching.plugins.module_utils._runcommand import CommandBatch
 from ansible_collections.cms.patching.plugins.module_utils._session import describe_aws_error
 
 SHELL_DOCUMENTS = {"linux": "AWS-RunShellScript", "windows": "AWS-RunPowerShellScript"}
-
-
-def _chunks(items, size):
-    items = list(items)
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def _group(instances):
-    groups = {}
-    for item in instances:
-        groups.setdefault((item["account_id"], item["region"]), []).append(item["instance_id"])
-    return groups
 
 
 class HealthChecks:
@@ -48,7 +37,7 @@ class HealthChecks:
     def _ssm_online(self, location, ids):
         ssm = self.fleet.client("ssm", *location)
         online = set()
-        for chunk in _chunks(ids, 50):
+        for chunk in chunks(ids, 50):
             for info in paginate(
                 ssm.describe_instance_information, "InstanceInformationList", Filters=[{"Key": "InstanceIds", "Values": chunk}], MaxResults=50
             ):
@@ -59,7 +48,7 @@ class HealthChecks:
     def _ec2_status(self, location, ids):
         ec2 = self.fleet.client("ec2", *location)
         found = {}
-        for chunk in _chunks(ids, 100):
+        for chunk in chunks(ids, 100):
             for status in paginate(ec2.describe_instance_status, "InstanceStatuses", InstanceIds=chunk, IncludeAllInstances=True):
                 found[status["InstanceId"]] = status
         result = {}
@@ -73,7 +62,7 @@ class HealthChecks:
 
     def _read_checks(self, instances, pending):
         """One round of the read-only checks for the instances still pending; returns {id: (ok, reason)}."""
-        groups = _group([i for i in instances if i["instance_id"] in pending])
+        groups = {loc: [i["instance_id"] for i in members] for loc, members in by_location(i for i in instances if i["instance_id"] in pending).items()}
         results = {}
         checks = [c for c in (("ssm_online", self._ssm_online), ("ec2_status", self._ec2_status)) if self.spec.get(c[0])]
         jobs = [(name, func, loc, ids) for name, func in checks for loc, ids in groups.items()]

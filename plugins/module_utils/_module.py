@@ -85,11 +85,15 @@ def region_problems(regions, option="regions"):
 
 
 def instance_problems(instances, accounts, option="instances"):
-    """Check each instance's ID, region and account (which must be one of the accounts given)."""
+    """Check each instance (a dict as discovery returns it): its ID, region, and account, which must be one of the accounts given."""
     known = {a["account_id"] for a in accounts}
     problems, seen = [], set()
     for i, item in enumerate(instances):
         where = "%s[%d]" % (option, i)
+        missing = [k for k in ("instance_id", "account_id", "region") if not isinstance(item.get(k), str) or not item.get(k)]
+        if missing:
+            problems.append("%s: missing %s" % (where, ", ".join(missing)))
+            continue
         for error in (v.instance_id_error(item["instance_id"]), v.region_error(item["region"])):
             if error:
                 problems.append("%s: %s" % (where, error))

@@ -19,6 +19,7 @@ import re
 import uuid
 
 from ansible_collections.cms.patching.plugins.module_utils import _tags
+from ansible_collections.cms.patching.plugins.module_utils._batching import chunks
 from ansible_collections.cms.patching.plugins.module_utils._checks import HealthChecks
 from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_out
 from ansible_collections.cms.patching.plugins.module_utils._retry import paginate
@@ -55,11 +56,6 @@ def reboot_of(operation, reboot_option, invocation, state):
         return "no"
     text = " ".join((p.get("Output") or "") for p in (invocation or {}).get("CommandPlugins") or [])
     return "yes" if REBOOT_MARKERS.search(text) else "no"
-
-
-def _chunks(items, size):
-    items = list(items)
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 class PatchRun:
@@ -237,7 +233,7 @@ class PatchRun:
     def _read_states(self, location, ids):
         ssm = self.fleet.client("ssm", *location)
         found = {}
-        for chunk in _chunks(ids, 50):
+        for chunk in chunks(ids, 50):
             for state in paginate(ssm.describe_instance_patch_states, "InstancePatchStates", InstanceIds=chunk, MaxResults=50):
                 found[state["InstanceId"]] = state
         return found

@@ -18,6 +18,7 @@
 
 import datetime
 
+from ansible_collections.cms.patching.plugins.module_utils._batching import by_location, chunks
 from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_out
 from ansible_collections.cms.patching.plugins.module_utils._retry import paginate
 from ansible_collections.cms.patching.plugins.module_utils._session import describe_aws_error
@@ -31,11 +32,6 @@ OUTPUT_MAX = 600
 def comment_for(run_id, label):
     """'cms.patching run=<id> <label>' - at most 100 characters, the SendCommand limit."""
     return ("cms.patching run=%s %s" % (run_id, label))[:COMMENT_MAX]
-
-
-def _chunks(items, size):
-    items = list(items)
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _iso(timestamp):
@@ -140,11 +136,8 @@ class CommandBatch:
 
     def plan(self, instances):
         """The SendCommand calls needed for instances without a command yet: [(location, [ids <= 50])]."""
-        per_location = {}
-        for item in instances:
-            if item["instance_id"] not in self.by_instance:
-                per_location.setdefault((item["account_id"], item["region"]), []).append(item["instance_id"])
-        return [(loc, chunk) for loc, ids in sorted(per_location.items()) for chunk in _chunks(sorted(ids), MAX_INSTANCE_IDS)]
+        fresh = by_location(i for i in instances if i["instance_id"] not in self.by_instance)
+        return [(loc, chunk) for loc, members in sorted(fresh.items()) for chunk in chunks(sorted(i["instance_id"] for i in members), MAX_INSTANCE_IDS)]
 
     def send(self, jobs):
         for outcome in fan_out(self._send_chunk, jobs, self.options.get("max_workers", 8)):

@@ -286,17 +286,11 @@ def input_problems(params):
     if mode == "create" and not params["run_id"]:
         problems.append("run_id: required for mode=create (it tags the AMIs so a re-run finds them)")
     if mode in ("create", "verify"):
-        instances = []
+        problems.extend(instance_problems(params["instances"], params["accounts"]))
         for i, item in enumerate(params["instances"]):
-            missing = [k for k in ("instance_id", "account_id", "region") if not isinstance(item.get(k), str) or not item.get(k)]
-            if missing:
-                problems.append("instances[%d]: missing %s" % (i, ", ".join(missing)))
-            else:
-                instances.append(item)
             for j, volume in enumerate(item.get("volumes") or []):
                 if not isinstance(volume, dict) or not volume.get("device_name") or not volume.get("volume_id"):
                     problems.append("instances[%d].volumes[%d]: needs device_name and volume_id" % (i, j))
-        problems.extend(instance_problems(instances, params["accounts"]))
     if mode == "retain":
         problems.extend(region_problems(params["regions"]))
         if not params["regions"]:

@@ -379,15 +379,7 @@ def run_started(run_id, lookback_hours, now):
 
 
 def input_problems(params):
-    problems = []
-    instances = []
-    for i, item in enumerate(params["instances"]):
-        missing = [k for k in ("instance_id", "account_id", "region") if not isinstance(item.get(k), str) or not item.get(k)]
-        if missing:
-            problems.append("instances[%d]: missing %s" % (i, ", ".join(missing)))
-        else:
-            instances.append(item)
-    problems.extend(instance_problems(instances, params["accounts"]))
+    problems = instance_problems(params["instances"], params["accounts"])
     checks = (
         ("max_concurrency", v.rate_error(params["max_concurrency"])),
         ("max_errors", v.rate_error(params["max_errors"], allow_zero=True)),
