@@ -9,8 +9,13 @@ API-cost report every result carries."""
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
 from ansible_collections.cms.patching.plugins.module_utils import _validate as v
-from ansible_collections.cms.patching.plugins.module_utils._retry import RetryPolicy
-from ansible_collections.cms.patching.plugins.module_utils._session import FleetError, FleetSession
+from ansible_collections.cms.patching.plugins.module_utils._retry import RetryPolicy, error_code
+from ansible_collections.cms.patching.plugins.module_utils._session import FleetError, FleetSession, describe_aws_error
+
+try:
+    from botocore.exceptions import BotoCoreError, ClientError
+except ImportError:  # AnsibleAWSModule reports the missing library itself
+    BotoCoreError = ClientError = ()
 
 ACCOUNT_OPTIONS = dict(
     account_id=dict(type="str", required=True),
@@ -121,11 +126,13 @@ def build_fleet(module):
 
 
 def run_fleet_module(module, fleet, work):
-    """Run work(); a FleetError becomes a clean failure carrying the API cost so far."""
+    """Run work(); a FleetError or an AWS error nobody handled on the way becomes a clean failure, never a traceback."""
     try:
         result = work()
     except FleetError as exc:
         module.fail_json(msg=str(exc), api_calls=fleet.stats.as_dict())
+    except (ClientError, BotoCoreError) as exc:
+        module.fail_json(msg="AWS error: %s" % describe_aws_error(exc), error_code=error_code(exc), api_calls=fleet.stats.as_dict())
     result["api_calls"] = fleet.stats.as_dict()
     if result.pop("failed", False):
         module.fail_json(**result)

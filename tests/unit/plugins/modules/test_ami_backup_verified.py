@@ -193,3 +193,22 @@ def test_backup_cost_beyond_create_image_at_scale(aws):
     creates = calls.pop("ec2:CreateImage")
     assert creates == len(targets)
     assert sum(calls.values()) / len(targets) <= 0.1, calls
+
+
+def test_an_aws_error_reading_state_fails_the_instances_with_the_reason(aws, targets, run_module):
+    aws.state.faults.add("throttle", operation="ec2:DescribeImages", rate=1.0)
+    args = dict(accounts=DEMO_ACCOUNTS, lz="demo", run_id="run-err", instances=targets[:2], retries={"max_attempts": 2, "base_delay": 0.01})
+    result = run_module(ami_backup_verified, args)
+    assert not result.failed
+    assert [r["backup_status"] for r in result["instances"]] == ["failed", "failed"]
+    assert all("could not read AMI state" in r["reason"] and "RequestLimitExceeded" in r["reason"] for r in result["instances"])
+
+
+def test_an_aws_error_outside_any_instance_is_a_clean_module_failure(aws, targets, run_module):
+    aws.state.faults.add("throttle", operation="ec2:DescribeInstances", rate=1.0)
+    bare = [{k: t[k] for k in ("instance_id", "account_id", "region")} for t in targets[:2]]
+    args = dict(accounts=DEMO_ACCOUNTS, lz="demo", run_id="run-err", instances=bare, retries={"max_attempts": 2, "base_delay": 0.01})
+    result = run_module(ami_backup_verified, args)
+    assert result.failed
+    assert result["msg"].startswith("AWS error: RequestLimitExceeded") and result["error_code"] == "RequestLimitExceeded"
+    assert result["api_calls"]["retries"]["ec2:DescribeInstances"] == 1
