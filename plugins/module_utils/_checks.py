@@ -103,8 +103,13 @@ class HealthChecks:
                 results[item["instance_id"]] = (status == "success", "" if status == "success" else "health command %s: %s" % (status, error))
         return results
 
-    def run(self, instances):
-        """{instance_id: {'status': 'passed'|'failed', 'reason': str}} for every instance given."""
+    def run(self, instances, settle=True):
+        """{instance_id: {'status': 'passed'|'failed', 'reason': str}} for every instance given.
+
+        With ``settle`` the read-only checks are repeated until they pass or the timeout ends (after patching, an agent
+        reconnects and status checks recover some time after the reboot); without it one round decides (before
+        patching, health is what it is - and a resumed run must not wait again for an instance it already skipped).
+        """
         if not self.enabled() or not instances:
             return {i["instance_id"]: {"status": "skipped", "reason": ""} for i in instances}
         deadline = self.clock() + self.spec.get("timeout", 600)
@@ -118,7 +123,7 @@ class HealthChecks:
                     reasons.pop(instance_id, None)
                 else:
                     reasons[instance_id] = reason
-            if not pending or self.clock() >= deadline or not (self.spec.get("ssm_online") or self.spec.get("ec2_status")):
+            if not pending or not settle or self.clock() >= deadline or not (self.spec.get("ssm_online") or self.spec.get("ec2_status")):
                 break
             self.sleep(self.options["poll_interval"])
         passed_reads = [i for i in instances if i["instance_id"] not in reasons]

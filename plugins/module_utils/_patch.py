@@ -114,10 +114,10 @@ class PatchRun:
         if not self.options.get("require_backup", True):
             return candidates
         locations = sorted({(i["account_id"], i["region"]) for i in candidates})
-        verified = set()
+        verified = set()  # (account, region, instance): the backup must be in the instance's own account and region
         for outcome in fan_out(self._verified_in, locations, self.options.get("max_workers", 8)):
             if outcome.ok:
-                verified |= outcome.result
+                verified |= {outcome.item + (instance_id,) for instance_id in outcome.result}
             else:
                 for item in candidates:
                     if (item["account_id"], item["region"]) == outcome.item:
@@ -126,7 +126,7 @@ class PatchRun:
         for item in candidates:
             if item["instance_id"] in self.skipped:
                 continue
-            if item["instance_id"] in verified:
+            if (item["account_id"], item["region"], item["instance_id"]) in verified:
                 allowed.append(item)
             elif self.check_mode:
                 # A dry run creates no backups, so none can be verified yet: show the plan, say what it waits for.
@@ -200,7 +200,7 @@ class PatchRun:
                 self.fleet, self.options["pre_checks"], self.run_id, "pre-check wave=%s" % self.options["wave"], self.options, self.clock, self.sleep
             )
             if checks.enabled() and not self.check_mode:
-                self.pre_checks = checks.run(allowed)
+                self.pre_checks = checks.run(allowed, settle=False)
                 for instance_id, check in self.pre_checks.items():
                     if check["status"] == "failed":
                         self.skipped[instance_id] = "pre-patch check failed: %s" % check["reason"]

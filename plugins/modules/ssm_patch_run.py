@@ -123,7 +123,8 @@ options:
     type: int
     default: 0
   pre_checks:
-    description: Checks before patching; an instance that fails them is skipped (not patched) with the reason.
+    description:
+      - Checks before patching, one round (health is what it is); an instance that fails them is skipped (not patched) with the reason.
     type: dict
     default: {}
     suboptions: &checks
@@ -142,7 +143,9 @@ options:
         description: A PowerShell command run on Windows instances through C(AWS-RunPowerShellScript); it must succeed.
         type: str
       timeout:
-        description: Seconds the checks may take (agents reconnect and status checks settle some time after a reboot).
+        description:
+          - Seconds the checks may take. After patching, the read-only checks are repeated until they pass within this time (agents
+            reconnect and status checks settle some time after a reboot).
         type: int
         default: 600
   post_checks:
