@@ -366,6 +366,9 @@ class BackupRun:
         self.poll()
         if create:
             self.create_missing()
+            if self.changed and not self.check_mode:
+                # A first look right away: snapshot IDs appear early, and a small image may already be done.
+                self.poll()
         started = self.clock()
         while self.pending():
             if not wait or self.check_mode or (progress_interval and self.clock() - started >= progress_interval):
