@@ -161,9 +161,6 @@ class CommandBatch:
             sum(c.get("ErrorCount", 0) + c.get("DeliveryTimedOutCount", 0) for c in commands),
         )
 
-    def open_commands(self):
-        return [c for c in self.commands.values() if c.get("Status") not in TERMINAL_COMMAND]
-
     def collect_finished(self):
         """Read per-instance outcomes of finished commands not read yet (Details=true, once per command)."""
         todo = [c for c in self.commands.values() if c.get("Status") in TERMINAL_COMMAND and not c.get("_read")]

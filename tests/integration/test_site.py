@@ -38,9 +38,12 @@ def test_full_run_patches_only_behind_a_verified_backup(aws, playbook):
 
 
 def test_discovery_tag_makes_no_write_call(aws, playbook):
-    run = playbook("--tags", "discovery")
+    run = playbook("--tags", "discovery", env={"ANSIBLE_SHOW_CUSTOM_STATS": "true"})
     assert run.rc == 0, run.output[-3000:]
     assert write_calls(aws) == {}
+    # The same summary as the CSV goes to set_stats (AWX keeps it as the job's artifacts).
+    stats = run.output[run.output.index("CUSTOM STATS") :]
+    assert '"cms_patching"' in stats and '"seen": 30' in stats and '"targets": 21' in stats
     rows = run.rows()
     assert len(rows) == 30
     assert {r["backup_status"] for r in rows if r["target"] == "true"} == {"not_run"}
