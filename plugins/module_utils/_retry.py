@@ -21,6 +21,7 @@ botocore's own retry handler is switched off for clients made here
 (``total_max_attempts=1``) so that there is exactly one retry policy.
 """
 
+import email.utils
 import random
 import threading
 import time
@@ -46,7 +47,21 @@ THROTTLING_CODES = frozenset(
         "EC2ThrottledException",
     ]
 )
-TRANSIENT_CODES = frozenset(["InternalError", "InternalFailure", "ServiceUnavailable", "Unavailable", "RequestTimeout", "RequestTimeoutException"])
+# Server-side failures (EC2 InternalError/Unavailable, SSM InternalServerError, STS/S3 ServiceUnavailable...):
+# the request may or may not have been carried out.
+TRANSIENT_CODES = frozenset(
+    [
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "InternalServiceError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "Unavailable",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    ]
+)
 READ_ONLY_PREFIXES = ("describe_", "list_", "get_")
 # Methods of a botocore client that are not API calls.
 _PASSTHROUGH = frozenset(["meta", "exceptions", "get_paginator", "can_paginate", "get_waiter", "close"])
@@ -56,6 +71,20 @@ def error_code(exc):
     """The AWS error code of a botocore ClientError, or None."""
     response = getattr(exc, "response", None) or {}
     return response.get("Error", {}).get("Code")
+
+
+def is_transient(exc):
+    """True when a call failed in a way that says nothing about whether AWS carried it out.
+
+    A 5xx answer, a broken connection or a read timeout: a write that failed like this may have taken effect,
+    so it is never simply sent again - the caller first looks for what it may have made.
+    """
+    if HAS_BOTOCORE and isinstance(exc, (BotoConnectionError, ReadTimeoutError)):
+        return True
+    if error_code(exc) in TRANSIENT_CODES:
+        return True
+    status = (getattr(exc, "response", None) or {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return isinstance(status, int) and status >= 500 and error_code(exc) not in THROTTLING_CODES
 
 
 class RetryPolicy:
@@ -99,13 +128,50 @@ class CallStats:
             return {"calls": dict(sorted(self.calls.items())), "retries": dict(sorted(self.retries.items())), "total": sum(self.calls.values())}
 
 
+class ServerClock:
+    """AWS's time as its own answers tell it (the HTTP ``Date`` header), never the controller's clock.
+
+    Deadlines and look-ups that are compared with AWS timestamps (CreationDate, RequestedDateTime,
+    OperationEndTime) must use this: a controller clock minutes ahead of or behind AWS would otherwise
+    miss a run's own commands or end a wait early.  ``now()`` is the newest Date seen plus the
+    controller's monotonic time since (Date has one-second resolution); before any answer it is None.
+    """
+
+    def __init__(self, monotonic=time.monotonic):
+        self._lock = threading.Lock()
+        self._monotonic = monotonic
+        self._seen = None  # (server epoch seconds, monotonic when seen)
+
+    def observe(self, response):
+        headers = ((response or {}).get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+        value = headers.get("date")
+        if not value:
+            return
+        try:
+            stamp = email.utils.parsedate_to_datetime(value).timestamp()
+        except (TypeError, ValueError, IndexError):
+            return
+        with self._lock:
+            now = self._monotonic()
+            # The newest estimate wins; an older answer (a slow call) must not move the clock back.
+            if self._seen is None or stamp > self._seen[0] + (now - self._seen[1]):
+                self._seen = (stamp, now)
+
+    def now(self):
+        with self._lock:
+            if self._seen is None:
+                return None
+            return self._seen[0] + (self._monotonic() - self._seen[1])
+
+
 class RetryingClient:
     """Wraps a botocore client: every API method gets the retry policy and the call counter."""
 
-    def __init__(self, client, policy, stats):
+    def __init__(self, client, policy, stats, server_clock=None):
         self._client = client
         self._policy = policy
         self._stats = stats
+        self._server_clock = server_clock
         self._service = client.meta.service_model.service_name
 
     def __getattr__(self, name):
@@ -116,17 +182,20 @@ class RetryingClient:
         return self._wrap(attr, "%s:%s" % (self._service, operation), name.startswith(READ_ONLY_PREFIXES))
 
     def _wrap(self, method, key, read_only):
-        policy, stats = self._policy, self._stats
+        policy, stats, server_clock = self._policy, self._stats, self._server_clock
 
         def call(**kwargs):
             attempt = 0
             while True:
                 stats.call(key)
                 try:
-                    return method(**kwargs)
+                    response = method(**kwargs)
+                    if server_clock is not None:
+                        server_clock.observe(response)
+                    return response
                 except ClientError as exc:
                     code = error_code(exc)
-                    retryable = code in THROTTLING_CODES or (read_only and code in TRANSIENT_CODES)
+                    retryable = code in THROTTLING_CODES or (read_only and is_transient(exc))
                     if not retryable or attempt + 1 >= policy.max_attempts:
                         raise
                 except (BotoConnectionError, ReadTimeoutError):

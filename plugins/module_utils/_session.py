@@ -18,7 +18,7 @@ retried and counted.
 
 import threading
 
-from ansible_collections.cms.patching.plugins.module_utils._retry import CallStats, RetryingClient, RetryPolicy, error_code
+from ansible_collections.cms.patching.plugins.module_utils._retry import CallStats, RetryingClient, RetryPolicy, ServerClock, error_code
 
 try:
     import boto3
@@ -60,6 +60,8 @@ class FleetSession:
         self._session_name = session_name or DEFAULT_SESSION_NAME
         self.policy = policy or RetryPolicy()
         self.stats = stats or CallStats()
+        # AWS's clock, from the Date of every answer: compare AWS timestamps with this, never with time.time().
+        self.server_clock = ServerClock()
         self._lock = threading.Lock()
         self._sessions = {}
         self._clients = {}
@@ -104,7 +106,7 @@ class FleetSession:
             client = self._clients.get(key)
             if client is None:
                 session = self._session_for(str(account_id))
-                client = RetryingClient(self._raw_client(session, service, region), self.policy, self.stats)
+                client = RetryingClient(self._raw_client(session, service, region), self.policy, self.stats, self.server_clock)
                 self._clients[key] = client
             return client
 
@@ -139,7 +141,7 @@ class FleetSession:
         return self._base
 
     def _base_client(self, service):
-        return RetryingClient(self._raw_client(self._base_session(), service, self.default_region), self.policy, self.stats)
+        return RetryingClient(self._raw_client(self._base_session(), service, self.default_region), self.policy, self.stats, self.server_clock)
 
     def _session_for(self, account_id):
         session = self._sessions.get(account_id)

@@ -125,3 +125,41 @@ def test_paginate_follows_next_token():
     with stubber:
         assert [i["ImageId"] for i in paginate(wrapped.describe_images, "Images", MaxResults=5)] == ["ami-1", "ami-2"]
     assert stats.as_dict()["total"] == 2
+
+
+def _client_error(code, status):
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
+
+
+def test_is_transient_covers_every_services_server_errors_but_not_throttling_or_client_errors():
+    from botocore.exceptions import EndpointConnectionError
+
+    from ansible_collections.cms.patching.plugins.module_utils._retry import is_transient
+
+    assert is_transient(_client_error("InternalError", 500))  # EC2
+    assert is_transient(_client_error("InternalServerError", 500))  # SSM
+    assert is_transient(_client_error("ServiceUnavailable", 503))  # STS / S3
+    assert is_transient(_client_error("SomethingNew", 502))  # any 5xx
+    assert is_transient(EndpointConnectionError(endpoint_url="https://ec2"))
+    assert not is_transient(_client_error("RequestLimitExceeded", 503))  # throttled: rejected before AWS acted
+    assert not is_transient(_client_error("InvalidInstanceId", 400))
+
+
+def test_server_clock_follows_the_date_header_not_the_controller_clock():
+    from ansible_collections.cms.patching.plugins.module_utils._retry import ServerClock
+
+    ticks = [1000.0]
+    clock = ServerClock(monotonic=lambda: ticks[0])
+    assert clock.now() is None
+    clock.observe({"ResponseMetadata": {"HTTPHeaders": {"date": "Tue, 01 Dec 2026 12:00:00 GMT"}}})
+    base = 1796126400.0  # 2026-12-01T12:00:00Z
+    assert clock.now() == base
+    ticks[0] += 7.5
+    assert clock.now() == base + 7.5
+    # An older answer (a slow call that started earlier) never moves AWS time back.
+    clock.observe({"ResponseMetadata": {"HTTPHeaders": {"date": "Tue, 01 Dec 2026 11:59:00 GMT"}}})
+    assert clock.now() == base + 7.5
+    clock.observe({"ResponseMetadata": {"HTTPHeaders": {"date": "not a date"}}})
+    assert clock.now() == base + 7.5
