@@ -9,7 +9,7 @@ import re
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.cms.patching.plugins.module_utils._report import RunReport
-from ansible_collections.cms.patching.plugins.module_utils._waves import plan_waves
+from ansible_collections.cms.patching.plugins.module_utils._waves import check_waves, plan_lines, plan_waves
 
 
 def patch_waves(instances, waves):
@@ -17,6 +17,20 @@ def patch_waves(instances, waves):
     if not isinstance(instances, list) or not all(isinstance(i, dict) and "instance_id" in i for i in instances):
         raise AnsibleFilterError("patch_waves expects a list of instances (dicts with instance_id)")
     return plan_waves(instances, waves)
+
+
+def wave_plan(scan, waves):
+    """The planning step after discovery: {plan, lines, problems, warnings} for the discovered targets and the waves.
+
+    ``problems`` (a wave naming an instance that is not a target, one instance in two waves) must stop the run before
+    anything is backed up; ``lines`` is the plan, one line per wave, for the log and --check.
+    """
+    if not isinstance(scan, dict) or not isinstance(scan.get("instances"), list):
+        raise AnsibleFilterError("wave_plan expects the discovery result (a dict with instances); run discovery first")
+    instances = scan["instances"]
+    problems, warnings = check_waves(instances, waves)
+    plan = plan_waves([i for i in instances if i.get("target")], waves)
+    return {"plan": plan, "lines": plan_lines(plan) or ["no target: nothing to patch"], "problems": problems, "warnings": warnings}
 
 
 def report_summary(results, lz="", run_id=""):
@@ -141,6 +155,7 @@ class FilterModule:
     def filters(self):
         return {
             "patch_waves": patch_waves,
+            "wave_plan": wave_plan,
             "report_summary": report_summary,
             "held_back": held_back,
             "inventory_hosts": inventory_hosts,

@@ -15,8 +15,10 @@ file at once, each naming the file, the key path and what was expected.
 
 import difflib
 import os
+import re
 
 from ansible_collections.cms.patching.plugins.module_utils import _validate as v
+from ansible_collections.cms.patching.plugins.module_utils import _waves
 
 try:
     import yaml
@@ -27,7 +29,9 @@ except ImportError:
 
 CONFIG_FILE = os.path.join("group_vars", "all", "landing_zone.yml")
 ROOT_KEY = "cms_patching_landing_zone"
-LZ_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+# A landing-zone name is one directory under a search path, nothing more: no '.', so neither '..' nor a hidden
+# directory, and no path separator, so -e lz=../x cannot load a file outside the search paths.
+LZ_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class ConfigError(Exception):
@@ -271,8 +275,53 @@ def _cross_checks(config, path, problems):
     names = [w.get("name") for w in patching.get("waves") or [] if w]
     if len(set(names)) != len(names):
         problems.append("%s.patching.waves: wave names must be unique" % path)
+    _check_wave_members([w for w in patching.get("waves") or [] if w], "%s.patching.waves" % path, problems)
     if patching.get("output_s3_prefix") and not patching.get("output_s3_bucket"):
         problems.append("%s.patching.output_s3_prefix: needs output_s3_bucket" % path)
+
+
+def _check_wave_members(waves, path, problems):
+    """An instance (Name tag or ID) listed twice, in one wave or in two, is refused, naming both places.
+
+    Planning would put it in whichever wave comes first, so the operator's intent (canary or not) is lost silently.
+    The same instance once by name and once by ID is found after discovery (_waves.check_waves).
+    """
+    first = {}
+    for i, wave in enumerate(waves):
+        for key in ("names", "instance_ids"):
+            for j, value in enumerate(wave.get(key) or []):
+                if value is None:
+                    continue
+                where = "%s[%d].%s[%d]" % (path, i, key, j)
+                if (key, value) in first:
+                    problems.append("%s: %s is listed twice, here and at %s; an instance belongs to one wave, once" % (where, value, first[(key, value)]))
+                else:
+                    first[(key, value)] = where
+
+
+def wave_warnings(config, source):
+    """Waves that can never get an instance because percentages or a catch-all wave before them take everything: a warning, not an error.
+
+    Instances named by instance_ids/names are reserved for their wave (see _waves), so only count/percent/catch-all
+    waves can be starved; counts depend on the fleet's size and are checked after discovery (_waves.check_waves).
+    """
+    path = "%s.patching.waves" % ROOT_KEY
+    warnings = []
+    share, catch_all = 0, None
+    for i, wave in enumerate((config.get("patching") or {}).get("waves") or []):
+        kind = _waves.selector(wave)
+        if kind in _waves.EXPLICIT:
+            continue
+        where = "%s: %s[%d] (wave %r): gets no instance" % (source, path, i, wave.get("name"))
+        if catch_all is not None:
+            warnings.append("%s: %s[%d] (wave %r) before it takes every instance left" % ((where, path) + catch_all))
+        elif share >= 100:
+            warnings.append("%s: the percent waves before it already take %d%% of the instances" % (where, share))
+        if kind == "percent":
+            share += int(wave["percent"])
+        elif kind is None and catch_all is None:
+            catch_all = (i, wave.get("name"))
+    return warnings
 
 
 def validate(data, source):
@@ -319,9 +368,19 @@ def known_landing_zones(search_paths):
         if not root or not os.path.isdir(root):
             continue
         for entry in os.listdir(root):
-            if os.path.isfile(os.path.join(root, entry, CONFIG_FILE)):
+            if LZ_NAME.fullmatch(entry) and os.path.isfile(os.path.join(root, entry, CONFIG_FILE)):
                 names.add(entry)
     return sorted(names)
+
+
+def lz_name_error(name):
+    """Why a landing-zone name is refused, or None; checked before any file is looked at."""
+    if isinstance(name, str) and LZ_NAME.fullmatch(name):
+        return None
+    return (
+        "landing zone name %r is not valid: a landing zone is a plain directory name under the search paths, made of letters, digits, "
+        "'-' and '_' (no '.', '/' or '\\'), e.g. -e lz=prod" % (name,)
+    )
 
 
 def find_config(name, search_paths):
@@ -329,8 +388,9 @@ def find_config(name, search_paths):
     if not name:
         known = known_landing_zones(search_paths)
         raise ConfigError(["no landing zone given: run with -e lz=<name> (known landing zones: %s)" % (", ".join(known) if known else "none")])
-    if not isinstance(name, str) or set(name) - LZ_NAME_CHARS:
-        raise ConfigError(["landing zone name %r is not valid (letters, digits, '-', '_' and '.')" % (name,)])
+    error = lz_name_error(name)
+    if error:
+        raise ConfigError([error])
     for root in search_paths:
         if root and os.path.isfile(os.path.join(root, name, CONFIG_FILE)):
             return os.path.join(root, name, CONFIG_FILE)

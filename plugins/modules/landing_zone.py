@@ -13,12 +13,18 @@ description:
     every default filled in.
   - Runs before any AWS call; it makes none itself. An unknown landing zone fails naming the known ones; a malformed file fails naming
     the file, every bad key and what was expected.
+  - A landing-zone name is a plain directory name (letters, digits, C(-) and C(_)); any other name (C(..), a path separator, a leading
+    dot) is refused before any file is read.
+  - Waves that can never get an instance (percentages or a catch-all wave before them take everything) are reported as warnings, not
+    errors; an instance listed twice in the waves is an error naming both places.
   - Also returns the run ID that tags this run's AMIs and commands; give O(run_id) to resume an earlier run.
 author:
   - CMS Platform Engineering (@cms-platform)
 options:
   name:
-    description: The landing zone, e.g. C(prod) (the C(lz) extra variable of the playbooks).
+    description:
+      - The landing zone, e.g. C(prod) (the C(lz) extra variable of the playbooks).
+      - Letters, digits, C(-) and C(_) only.
     type: str
     required: true
   search_paths:
@@ -81,6 +87,11 @@ run_id:
   returned: success
   type: str
   sample: 20261127T180400Z-3f9a1c
+config_warnings:
+  description: Warnings about the configuration (e.g. a wave that gets no instance), each naming the file and the key; also shown as warnings.
+  returned: success
+  type: list
+  elements: str
 known:
   description: Every landing zone found under O(search_paths).
   returned: always
@@ -121,6 +132,10 @@ def main():
         module.fail_json(msg=missing_required_lib("PyYAML"))
     paths = module.params["search_paths"]
     known = _lz_config.known_landing_zones(paths)
+    # The name becomes a path: refuse '..', separators and the like before it is joined to any search path.
+    name_error = _lz_config.lz_name_error(module.params["name"]) if module.params["name"] else None
+    if name_error:
+        module.fail_json(msg="%s (known landing zones: %s)" % (name_error, ", ".join(known) or "none"), problems=[name_error], known=known)
     run_id = module.params["run_id"]
     if run_id is not None and run_id_error(run_id):
         module.fail_json(msg="run_id: %s" % run_id_error(run_id), known=known)
@@ -130,6 +145,9 @@ def main():
         count = len(exc.problems)
         msg = exc.problems[0] if count == 1 else "%d problems in the landing zone configuration:\n%s" % (count, "\n".join(exc.problems))
         module.fail_json(msg=msg, problems=exc.problems, known=known)
+    config_warnings = _lz_config.wave_warnings(config, path)
+    for warning in config_warnings:
+        module.warn(warning)
     module.exit_json(
         changed=False,
         lz=module.params["name"],
@@ -138,6 +156,7 @@ def main():
         redacted_config=_lz_config.redacted(config),
         run_id=run_id or new_run_id(),
         known=known,
+        config_warnings=config_warnings,
     )
 
 

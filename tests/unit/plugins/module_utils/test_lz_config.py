@@ -156,3 +156,70 @@ def test_redacted_masks_external_ids():
     shown = lz.redacted(config)
     assert all(a.get("external_id") in (None, "********") for a in shown["accounts"])
     assert any(a.get("external_id") == "cms-demo" for a in config["accounts"])
+
+
+def test_an_instance_listed_twice_names_both_places(tmp_path):
+    problems = problems_of(
+        tmp_path,
+        """
+        cms_patching_landing_zone:
+          accounts:
+            - account_id: "123456789012"
+          regions: [eu-west-1]
+          patching:
+            waves:
+              - {name: canary, names: [web-01, web-02, web-01]}
+              - {name: ids, instance_ids: [i-0123456789abcdef0]}
+              - {name: web, names: [web-03, web-02]}
+              - {name: more, instance_ids: [i-0123456789abcdef0]}
+        """,
+    )
+    waves = "%s: cms_patching_landing_zone.patching.waves" % os.path.join(str(tmp_path), "lz", "group_vars", "all", "landing_zone.yml")
+    assert problems == [
+        "%s[0].names[2]: web-01 is listed twice, here and at cms_patching_landing_zone.patching.waves[0].names[0]; an instance belongs to one wave, once"
+        % waves,
+        "%s[2].names[1]: web-02 is listed twice, here and at cms_patching_landing_zone.patching.waves[0].names[1]; an instance belongs to one wave, once"
+        % waves,
+        "%s[3].instance_ids[0]: i-0123456789abcdef0 is listed twice, here and at cms_patching_landing_zone.patching.waves[1].instance_ids[0]; "
+        "an instance belongs to one wave, once" % waves,
+    ]
+
+
+def warnings_of(tmp_path, waves):
+    path = write_lz(tmp_path, "lz", MINIMAL + "  patching:\n    waves: %s\n" % waves)
+    _path, config = lz.load("lz", [str(tmp_path)])
+    return path, lz.wave_warnings(config, path)
+
+
+def test_waves_left_with_nothing_are_a_warning(tmp_path):
+    path, warnings = warnings_of(
+        tmp_path, "[{name: a, percent: 60}, {name: b, percent: 40}, {name: c, count: 1}, {name: d, names: [web-01]}, {name: e}, {name: f, percent: 5}]"
+    )
+    waves = "%s: cms_patching_landing_zone.patching.waves" % path
+    assert warnings == [
+        "%s[2] (wave 'c'): gets no instance: the percent waves before it already take 100%% of the instances" % waves,
+        "%s[4] (wave 'e'): gets no instance: the percent waves before it already take 100%% of the instances" % waves,
+        "%s[5] (wave 'f'): gets no instance: %s[4] (wave 'e') before it takes every instance left" % (waves, "cms_patching_landing_zone.patching.waves"),
+    ]
+
+
+def test_waves_that_all_get_something_give_no_warning(tmp_path):
+    assert warnings_of(tmp_path, "[{name: canary, percent: 5}, {name: web, names: [web-1]}, {name: half, percent: 50}, {name: rest}]")[1] == []
+    _path, config = lz.load("example", [INVENTORIES])
+    assert lz.wave_warnings(config, "example") == []
+
+
+@pytest.mark.parametrize("name", ["..", "../x", "x/..", "a/b", "a\\b", ".hidden", ".", "prod.eu", "pr od", "prod\n", "/etc"])
+def test_a_landing_zone_name_is_a_plain_name(tmp_path, name):
+    # A valid landing zone one directory above the search path: '..' used to load it.
+    (tmp_path / "group_vars" / "all").mkdir(parents=True)
+    (tmp_path / "group_vars" / "all" / "landing_zone.yml").write_text(textwrap.dedent(MINIMAL))
+    (tmp_path / "zones").mkdir()
+    with pytest.raises(lz.ConfigError) as info:
+        lz.load(name, [str(tmp_path / "zones")])
+    assert str(info.value) == lz.lz_name_error(name)
+    assert "is not valid: a landing zone is a plain directory name" in str(info.value) and "e.g. -e lz=prod" in str(info.value)
+
+
+def test_valid_landing_zone_names():
+    assert all(lz.lz_name_error(n) is None for n in ("prod", "prod-eu_1", "DEMO"))
