@@ -9,7 +9,9 @@ from ansible_collections.cms.patching.plugins.filter.patching import (
     inventory_candidates,
     inventory_hosts,
     not_started,
+    patch_waves,
     report_summary,
+    wave_plan,
 )
 
 SCAN = {
@@ -90,3 +92,42 @@ def test_report_summary_matches_the_csv_numbers():
     assert summary["lz"] == "demo" and summary["run_id"] == "r1" and summary["seen"] == 3 and summary["targets"] == 2
     assert summary["backup"]["verified"] == 1 and summary["backup"]["failed"] == 1 and summary["backup"]["skipped"] == 1
     assert summary["patch"]["success"] == 1 and summary["patch"]["skipped"] == 2 and summary["errors"] == 1
+
+
+WAVE_SCAN = {
+    "instances": [
+        {"instance_id": "i-00000001", "name": "web-01", "target": True},
+        {"instance_id": "i-00000002", "name": "web-02", "target": True},
+        {"instance_id": "i-00000003", "name": "db-01", "target": True},
+        {"instance_id": "i-00000004", "name": "old-01", "target": False, "skip_reason": "instance is stopped"},
+    ]
+}
+
+
+def test_patch_waves_refuses_what_is_not_a_list_of_instances():
+    with pytest.raises(AnsibleFilterError, match="patch_waves expects a list of instances"):
+        patch_waves([{"name": "web-01"}], [{"name": "all"}])
+
+
+def test_wave_plan_lines_and_no_problem():
+    result = wave_plan(WAVE_SCAN, [{"name": "canary", "names": ["web-02"]}, {"name": "rest"}])
+    assert result["problems"] == [] and result["warnings"] == []
+    assert result["lines"] == ["wave canary: 1 instance: web-02", "wave rest: 2 instances: web-01, db-01"]
+    assert [w["name"] for w in result["plan"]] == ["canary", "rest"]
+
+
+def test_wave_plan_names_the_wave_the_unknown_name_and_the_closest_target():
+    result = wave_plan(WAVE_SCAN, [{"name": "canary", "names": ["web-2", "old-01"]}, {"name": "rest"}])
+    assert result["problems"] == [
+        "cms_patching_landing_zone.patching.waves[0] (wave 'canary').names: no target has the name web-2 (did you mean web-02 or web-01?); "
+        "old-01 is not a target (instance is stopped)"
+    ]
+    # The plan is still shown (canary empty, so dropped): the problem is what stops the run.
+    assert result["lines"] == ["wave rest: 3 instances: web-01, web-02, db-01"]
+
+
+def test_wave_plan_with_no_target_says_so():
+    result = wave_plan({"instances": [WAVE_SCAN["instances"][3]]}, [{"name": "all"}])
+    assert result == {"plan": [], "lines": ["no target: nothing to patch"], "problems": [], "warnings": []}
+    with pytest.raises(AnsibleFilterError, match="run discovery first"):
+        wave_plan(None, [{"name": "all"}])
