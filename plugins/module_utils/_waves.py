@@ -33,27 +33,29 @@ def selector(wave):
     return None
 
 
-def _picks(wave, instance):
-    """True when an explicit wave (instance_ids / names) selects the instance."""
+def picker(wave):
+    """For an explicit wave (instance_ids / names): a function telling whether it selects an instance; None for the others."""
     if wave.get("instance_ids"):
-        return instance["instance_id"] in set(wave["instance_ids"])
+        wanted = frozenset(wave["instance_ids"])
+        return lambda instance: instance["instance_id"] in wanted
     if wave.get("names"):
-        return instance.get("name") in set(wave["names"])
-    return False
+        wanted = frozenset(wave["names"])
+        return lambda instance: instance.get("name") in wanted
+    return None
 
 
 def plan_waves(instances, waves):
     remaining = sorted(instances, key=lambda i: i["instance_id"])
     total = len(remaining)
-    explicit = [w for w in waves or [] if selector(w) in EXPLICIT]
-    reserved = {i["instance_id"] for i in remaining for w in explicit if _picks(w, i)}
+    pickers = [picker(w) for w in waves or []]
+    reserved = {i["instance_id"] for i in remaining for picks in pickers if picks and picks(i)}
     plan = []
-    for wave in waves or []:
+    for wave, picks in zip(waves or [], pickers):
         if not remaining:
             break
         kind = selector(wave)
-        if kind in EXPLICIT:
-            chosen = [i for i in remaining if _picks(wave, i)]
+        if picks:
+            chosen = [i for i in remaining if picks(i)]
         else:
             free = [i for i in remaining if i["instance_id"] not in reserved]
             if kind == "count":
@@ -75,7 +77,7 @@ def _label(instance):
     return instance.get("name") or instance["instance_id"]
 
 
-def _unknown(value, kind, by_key, seen_by_key, candidates):
+def _unknown(value, kind, seen_by_key, candidates):
     """Why a name or ID of a wave selects no target: the instance is not a target (with its reason), or the closest targets."""
     if value in seen_by_key:
         reasons = sorted({r.get("skip_reason") or "not a target" for r in seen_by_key[value]})
@@ -114,25 +116,24 @@ def check_waves(instances, waves, path="cms_patching_landing_zone.patching.waves
             continue
         if kind == "names":
             missing = [n for n in wave["names"] if n not in by_name]
-            details = [_unknown(n, "name", by_name, other_names, names) for n in missing]
+            details = [_unknown(n, "name", other_names, names) for n in missing]
         else:
             missing = [i for i in wave["instance_ids"] if i not in by_id]
-            details = [_unknown(i, "instance ID", by_id, other_ids, sorted(by_id)) for i in missing]
+            details = [_unknown(i, "instance ID", other_ids, sorted(by_id)) for i in missing]
         if missing:
             problems.append("%s.%s: %s" % (where, kind, "; ".join(details)))
+        picks = picker(wave)
         for item in targets:
-            if not _picks(wave, item):
+            if not picks(item):
                 continue
             if item["instance_id"] in owner:
                 first = owner[item["instance_id"]]
-                problems.append(
-                    "%s.%s: %s (%s) is already in %s; an instance belongs to one wave" % (where, kind, item["instance_id"], _label(item), first)
-                )
+                problems.append("%s.%s: %s (%s) is already in %s; an instance belongs to one wave" % (where, kind, item["instance_id"], _label(item), first))
             else:
                 owner[item["instance_id"]] = where
     planned = {w["name"] for w in plan_waves(targets, waves)}
     warnings = [
-        "%s[%d] (wave %r): gets no instance - the waves before it take all %d target(s)" % (path, index, wave.get("name"), len(targets))
+        "%s[%d] (wave %r): gets no instance - the waves before it and the named waves take all %d target(s)" % (path, index, wave.get("name"), len(targets))
         for index, wave in enumerate(waves or [])
         if selector(wave) not in EXPLICIT and wave.get("name") not in planned and targets
     ]

@@ -88,7 +88,7 @@ def test_one_instance_by_name_in_one_wave_and_by_id_in_another_is_a_problem():
 def test_a_count_wave_that_gets_nothing_is_a_warning():
     problems, warnings = check_waves(SCAN, [{"name": "first", "count": 20}, {"name": "second", "percent": 10}, {"name": "web", "names": ["web-5"]}])
     assert problems == []
-    assert warnings == ["cms_patching_landing_zone.patching.waves[1] (wave 'second'): gets no instance - the waves before it take all 20 target(s)"]
+    assert warnings == ["cms_patching_landing_zone.patching.waves[1] (wave 'second'): gets no instance - the waves before it and the named waves take all 20 target(s)"]
 
 
 def test_plan_lines_one_line_per_wave():
