@@ -37,6 +37,15 @@ def test_a_wave_naming_no_target_stops_the_run_before_any_backup(aws, playbook, 
     assert write_calls(aws) == {}
 
 
+def test_a_limit_that_leaves_out_a_named_canary_stops_the_run_and_says_why(aws, playbook):
+    # The demo's canary names web-01 (account 123456789012); the limit keeps only the other account's hosts.
+    run = playbook("-i", "inventories/demo", "--limit", "account_210987654321", "--check")
+    assert run.rc != 0
+    assert "only the inventory hosts of this run, narrowed by -i/--limit, are candidates" in run.output
+    assert "(wave 'canary').names: no target has the name web-01" in run.output
+    assert "ec2:CreateImage" not in calls(aws) and write_calls(aws) == {}
+
+
 def test_check_mode_shows_the_plan_of_every_wave(aws, playbook):
     run = playbook("--check", "--tags", "patching")
     assert run.rc == 0, run.output[-3000:]
