@@ -137,10 +137,18 @@ options:
         type: bool
         default: false
       command:
-        description: A shell command run on Linux instances through C(AWS-RunShellScript); it must exit 0.
+        description:
+          - A shell command run on Linux instances through C(AWS-RunShellScript); it must exit 0.
+          - It runs as C(root) on every instance it checks (the SSM agent's user), so whoever can set it - in the playbooks, whoever can
+            edit C(inventories/<lz>/) - can run any command as root on the fleet. Protect that directory like production credentials.
+          - Needs C(ssm:SendCommand) on C(AWS-RunShellScript); without a command that permission is not needed.
         type: str
       windows_command:
-        description: A PowerShell command run on Windows instances through C(AWS-RunPowerShellScript); it must succeed.
+        description:
+          - A PowerShell command run on Windows instances through C(AWS-RunPowerShellScript); it must succeed.
+          - It runs as C(SYSTEM) on every instance it checks, so whoever can set it - in the playbooks, whoever can edit
+            C(inventories/<lz>/) - can run any command as SYSTEM on the fleet. Protect that directory like production credentials.
+          - Needs C(ssm:SendCommand) on C(AWS-RunPowerShellScript); without a command that permission is not needed.
         type: str
       timeout:
         description:
