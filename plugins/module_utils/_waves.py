@@ -14,10 +14,10 @@ resumed run finds each wave's commands again.  Waves are taken in order:
   take the first unreserved instances not yet in a wave, in instance-ID order.
 * a wave without a selector takes every unreserved instance left.
 
-Instances left after the last wave form a final wave named ``rest``.  Empty
-waves are dropped from the plan; ``check_waves`` is what makes sure no wave is
-empty by mistake (a name that matches no target fails the run before anything
-is backed up).
+Instances left after the last wave form a final wave named ``rest`` (``rest-2``
+if a configured wave is called ``rest``).  Empty waves are dropped from the
+plan; ``check_waves`` is what makes sure no wave is empty by mistake (a name
+that matches no target fails the run before anything is backed up).
 """
 
 import difflib
@@ -69,8 +69,18 @@ def plan_waves(instances, waves):
         if chosen:
             plan.append({"name": wave["name"], "instances": chosen})
     if remaining:
-        plan.append({"name": "rest", "instances": remaining})
+        plan.append({"name": _rest_name(waves), "instances": remaining})
     return plan
+
+
+def _rest_name(waves):
+    """'rest', or 'rest-2', 'rest-3'... when a configured wave is already called so: wave names find a run's commands again."""
+    taken = {w.get("name") for w in waves or []}
+    name, number = "rest", 1
+    while name in taken:
+        number += 1
+        name = "rest-%d" % number
+    return name
 
 
 def _label(instance):

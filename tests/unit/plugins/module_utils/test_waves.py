@@ -88,9 +88,16 @@ def test_one_instance_by_name_in_one_wave_and_by_id_in_another_is_a_problem():
 def test_a_count_wave_that_gets_nothing_is_a_warning():
     problems, warnings = check_waves(SCAN, [{"name": "first", "count": 20}, {"name": "second", "percent": 10}, {"name": "web", "names": ["web-5"]}])
     assert problems == []
-    assert warnings == ["cms_patching_landing_zone.patching.waves[1] (wave 'second'): gets no instance - the waves before it and the named waves take all 20 target(s)"]
+    assert warnings == [
+        "cms_patching_landing_zone.patching.waves[1] (wave 'second'): gets no instance - the waves before it and the named waves take all 20 target(s)"
+    ]
 
 
 def test_plan_lines_one_line_per_wave():
     plan = plan_waves(FLEET[:3] + [{"instance_id": "i-0000abcd"}], [{"name": "canary", "names": ["web-18"]}, {"name": "all"}])
     assert plan_lines(plan) == ["wave canary: 1 instance: web-18", "wave all: 3 instances: web-19, web-20, i-0000abcd"]
+
+
+def test_the_implicit_last_wave_never_reuses_a_configured_name():
+    plan = plan_waves(FLEET, [{"name": "rest", "count": 5}, {"name": "rest-2", "names": ["web-20"]}])
+    assert [(w["name"], len(w["instances"])) for w in plan] == [("rest", 5), ("rest-2", 1), ("rest-3", 14)]
