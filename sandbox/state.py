@@ -62,6 +62,14 @@ class SandboxState:
                 self.clock.set_time_scale(self.settings.time_scale)
             return self.settings
 
+    def command_log(self) -> list[dict[str, Any]]:
+        """Every SendCommand the sandbox accepted: command id, document, instance ids, comment, parameters, time, account, region."""
+        return self.commands.command_log()
+
+    def peak_in_progress(self, comment_contains: str | None = None) -> dict[str, Any]:
+        """``{"peak": n, "at": t, ...}``: the most invocations InProgress at once so far, over commands whose Comment contains the text."""
+        return self.commands.peak_in_progress(self.now(), comment_contains)
+
     def register_managed(self, instance_ids: list[str], online: bool = True, agent_version: str = LATEST_AGENT_VERSION) -> list[ManagedInstance]:
         """Make these instances SSM-managed (wherever they live); unknown ids raise ValueError."""
         found = locate(instance_ids)

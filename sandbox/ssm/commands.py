@@ -13,7 +13,7 @@ import math
 import threading
 from typing import Any
 
-from sandbox.clock import Clock, Settings
+from sandbox.clock import Clock, Settings, to_iso
 from sandbox.faults import FaultStore
 from sandbox.ssm import patching, schedule
 from sandbox.ssm.documents import ResolvedDocument, Step
@@ -139,6 +139,41 @@ class CommandStore:
                         rebooted_at = timeline.ended - command.settings.reboot_seconds
                         found.append({"instance_id": planned.target.instance_id, "command_id": command.command_id, "at": rebooted_at})
         return sorted(found, key=lambda item: item["at"])
+
+    def command_log(self) -> list[dict[str, Any]]:
+        """Every command SendCommand accepted, in send order (tests count patches per instance from it)."""
+        with self._lock:
+            commands = sorted(self.all(), key=lambda command: command.requested_at)
+        return [{
+            "command_id": command.command_id,
+            "document": command.document.name,
+            "instance_ids": command.instance_ids(),
+            "comment": command.request["Comment"],
+            "parameters": command.request["Parameters"],
+            "requested_at": command.requested_at,
+            "requested": to_iso(command.requested_at),
+            "account": command.account,
+            "region": command.region,
+        } for command in commands]
+
+    def peak_in_progress(self, when: float, comment_contains: str | None = None) -> dict[str, Any]:
+        """The most invocations InProgress at one moment up to ``when``, over the commands whose Comment contains the text."""
+        events: list[tuple[float, int]] = []
+        with self._lock:
+            selected = [command for command in self.all() if comment_contains is None or comment_contains in command.request["Comment"]]
+            for command in selected:
+                for timeline in command.timelines(self._faults):
+                    for start, end in timeline.in_progress():
+                        if start <= when:
+                            # An end sorts before a start at the same moment: one invocation ending as another starts is not an overlap.
+                            events += [(start, 1), (end, -1)]
+        peak = running = 0
+        peak_at = None
+        for moment, change in sorted(events):
+            running += change
+            if running > peak:
+                peak, peak_at = running, moment
+        return {"peak": peak, "at": peak_at, "commands": len(selected), "comment_contains": comment_contains}
 
     def reset(self) -> None:
         with self._lock:

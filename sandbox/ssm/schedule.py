@@ -82,6 +82,10 @@ class Timeline:
     def ended(self) -> float:
         return self.phases[-1].at
 
+    def in_progress(self) -> list[tuple[float, float]]:
+        """The [start, end) intervals this invocation spends InProgress."""
+        return [(phase.at, following.at) for phase, following in zip(self.phases, self.phases[1:]) if phase.status == "InProgress"]
+
     def completed_by(self, when: float) -> bool:
         return self.final.at <= when
 
