@@ -37,6 +37,11 @@ class SandboxMiddleware:
         if call is not None and not environ.get(_INTERNAL_ENVIRON_KEY):
             throttled = self._state.fault_store.should_throttle(call.key)
             self._state.calls.record(call.key, get_account_id_from(call.access_key), call.region, throttled)
+            expired = self._state.credentials.expired_response(call)  # temporary credentials past their Expiration (sandbox/credentials.py)
+            if expired is not None:
+                status, headers, body = expired
+                start_response(status, headers + [("Content-Length", str(len(body)))])
+                return [body]
             if throttled:
                 status, headers, body = throttling_response(call)
                 start_response(status, headers + [("Content-Length", str(len(body)))])

@@ -11,6 +11,7 @@ from typing import Any
 
 from sandbox.calls import CallCounter
 from sandbox.clock import Clock, Settings
+from sandbox.credentials import CredentialStore
 from sandbox.ec2.backup_images import backup_images
 from sandbox.ec2.lookup import locate, locate_by_name, region_instances
 from sandbox.faults import Fault, FaultStore
@@ -50,6 +51,7 @@ class SandboxState:
         self.calls = CallCounter()
         self.commands = CommandStore(self.clock, self.fault_store)
         self.roles = RoleRegistry()
+        self.credentials = CredentialStore(self.clock)
 
     def now(self) -> float:
         return self.clock.now()
@@ -97,6 +99,7 @@ class SandboxState:
             self.commands.reset()
             self.calls.reset()
             self.roles.reset()
+            self.credentials.reset()
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready dump of sandbox-side state (for tests and curious humans)."""
@@ -145,4 +148,5 @@ class SandboxState:
                 "reboots": sorted(self.commands.reboots(now) + image_reboots, key=lambda reboot: reboot["at"]),
                 "faults": self.faults.list(),
                 "roles": self.roles.describe(),
+                "credentials": self.credentials.describe(),
             }
