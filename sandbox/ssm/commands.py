@@ -42,12 +42,20 @@ class CommandRecord:
     max_errors: str
     settings: Settings
     invocations: list[PlannedInvocation]
+    # The document's execution timeout (seconds), resolved from the step inputs and parameters at SendCommand.
+    execution_timeout: float = 0.0
     cancellations: list[tuple[float, frozenset[str] | None]] = dataclasses.field(default_factory=list)
     _cache: tuple[Any, list[schedule.Timeline]] | None = None
 
     @property
     def steps(self) -> list[Step]:
         return self.document.steps
+
+    @property
+    def expires_at(self) -> float:
+        """ExpiresAfter: send time + TimeoutSeconds, + the execution timeout when commands wait for expiry as on AWS."""
+        extra = self.execution_timeout if self.settings.delayed_until_expiry else 0.0
+        return self.requested_at + self.timeout_seconds + extra
 
     def instance_ids(self) -> list[str]:
         return [planned.target.instance_id for planned in self.invocations]
@@ -68,6 +76,8 @@ class CommandRecord:
                 self.settings,
                 faults.agent_offline_at,
                 self.cancelled_at,
+                expires_at=self.expires_at if self.settings.delayed_until_expiry else None,
+                agent_online_from=faults.agent_online_from,
             )
             self._cache = (key, timelines)
         return self._cache[1]

@@ -106,6 +106,7 @@ def plan_command(state: SandboxState, account: str, region: str, params: dict[st
         max_errors=params.get("MaxErrors") or "0",
         settings=settings,
         invocations=planned,
+        execution_timeout=document.execution_timeout(parameters),
     )
 
 

@@ -21,7 +21,7 @@ def command_view(command: CommandRecord, timelines: list[schedule.Timeline], now
         "CommandId": command.command_id,
         "DocumentName": command.document.name,
         "DocumentVersion": command.document.version,
-        "ExpiresAfter": to_datetime(command.requested_at + command.timeout_seconds),
+        "ExpiresAfter": to_datetime(command.expires_at),
         "RequestedDateTime": to_datetime(command.requested_at),
         "Status": status,
         "StatusDetails": details,
