@@ -120,22 +120,28 @@ class CommandStore:
         with self._lock:
             return command.timelines(self._faults)
 
-    def patch_history(self, account: str, region: str, instance_id: str, when: float) -> list[tuple[PatchRun, float, float, str]]:
-        """(run, start, end, command id) of every AWS-RunPatchBaseline run on the instance that had finished by ``when``."""
+    def patch_history(self, account: str, region: str, instance_id: str, when: float, reported: bool = False) -> list[tuple[PatchRun, float, float, str]]:
+        """(run, start, end, command id) of every AWS-RunPatchBaseline run on the instance that had finished by ``when``.
+
+        ``reported``: only the runs whose compliance the agent had reported by then (``compliance_delay_seconds``
+        after the end, with the settings the command was sent with), as DescribeInstancePatchStates shows them.
+        """
         history = []
         with self._lock:
             for command, index in self._patch_runs.get(instance_id, []):
                 if (command.account, command.region) != (account, region):
                     continue
                 planned, timeline = command.invocations[index], command.timelines(self._faults)[index]
-                if timeline.ran_to_completion() and timeline.completed_by(when) and timeline.final.details != "ExecutionTimedOut":
+                delay = command.settings.compliance_delay_seconds if reported else 0.0
+                if timeline.ran_to_completion() and timeline.completed_by(when - delay) and timeline.final.details != "ExecutionTimedOut":
                     history.append((planned.patch_run, timeline.executed_from or timeline.ended, timeline.ended, command.command_id))
         history.sort(key=lambda item: item[2])
         return history
 
-    def patch_state(self, account: str, region: str, instance_id: str, platform_type: str, when: float) -> PatchState:
+    def patch_state(self, account: str, region: str, instance_id: str, platform_type: str, when: float, reported: bool = False) -> PatchState:
+        """The instance's patch state at ``when``: what is really installed, or (``reported``) what SSM reports so far."""
         state = PatchState(profile(instance_id, platform_type))
-        for run, start, end, _command_id in self.patch_history(account, region, instance_id, when):
+        for run, start, end, _command_id in self.patch_history(account, region, instance_id, when, reported):
             state = patching.fold(state, run, start, end)
         return state
 
