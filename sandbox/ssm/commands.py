@@ -152,7 +152,7 @@ class CommandStore:
             for command in self.all():
                 for planned, timeline in zip(command.invocations, command.timelines(self._faults)):
                     if planned.patch_run and planned.patch_run.reboots and timeline.ran_to_completion() and timeline.completed_by(when):
-                        rebooted_at = timeline.ended - command.settings.reboot_seconds
+                        rebooted_at = timeline.ended - schedule.reboot_duration(command.settings, planned.target.instance_id)
                         found.append({"instance_id": planned.target.instance_id, "command_id": command.command_id, "at": rebooted_at})
         return sorted(found, key=lambda item: item["at"])
 

@@ -5,7 +5,8 @@ time line the way Run Command paces it:
 
 - targets are dispatched in order, at most ``MaxConcurrency`` at once; a
   dispatched invocation is Pending for ``command_delivery_seconds``, then
-  InProgress for ``invocation_seconds`` (+ ``reboot_seconds`` if it reboots);
+  InProgress for ``invocation_seconds`` (+ ``reboot_seconds`` if it reboots),
+  each drawn per instance up to ``invocation_max_seconds`` / ``reboot_max_seconds``;
 - an unreachable instance (agent offline at its turn, or not running at send
   time) is Delayed for ``undeliverable_seconds``, then Failed/Undeliverable;
   with ``delayed_until_expiry`` (``expires_at`` given) it stays Delayed until
@@ -31,7 +32,7 @@ import heapq
 import math
 from collections.abc import Callable, Sequence
 
-from sandbox.clock import Settings
+from sandbox.clock import Settings, drawn_seconds
 
 TERMINAL = {"Success", "Failed", "TimedOut", "Cancelled"}
 _ERROR_DETAILS = {"Failed", "ExecutionTimedOut"}
@@ -151,7 +152,7 @@ def simulate(targets: Sequence[Target], requested_at: float, timeout_seconds: in
         elif not target.reachable_at_send or agent_offline_at(target.instance_id, dispatch):
             timeline = _undeliverable(pending, dispatch, deadline, cancel, settings)
         else:
-            timeline = _delivered(pending, target.outcome, dispatch, deadline, cancel, settings)
+            timeline = _delivered(pending, target.outcome, dispatch, deadline, cancel, settings, target.instance_id)
             if timeline.final.details in _ERROR_DETAILS:
                 bisect.insort(error_times, timeline.ended)
         heapq.heappush(slots, timeline.ended)
@@ -197,12 +198,22 @@ def _delivered(pending: Phase, outcome: Outcome, dispatch: float, deadline: floa
         return Timeline((pending, Phase(cancel, "Cancelled", "Cancelled")), None, -1)
     if outcome.details == "InvalidPlatform":
         return Timeline((pending, Phase(delivered, outcome.status, outcome.details)), None, outcome.response_code)
-    duration = settings.invocation_seconds + (settings.reboot_seconds if outcome.reboots else 0.0)
+    duration = invocation_duration(settings, instance_id) + (reboot_duration(settings, instance_id) if outcome.reboots else 0.0)
     end = delivered + duration
     running = Phase(delivered, "InProgress", "InProgress")
     if cancel < end:
         return Timeline((pending, running, Phase(cancel, "Cancelled", "Cancelled")), delivered, -1)
     return Timeline((pending, running, Phase(end, outcome.status, outcome.details)), delivered, outcome.response_code)
+
+
+def invocation_duration(settings: Settings, instance_id: str) -> float:
+    """How long the plugin runs on this instance: ``invocation_seconds``, or drawn up to ``invocation_max_seconds`` per instance."""
+    return drawn_seconds(settings.invocation_seconds, settings.invocation_max_seconds, instance_id, "invocation")
+
+
+def reboot_duration(settings: Settings, instance_id: str) -> float:
+    """How long a reboot (and the agent's re-run of the script) takes on this instance."""
+    return drawn_seconds(settings.reboot_seconds, settings.reboot_max_seconds, instance_id, "reboot")
 
 
 def command_status(timelines: Sequence[Timeline], when: float, max_errors: str, cancel_requested: bool) -> tuple[str, str]:
