@@ -121,3 +121,16 @@ def test_the_aws_profile_turns_expiry_on_and_fast_leaves_it_off():
     assert Settings().updated({"realism": "aws"}).credentials_expire is True
     assert Settings().updated({"realism": "fast"}).credentials_expire is False
     assert Settings().credentials_expire is False
+
+
+def test_an_expired_call_is_refused_before_throttling_and_still_counted(sandbox, client):
+    sandbox.state.update_settings(credential_max_seconds=900)
+    keys, _expiration = _assume(client)
+    sandbox.state.clock.advance(901)
+    sandbox.state.calls.reset()
+    sandbox.state.faults.add("throttle", operation="ec2:DescribeInstances", count=1)
+    assert _code(client("ec2", **keys).describe_instances)[0] == "RequestExpired"
+    # The throttle fault was not used up by the refused call: the next one is throttled.
+    assert _code(client("ec2").describe_instances)[0] == "RequestLimitExceeded"
+    calls = sandbox.state.calls.snapshot()
+    assert (calls["operations"]["ec2:DescribeInstances"], calls["throttled_total"]) == (2, 1)
