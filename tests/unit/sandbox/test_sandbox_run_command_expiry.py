@@ -7,6 +7,8 @@ AWS-RunShellScript its executionTimeout parameter, 3,600 s by default).
 from __future__ import annotations
 
 import datetime
+import json
+import urllib.request
 
 import pytest
 
@@ -108,3 +110,16 @@ def test_a_delayed_invocation_can_be_cancelled(realistic, ssm, launch_managed):
 def test_the_aws_profile_turns_it_on(sandbox):
     sandbox.state.update_settings(realism="aws")
     assert sandbox.state.settings.delayed_until_expiry is True
+
+
+def test_the_profile_and_switches_through_the_control_api(sandbox):
+    def post(body):
+        request = urllib.request.Request(f"{sandbox.endpoint}/_sandbox/settings", data=json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    aws = post({"realism": "aws", "compliance_delay_seconds": 5})
+    assert (aws["realism"], aws["delayed_until_expiry"], aws["credentials_expire"], aws["realistic_output"], aws["compliance_delay_seconds"]) == (
+        "aws", True, True, True, 5.0)
+    fast = post({"realism": "fast", "realistic_output": "true"})
+    assert (fast["delayed_until_expiry"], fast["realistic_output"], fast["invocation_seconds"]) == (False, True, 2.0)
