@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import threading
 import time
 from typing import Any, Callable
@@ -27,6 +28,25 @@ DEFAULT_SETTINGS: dict[str, float] = {
     # given up as Undeliverable (capped by the command's TimeoutSeconds).
     "undeliverable_seconds": 5.0,
     "time_scale": 1.0,
+    # Realism (see sandbox/realism.py: all off / zero in the "fast" profile).
+    # Upper bounds of per-instance durations drawn between the base setting and
+    # this (0, or not above the base: always the base).
+    "invocation_max_seconds": 0.0,
+    "reboot_max_seconds": 0.0,
+    # Cap on the lifetime of every credential STS issues (0: no cap beyond AWS's own).
+    "credential_max_seconds": 0.0,
+    # How long after an AWS-RunPatchBaseline invocation ends its compliance is reported.
+    "compliance_delay_seconds": 0.0,
+}
+
+# Switches (true/false), all off in the "fast" profile.
+DEFAULT_SWITCHES: dict[str, bool] = {
+    # AssumeRole credentials expire (DurationSeconds, role chaining cap); expired calls are refused.
+    "credentials_expire": False,
+    # An unreachable Run Command target stays Delayed until the command expires, then DeliveryTimedOut.
+    "delayed_until_expiry": False,
+    # AWS-RunPatchBaseline prints a full yum / Windows Update log; after a reboot the output is the re-run's.
+    "realistic_output": False,
 }
 
 
@@ -41,25 +61,63 @@ class Settings:
     reboot_seconds: float = DEFAULT_SETTINGS["reboot_seconds"]
     undeliverable_seconds: float = DEFAULT_SETTINGS["undeliverable_seconds"]
     time_scale: float = DEFAULT_SETTINGS["time_scale"]
+    invocation_max_seconds: float = DEFAULT_SETTINGS["invocation_max_seconds"]
+    reboot_max_seconds: float = DEFAULT_SETTINGS["reboot_max_seconds"]
+    credential_max_seconds: float = DEFAULT_SETTINGS["credential_max_seconds"]
+    compliance_delay_seconds: float = DEFAULT_SETTINGS["compliance_delay_seconds"]
+    credentials_expire: bool = DEFAULT_SWITCHES["credentials_expire"]
+    delayed_until_expiry: bool = DEFAULT_SWITCHES["delayed_until_expiry"]
+    realistic_output: bool = DEFAULT_SWITCHES["realistic_output"]
+    realism: str = "fast"
 
     def updated(self, changes: dict[str, Any]) -> Settings:
-        """Return a copy with ``changes`` applied; unknown names and bad values raise ValueError."""
+        """Return a copy with ``changes`` applied; unknown names and bad values raise ValueError.
+
+        ``realism`` applies that profile first (sandbox/realism.py); the other changes win over it.
+        """
         known = {field.name for field in dataclasses.fields(self)}
         unknown = sorted(set(changes) - known)
         if unknown:
             raise ValueError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        values: dict[str, float] = {}
+        values: dict[str, Any] = {}
+        if "realism" in changes:
+            from sandbox.realism import profile_changes  # pylint: disable=import-outside-toplevel
+
+            values["realism"] = str(changes["realism"])
+            for name, value in profile_changes(values["realism"], {**DEFAULT_SETTINGS, **DEFAULT_SWITCHES}).items():
+                values[name] = _parse(name, value)
         for name, value in changes.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                raise ValueError(f"setting {name} must be a number, got {value!r}")
-            number = float(value)
-            if number < 0 or (name == "time_scale" and number <= 0):
-                raise ValueError(f"setting {name} must be {'> 0' if name == 'time_scale' else '>= 0'}, got {value!r}")
-            values[name] = number
+            if name != "realism":
+                values[name] = _parse(name, value)
         return dataclasses.replace(self, **values)
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _parse(name: str, value: Any) -> Any:
+    """A setting's value checked against its kind: a switch (bool, or "true"/"false") or a number of seconds."""
+    if name in DEFAULT_SWITCHES:
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            raise ValueError(f"setting {name} must be true or false, got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"setting {name} must be a number, got {value!r}")
+    number = float(value)
+    if number < 0 or (name == "time_scale" and number <= 0):
+        raise ValueError(f"setting {name} must be {'> 0' if name == 'time_scale' else '>= 0'}, got {value!r}")
+    return number
+
+
+def drawn_seconds(base: float, maximum: float, instance_id: str, salt: str) -> float:
+    """A duration between ``base`` and ``maximum`` fixed by a hash of the instance (``base`` when there is no range)."""
+    if maximum <= base:
+        return base
+    digest = hashlib.sha256(f"{salt}:{instance_id}".encode()).digest()
+    fraction = int.from_bytes(digest[:4], "big") / 0xFFFFFFFF
+    return base + fraction * (maximum - base)
 
 
 class Clock:

@@ -37,6 +37,8 @@ class ControlApi:
             ("POST", "agent"): self._set_agent,
             ("GET", "calls"): lambda request: self._state.calls.snapshot(),
             ("POST", "calls/reset"): self._reset_calls,
+            ("GET", "commands/log"): lambda request: {"commands": self._state.command_log()},
+            ("GET", "concurrency"): lambda request: self._state.peak_in_progress(request.args.get("comment_contains")),
             ("POST", "reset"): self._reset,
             ("POST", "seed"): self._seed_scenario,
             ("GET", "describe"): lambda request: self._state.describe(),

@@ -177,6 +177,19 @@ class FaultStore:
             ]
         return min(starts) if starts else None
 
+    def agent_online_from(self, instance_id: str, when: float) -> float:
+        """The first moment at or after ``when`` the agent is online (inf: offline with no end yet)."""
+        with self._lock:
+            outages = [(fault.added_at, fault.removed_at) for fault in self._faults if fault.kind == "agent_offline" and fault.instance_id == instance_id]
+        moment = when
+        moved = True
+        while moved:
+            moved = False
+            for start, end in outages:
+                if start <= moment < end:
+                    moment, moved = end, True
+        return moment
+
     def should_throttle(self, operation_key: str) -> bool:
         """Decide (and record) whether this call of ``operation_key`` is throttled."""
         now = self._clock.now()

@@ -35,8 +35,14 @@ class SandboxMiddleware:
             return self._control(environ, start_response)
         call = classify(environ)
         if call is not None and not environ.get(_INTERNAL_ENVIRON_KEY):
-            throttled = self._state.fault_store.should_throttle(call.key)
+            # Authentication comes first: a call signed with expired temporary credentials is refused, never throttled (sandbox/credentials.py).
+            expired = self._state.credentials.expired_response(call)
+            throttled = expired is None and self._state.fault_store.should_throttle(call.key)
             self._state.calls.record(call.key, get_account_id_from(call.access_key), call.region, throttled)
+            if expired is not None:
+                status, headers, body = expired
+                start_response(status, headers + [("Content-Length", str(len(body)))])
+                return [body]
             if throttled:
                 status, headers, body = throttling_response(call)
                 start_response(status, headers + [("Content-Length", str(len(body)))])

@@ -11,6 +11,7 @@ from typing import Any
 
 from sandbox.calls import CallCounter
 from sandbox.clock import Clock, Settings
+from sandbox.credentials import CredentialStore
 from sandbox.ec2.backup_images import backup_images
 from sandbox.ec2.lookup import locate, locate_by_name, region_instances
 from sandbox.faults import Fault, FaultStore
@@ -50,6 +51,7 @@ class SandboxState:
         self.calls = CallCounter()
         self.commands = CommandStore(self.clock, self.fault_store)
         self.roles = RoleRegistry()
+        self.credentials = CredentialStore(self.clock)
 
     def now(self) -> float:
         return self.clock.now()
@@ -61,6 +63,14 @@ class SandboxState:
             if self.settings.time_scale != self.clock.time_scale:
                 self.clock.set_time_scale(self.settings.time_scale)
             return self.settings
+
+    def command_log(self) -> list[dict[str, Any]]:
+        """Every SendCommand the sandbox accepted: command id, document, instance ids, comment, parameters, time, account, region."""
+        return self.commands.command_log()
+
+    def peak_in_progress(self, comment_contains: str | None = None) -> dict[str, Any]:
+        """``{"peak": n, "at": t, ...}``: the most invocations InProgress at once so far, over commands whose Comment contains the text."""
+        return self.commands.peak_in_progress(self.now(), comment_contains)
 
     def register_managed(self, instance_ids: list[str], online: bool = True, agent_version: str = LATEST_AGENT_VERSION) -> list[ManagedInstance]:
         """Make these instances SSM-managed (wherever they live); unknown ids raise ValueError."""
@@ -89,6 +99,7 @@ class SandboxState:
             self.commands.reset()
             self.calls.reset()
             self.roles.reset()
+            self.credentials.reset()
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready dump of sandbox-side state (for tests and curious humans)."""
@@ -137,4 +148,5 @@ class SandboxState:
                 "reboots": sorted(self.commands.reboots(now) + image_reboots, key=lambda reboot: reboot["at"]),
                 "faults": self.faults.list(),
                 "roles": self.roles.describe(),
+                "credentials": self.credentials.describe(),
             }

@@ -1,9 +1,17 @@
-"""Cross-account roles of a landing zone, with the ExternalId check AWS makes and moto skips.
+"""Cross-account roles of a landing zone, with the checks AWS makes and moto skips.
 
 moto's AssumeRole hands out credentials for any role ARN (and maps them to the
 role's account, which is what makes cross-account seeding work). A scenario
 registers its roles here; assuming a registered role with a wrong or missing
 ExternalId is then refused with AccessDenied, as AWS's trust policy would.
+
+With ``credentials_expire`` (see sandbox/credentials.py) AssumeRole also does
+what the STS API reference (AssumeRole, DurationSeconds) describes:
+DurationSeconds 900..43200, default 3,600, at most the role's
+MaxSessionDuration (IAM role if moto knows it, else AWS's default of 3,600),
+and at most 3,600 when the caller's own key came from AssumeRole (role
+chaining); ``Expiration`` is on the sandbox clock. ``credential_max_seconds``
+shortens every lifetime (the answer's Expiration says the shortened one).
 """
 
 from __future__ import annotations
@@ -12,10 +20,13 @@ import threading
 from typing import Any
 
 from moto.core.responses import ActionResult
-from moto.sts.exceptions import STSClientError
+from moto.iam.models import iam_backends
+from moto.sts.exceptions import STSClientError, STSValidationError
 from moto.sts.responses import TokenResponse
 
 from sandbox import moto_hooks, runtime
+from sandbox.clock import Settings, to_datetime
+from sandbox.credentials import CHAINED_MAX_SECONDS
 
 
 class RoleRegistry:
@@ -45,10 +56,56 @@ class RoleRegistry:
             self._external_ids.clear()
 
 
+_DEFAULT_DURATION = 3600
+_MIN_DURATION = 900
+_MAX_DURATION = 43200
+
+
+def _role_max_session(role_arn: str) -> int:
+    """The role's MaxSessionDuration: moto's IAM role if it exists, else AWS's default (one hour)."""
+    parts = role_arn.split(":")
+    if len(parts) < 6:
+        return _DEFAULT_DURATION
+    partition, account = parts[1], parts[4]
+    try:
+        role = iam_backends[account][partition].get_role_by_arn(role_arn)
+    except Exception:  # pylint: disable=broad-except  # moto raises its NotFoundException, or KeyError for an odd partition
+        return _DEFAULT_DURATION
+    return int(role.max_session_duration or _DEFAULT_DURATION)
+
+
+def session_lifetime(settings: Settings, role_arn: str, duration: int | None, chained: bool) -> float | None:
+    """How long the credentials live (None: forever, expiry off), or the ValidationError AWS answers."""
+    if not (settings.credentials_expire or settings.credential_max_seconds > 0):
+        return None
+    requested = _DEFAULT_DURATION if duration is None else duration
+    if requested < _MIN_DURATION or requested > _MAX_DURATION:
+        bound = f"greater than or equal to {_MIN_DURATION}" if requested < _MIN_DURATION else f"less than or equal to {_MAX_DURATION}"
+        raise STSValidationError(f"1 validation error detected: Value '{requested}' at 'durationSeconds' failed to satisfy constraint: "
+                                 f"Member must have value {bound}")
+    if requested > _role_max_session(role_arn):
+        raise STSValidationError("The requested DurationSeconds exceeds the MaxSessionDuration set for this role.")
+    if chained and requested > CHAINED_MAX_SECONDS:
+        raise STSValidationError("The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.")
+    if settings.credential_max_seconds > 0:
+        return min(float(requested), settings.credential_max_seconds)
+    return float(requested)
+
+
 def assume_role(self: TokenResponse) -> ActionResult:
+    state = runtime.current()
+    caller_key = self.get_access_key()
     caller = f"arn:aws:iam::{self.current_account}:user/moto"
-    runtime.current().roles.check(self._get_param("RoleArn"), self._get_param("ExternalId"), caller)  # pylint: disable=protected-access
-    return moto_hooks.original(TokenResponse, "assume_role")(self)
+    role_arn = self._get_param("RoleArn")  # pylint: disable=protected-access
+    state.roles.check(role_arn, self._get_param("ExternalId"), caller)  # pylint: disable=protected-access
+    chained = state.credentials.is_temporary(caller_key)
+    lifetime = session_lifetime(state.settings, role_arn, self._get_int_param("DurationSeconds"), chained)  # pylint: disable=protected-access
+    result = moto_hooks.original(TokenResponse, "assume_role")(self)
+    role = result.result["Credentials"]  # moto's AssumedRole, serialized after this returns
+    issued = state.credentials.issue(role.access_key_id, role_arn, lifetime, chained)
+    if lifetime is not None:
+        role.expiration = to_datetime(issued.expires_at)
+    return result
 
 
 def install() -> None:

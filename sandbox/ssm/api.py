@@ -255,7 +255,7 @@ def describe_instance_patch_states(self: SimpleSystemManagerResponse) -> ActionR
             entry = state.managed.get(instance_id)
             if entry is None or (entry.account, entry.region) != (account, region):
                 continue
-            patch_state = state.commands.patch_state(account, region, instance_id, entry.platform_type, now)
+            patch_state = state.commands.patch_state(account, region, instance_id, entry.platform_type, now, reported=True)
             run = patch_state.last_run
             if run is None:
                 continue
@@ -295,7 +295,7 @@ def describe_instance_patches(self: SimpleSystemManagerResponse) -> ActionResult
         entry = state.managed.get(instance_id)
         if entry is None or (entry.account, entry.region) != (account, region):
             raise ssm_error("InvalidInstanceId", f"Instance {instance_id} is not a managed instance in this account and region.")
-        patch_state = state.commands.patch_state(account, region, instance_id, entry.platform_type, state.now())
+        patch_state = state.commands.patch_state(account, region, instance_id, entry.platform_type, state.now(), reported=True)
         rows = [] if patch_state.last_run is None else patching.patches(patch_state, entry.registered_at)
     rows = [row for row in rows if all(row[_PATCH_FILTER_KEYS[item["Key"]]] in item.get("Values", []) for item in filters)]
     items, token = page(rows, max_results, params.get("NextToken"), _invalid_token)

@@ -13,7 +13,7 @@ import math
 import threading
 from typing import Any
 
-from sandbox.clock import Clock, Settings
+from sandbox.clock import Clock, Settings, to_iso
 from sandbox.faults import FaultStore
 from sandbox.ssm import patching, schedule
 from sandbox.ssm.documents import ResolvedDocument, Step
@@ -42,12 +42,20 @@ class CommandRecord:
     max_errors: str
     settings: Settings
     invocations: list[PlannedInvocation]
+    # The document's execution timeout (seconds), resolved from the step inputs and parameters at SendCommand.
+    execution_timeout: float = 0.0
     cancellations: list[tuple[float, frozenset[str] | None]] = dataclasses.field(default_factory=list)
     _cache: tuple[Any, list[schedule.Timeline]] | None = None
 
     @property
     def steps(self) -> list[Step]:
         return self.document.steps
+
+    @property
+    def expires_at(self) -> float:
+        """ExpiresAfter: send time + TimeoutSeconds, + the execution timeout when commands wait for expiry as on AWS."""
+        extra = self.execution_timeout if self.settings.delayed_until_expiry else 0.0
+        return self.requested_at + self.timeout_seconds + extra
 
     def instance_ids(self) -> list[str]:
         return [planned.target.instance_id for planned in self.invocations]
@@ -68,6 +76,8 @@ class CommandRecord:
                 self.settings,
                 faults.agent_offline_at,
                 self.cancelled_at,
+                expires_at=self.expires_at if self.settings.delayed_until_expiry else None,
+                agent_online_from=faults.agent_online_from,
             )
             self._cache = (key, timelines)
         return self._cache[1]
@@ -110,22 +120,28 @@ class CommandStore:
         with self._lock:
             return command.timelines(self._faults)
 
-    def patch_history(self, account: str, region: str, instance_id: str, when: float) -> list[tuple[PatchRun, float, float, str]]:
-        """(run, start, end, command id) of every AWS-RunPatchBaseline run on the instance that had finished by ``when``."""
+    def patch_history(self, account: str, region: str, instance_id: str, when: float, reported: bool = False) -> list[tuple[PatchRun, float, float, str]]:
+        """(run, start, end, command id) of every AWS-RunPatchBaseline run on the instance that had finished by ``when``.
+
+        ``reported``: only the runs whose compliance the agent had reported by then (``compliance_delay_seconds``
+        after the end, with the settings the command was sent with), as DescribeInstancePatchStates shows them.
+        """
         history = []
         with self._lock:
             for command, index in self._patch_runs.get(instance_id, []):
                 if (command.account, command.region) != (account, region):
                     continue
                 planned, timeline = command.invocations[index], command.timelines(self._faults)[index]
-                if timeline.ran_to_completion() and timeline.completed_by(when) and timeline.final.details != "ExecutionTimedOut":
+                delay = command.settings.compliance_delay_seconds if reported else 0.0
+                if timeline.ran_to_completion() and timeline.completed_by(when - delay) and timeline.final.details != "ExecutionTimedOut":
                     history.append((planned.patch_run, timeline.executed_from or timeline.ended, timeline.ended, command.command_id))
         history.sort(key=lambda item: item[2])
         return history
 
-    def patch_state(self, account: str, region: str, instance_id: str, platform_type: str, when: float) -> PatchState:
+    def patch_state(self, account: str, region: str, instance_id: str, platform_type: str, when: float, reported: bool = False) -> PatchState:
+        """The instance's patch state at ``when``: what is really installed, or (``reported``) what SSM reports so far."""
         state = PatchState(profile(instance_id, platform_type))
-        for run, start, end, _command_id in self.patch_history(account, region, instance_id, when):
+        for run, start, end, _command_id in self.patch_history(account, region, instance_id, when, reported):
             state = patching.fold(state, run, start, end)
         return state
 
@@ -136,9 +152,44 @@ class CommandStore:
             for command in self.all():
                 for planned, timeline in zip(command.invocations, command.timelines(self._faults)):
                     if planned.patch_run and planned.patch_run.reboots and timeline.ran_to_completion() and timeline.completed_by(when):
-                        rebooted_at = timeline.ended - command.settings.reboot_seconds
+                        rebooted_at = timeline.ended - schedule.reboot_duration(command.settings, planned.target.instance_id)
                         found.append({"instance_id": planned.target.instance_id, "command_id": command.command_id, "at": rebooted_at})
         return sorted(found, key=lambda item: item["at"])
+
+    def command_log(self) -> list[dict[str, Any]]:
+        """Every command SendCommand accepted, in send order (tests count patches per instance from it)."""
+        with self._lock:
+            commands = sorted(self.all(), key=lambda command: command.requested_at)
+        return [{
+            "command_id": command.command_id,
+            "document": command.document.name,
+            "instance_ids": command.instance_ids(),
+            "comment": command.request["Comment"],
+            "parameters": command.request["Parameters"],
+            "requested_at": command.requested_at,
+            "requested": to_iso(command.requested_at),
+            "account": command.account,
+            "region": command.region,
+        } for command in commands]
+
+    def peak_in_progress(self, when: float, comment_contains: str | None = None) -> dict[str, Any]:
+        """The most invocations InProgress at one moment up to ``when``, over the commands whose Comment contains the text."""
+        events: list[tuple[float, int]] = []
+        with self._lock:
+            selected = [command for command in self.all() if comment_contains is None or comment_contains in command.request["Comment"]]
+            for command in selected:
+                for timeline in command.timelines(self._faults):
+                    for start, end in timeline.in_progress():
+                        if start <= when:
+                            # An end sorts before a start at the same moment: one invocation ending as another starts is not an overlap.
+                            events += [(start, 1), (end, -1)]
+        peak = running = 0
+        peak_at = None
+        for moment, change in sorted(events):
+            running += change
+            if running > peak:
+                peak, peak_at = running, moment
+        return {"peak": peak, "at": peak_at, "commands": len(selected), "comment_contains": comment_contains}
 
     def reset(self) -> None:
         with self._lock:

@@ -25,6 +25,7 @@ _PLACEHOLDER = ["# cms.patching sandbox: the outcome of this step is computed by
 _URL_PATTERN = "(^$)|^https://.+$|^s3://([^/]+)/(.*?([^/]+))$"
 
 RUN_PATCH_BASELINE = "AWS-RunPatchBaseline"
+_DEFAULT_EXECUTION_TIMEOUT = 3600.0
 
 _AWS_RUN_PATCH_BASELINE = {
     "schemaVersion": "2.2",
@@ -165,6 +166,26 @@ class ResolvedDocument:
         if "mainSteps" in self.content:
             return [Step(step["name"], _precondition_platform(step)) for step in self.content["mainSteps"]]
         return [Step(name, None) for name in (self.content.get("runtimeConfig") or {})]
+
+    def execution_timeout(self, parameters: dict[str, list[str]]) -> float:
+        """The longest step timeout (``timeoutSeconds``, literal or a ``{{ parameter }}``), default 3,600 as the agent uses.
+
+        AWS-RunPatchBaseline: 7,200; AWS-RunShellScript: its executionTimeout parameter (3,600 by default).
+        """
+        if "mainSteps" in self.content:
+            values = [(step.get("inputs") or {}).get("timeoutSeconds") for step in self.content["mainSteps"]]
+        else:
+            values = [prop.get("timeoutSeconds") for plugin in (self.content.get("runtimeConfig") or {}).values()
+                      for prop in plugin.get("properties") or []]
+        timeouts = []
+        for value in values:
+            if isinstance(value, str) and value.strip().startswith("{{"):
+                value = (parameters.get(value.strip()[2:-2].strip()) or [None])[0]
+            try:
+                timeouts.append(float(value))
+            except (TypeError, ValueError):
+                timeouts.append(_DEFAULT_EXECUTION_TIMEOUT)
+        return max(timeouts, default=_DEFAULT_EXECUTION_TIMEOUT)
 
     def supports(self, platform_type: str) -> bool:
         return not self.platform_types or platform_type in self.platform_types

@@ -5,9 +5,14 @@ time line the way Run Command paces it:
 
 - targets are dispatched in order, at most ``MaxConcurrency`` at once; a
   dispatched invocation is Pending for ``command_delivery_seconds``, then
-  InProgress for ``invocation_seconds`` (+ ``reboot_seconds`` if it reboots);
+  InProgress for ``invocation_seconds`` (+ ``reboot_seconds`` if it reboots),
+  each drawn per instance up to ``invocation_max_seconds`` / ``reboot_max_seconds``;
 - an unreachable instance (agent offline at its turn, or not running at send
   time) is Delayed for ``undeliverable_seconds``, then Failed/Undeliverable;
+  with ``delayed_until_expiry`` (``expires_at`` given) it stays Delayed until
+  the command expires (TimedOut/DeliveryTimedOut), unless its agent comes back
+  before: then it is delivered and runs; whatever has not ended at expiry
+  ends DeliveryTimedOut (the Command.ExpiresAfter API reference);
 - once more than ``MaxErrors`` invocations have failed (Failed or
   ExecutionTimedOut), invocations not yet dispatched end Cancelled/Terminated;
   running ones finish;
@@ -27,7 +32,7 @@ import heapq
 import math
 from collections.abc import Callable, Sequence
 
-from sandbox.clock import Settings
+from sandbox.clock import Settings, drawn_seconds
 
 TERMINAL = {"Success", "Failed", "TimedOut", "Cancelled"}
 _ERROR_DETAILS = {"Failed", "ExecutionTimedOut"}
@@ -82,6 +87,10 @@ class Timeline:
     def ended(self) -> float:
         return self.phases[-1].at
 
+    def in_progress(self) -> list[tuple[float, float]]:
+        """The [start, end) intervals this invocation spends InProgress."""
+        return [(phase.at, following.at) for phase, following in zip(self.phases, self.phases[1:]) if phase.status == "InProgress"]
+
     def completed_by(self, when: float) -> bool:
         return self.final.at <= when
 
@@ -105,8 +114,13 @@ def error_allowance(max_errors: str, targets: int) -> int:
 
 
 def simulate(targets: Sequence[Target], requested_at: float, timeout_seconds: int, max_concurrency: str, max_errors: str, settings: Settings,
-             agent_offline_at: Callable[[str, float], bool], cancelled_at: Callable[[str], float]) -> list[Timeline]:
-    """Lay out every invocation; ``cancelled_at(instance_id)`` is the earliest CancelCommand covering it (inf if none)."""
+             agent_offline_at: Callable[[str, float], bool], cancelled_at: Callable[[str], float], expires_at: float | None = None,
+             agent_online_from: Callable[[str, float], float] | None = None) -> list[Timeline]:
+    """Lay out every invocation; ``cancelled_at(instance_id)`` is the earliest CancelCommand covering it (inf if none).
+
+    ``expires_at`` (the command's ExpiresAfter) switches on AWS's Delayed-until-expiry behaviour;
+    ``agent_online_from(instance_id, t)`` is when an offline agent is back (inf: not yet).
+    """
     deadline = requested_at + timeout_seconds
     slots = [requested_at] * concurrency_limit(max_concurrency, len(targets))
     allowed = error_allowance(max_errors, len(targets))
@@ -130,10 +144,15 @@ def simulate(targets: Sequence[Target], requested_at: float, timeout_seconds: in
             timelines.append(Timeline((pending, before_dispatch[1]), None, -1))
             continue
 
-        if not target.reachable_at_send or agent_offline_at(target.instance_id, dispatch):
+        if expires_at is not None and (not target.reachable_at_send or agent_offline_at(target.instance_id, dispatch)):
+            back = agent_online_from(target.instance_id, dispatch) if agent_online_from and target.reachable_at_send else math.inf
+            timeline = _delayed_until_expiry(pending, target, dispatch, back, expires_at, cancel, settings)
+            if timeline.final.details in _ERROR_DETAILS:
+                bisect.insort(error_times, timeline.ended)
+        elif not target.reachable_at_send or agent_offline_at(target.instance_id, dispatch):
             timeline = _undeliverable(pending, dispatch, deadline, cancel, settings)
         else:
-            timeline = _delivered(pending, target.outcome, dispatch, deadline, cancel, settings)
+            timeline = _delivered(pending, target.outcome, dispatch, deadline, cancel, settings, target.instance_id)
             if timeline.final.details in _ERROR_DETAILS:
                 bisect.insort(error_times, timeline.ended)
         heapq.heappush(slots, timeline.ended)
@@ -151,7 +170,26 @@ def _undeliverable(pending: Phase, dispatch: float, deadline: float, cancel: flo
     return Timeline((pending, Phase(dispatch, "Delayed", "Delayed"), final), None, -1)
 
 
-def _delivered(pending: Phase, outcome: Outcome, dispatch: float, deadline: float, cancel: float, settings: Settings) -> Timeline:
+def _delayed_until_expiry(pending: Phase, target: Target, dispatch: float, back: float, expires_at: float, cancel: float,
+                          settings: Settings) -> Timeline:
+    """Delayed from ``dispatch``; delivered when the agent is ``back`` if that is before expiry, else DeliveryTimedOut at expiry."""
+    delayed = Phase(dispatch, "Delayed", "Delayed")
+    expired = Phase(expires_at, "TimedOut", "DeliveryTimedOut")
+    if cancel < min(back, expires_at):
+        return Timeline((pending, delayed, Phase(cancel, "Cancelled", "Cancelled")), None, -1)
+    if back >= expires_at:
+        return Timeline((pending, delayed, expired), None, -1)
+    ran = _delivered(delayed, target.outcome, back, expires_at, cancel, settings, target.instance_id)
+    phases = (pending,) + ran.phases
+    if ran.final.at > expires_at:
+        # The command expired while this invocation was still running: AWS reports it DeliveryTimedOut.
+        phases = tuple(phase for phase in phases if phase.at < expires_at) + (expired,)
+        return Timeline(phases, ran.executed_from, -1)
+    return Timeline(phases, ran.executed_from, ran.response_code)
+
+
+def _delivered(pending: Phase, outcome: Outcome, dispatch: float, deadline: float, cancel: float, settings: Settings,
+               instance_id: str = "") -> Timeline:
     delivered = dispatch + settings.command_delivery_seconds
     if delivered > deadline:
         final = Phase(deadline, "TimedOut", "DeliveryTimedOut")
@@ -160,12 +198,22 @@ def _delivered(pending: Phase, outcome: Outcome, dispatch: float, deadline: floa
         return Timeline((pending, Phase(cancel, "Cancelled", "Cancelled")), None, -1)
     if outcome.details == "InvalidPlatform":
         return Timeline((pending, Phase(delivered, outcome.status, outcome.details)), None, outcome.response_code)
-    duration = settings.invocation_seconds + (settings.reboot_seconds if outcome.reboots else 0.0)
+    duration = invocation_duration(settings, instance_id) + (reboot_duration(settings, instance_id) if outcome.reboots else 0.0)
     end = delivered + duration
     running = Phase(delivered, "InProgress", "InProgress")
     if cancel < end:
         return Timeline((pending, running, Phase(cancel, "Cancelled", "Cancelled")), delivered, -1)
     return Timeline((pending, running, Phase(end, outcome.status, outcome.details)), delivered, outcome.response_code)
+
+
+def invocation_duration(settings: Settings, instance_id: str) -> float:
+    """How long the plugin runs on this instance: ``invocation_seconds``, or drawn up to ``invocation_max_seconds`` per instance."""
+    return drawn_seconds(settings.invocation_seconds, settings.invocation_max_seconds, instance_id, "invocation")
+
+
+def reboot_duration(settings: Settings, instance_id: str) -> float:
+    """How long a reboot (and the agent's re-run of the script) takes on this instance."""
+    return drawn_seconds(settings.reboot_seconds, settings.reboot_max_seconds, instance_id, "reboot")
 
 
 def command_status(timelines: Sequence[Timeline], when: float, max_errors: str, cancel_requested: bool) -> tuple[str, str]:

@@ -35,6 +35,7 @@ _MAX_ERRORS = re.compile(r"^([1-9][0-9]*|[0]|[1-9][0-9]%|[0-9]%|100%)$")
 _DOCUMENT_NAME = re.compile(r"^[a-zA-Z0-9_\-.:/]{3,128}$")
 _GONE_STATES = {"terminated", "shutting-down"}
 DEFAULT_TIMEOUT_SECONDS = 3600
+INVALID_INSTANCES_MESSAGE = "Instances not in a valid state for account"
 _PATCH_GROUP_TAGS = ("Patch Group", "PatchGroup")
 # SSM PlatformName -> key of moto's table of AWS's default patch baselines.
 _BASELINE_OS = {
@@ -106,6 +107,7 @@ def plan_command(state: SandboxState, account: str, region: str, params: dict[st
         max_errors=params.get("MaxErrors") or "0",
         settings=settings,
         invocations=planned,
+        execution_timeout=document.execution_timeout(parameters),
     )
 
 
@@ -120,7 +122,12 @@ def _resolve_targets(state: SandboxState, account: str, region: str, params: dic
 
 
 def _managed_or_reject(state: SandboxState, account: str, region: str, instance_ids: list[str], instances: dict[str, Any]) -> list[ManagedInstance]:
-    """The registry entries of these instances; one unmanaged or terminated instance rejects the call (as SSM does)."""
+    """The registry entries of these instances; one unmanaged or terminated instance rejects the call (as SSM does).
+
+    Valid: registered with SSM in this account and region, instance running, pending, stopping or stopped
+    (a ConnectionLost agent included: its invocation waits, Delayed). Invalid: unknown, not registered, another
+    account or region, shutting-down or terminated (SSM API reference, InvalidInstanceId).
+    """
     entries = []
     invalid = []
     for instance_id in instance_ids:
@@ -131,7 +138,8 @@ def _managed_or_reject(state: SandboxState, account: str, region: str, instance_
         else:
             entries.append(entry)
     if invalid:
-        raise ssm_error("InvalidInstanceId", f"Instances [[{', '.join(invalid)}]] not in a valid state for account {account}")
+        # AWS's message names neither the instances nor the account: the caller has to find the invalid ones itself.
+        raise ssm_error("InvalidInstanceId", INVALID_INSTANCES_MESSAGE)
     return entries
 
 

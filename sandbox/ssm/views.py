@@ -6,7 +6,7 @@ from typing import Any
 
 from sandbox.clock import to_datetime, to_iso
 from sandbox.errors import ssm_error
-from sandbox.ssm import schedule
+from sandbox.ssm import patch_logs, schedule
 from sandbox.ssm.commands import CommandRecord, PlannedInvocation
 from sandbox.ssm.documents import Step
 from sandbox.ssm.outputs import STDERR_LIMIT, STDOUT_LIMIT, Streams, patch_streams, script_streams, skipped_step
@@ -21,7 +21,7 @@ def command_view(command: CommandRecord, timelines: list[schedule.Timeline], now
         "CommandId": command.command_id,
         "DocumentName": command.document.name,
         "DocumentVersion": command.document.version,
-        "ExpiresAfter": to_datetime(command.requested_at + command.timeout_seconds),
+        "ExpiresAfter": to_datetime(command.expires_at),
         "RequestedDateTime": to_datetime(command.requested_at),
         "Status": status,
         "StatusDetails": details,
@@ -43,6 +43,9 @@ def _running_step(command: CommandRecord, planned: PlannedInvocation) -> Step | 
 def _streams(command: CommandRecord, planned: PlannedInvocation, timeline: schedule.Timeline) -> Streams:
     if timeline.executed_from is None:
         return Streams("")
+    if planned.patch_run is not None and command.settings.realistic_output:
+        return patch_logs.patch_output(planned.patch_run, planned.platform_type, planned.target.instance_id, command.region,
+                                       timeline.executed_from, timeline.ended)
     if planned.patch_run is not None:
         return patch_streams(planned.patch_run, planned.platform_type, planned.target.instance_id, command.region, timeline.executed_from, timeline.ended)
     return script_streams(timeline.final.details == "Success")
