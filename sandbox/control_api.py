@@ -36,6 +36,7 @@ class ControlApi:
             ("POST", "managed"): self._register_managed,
             ("POST", "agent"): self._set_agent,
             ("GET", "calls"): lambda request: self._state.calls.snapshot(),
+            ("GET", "calls/log"): self._calls_log,
             ("POST", "calls/reset"): self._reset_calls,
             ("POST", "reset"): self._reset,
             ("POST", "seed"): self._seed_scenario,
@@ -95,6 +96,10 @@ class ControlApi:
             raise ValueError("online must be true or false")
         self._state.set_agent(body["instance_id"], online)
         return {"instance_id": body["instance_id"], "online": online}
+
+    def _calls_log(self, request: Request) -> dict[str, Any]:
+        since = request.args.get("since")
+        return {"calls": self._state.calls.log(float(since) if since is not None else None)}
 
     def _reset_calls(self, request: Request) -> dict[str, Any]:
         self._state.calls.reset()
