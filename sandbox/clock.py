@@ -172,6 +172,14 @@ class Clock:
             self._sandbox_anchor += skew - self._skew
             self._skew = skew
 
+    def restart(self, time_scale: float, skew: float) -> None:
+        """Sandbox time = the controller's time + ``skew`` again, forgetting ``advance`` (only when nothing exists: a reset)."""
+        with self._lock:
+            self._wall_anchor = self._wall()
+            self._sandbox_anchor = self._wall_anchor + skew
+            self._scale = time_scale
+            self._skew = skew
+
     def advance(self, seconds: float) -> float:
         """Jump sandbox time forward (tests: reach the next state without sleeping); returns the new now."""
         if seconds < 0:

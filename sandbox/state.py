@@ -95,6 +95,8 @@ class SandboxState:
         with self.lock:
             moto_api_backend.reset()
             self.settings = self._initial_settings
+            # Nothing that holds a sandbox time survives the reset, so the clock may start over.
+            self.clock.restart(self.settings.time_scale, self.settings.clock_skew_seconds)
             self._apply_settings(reseed=True)
             self.buckets.reset()
             self.fault_store.clear()

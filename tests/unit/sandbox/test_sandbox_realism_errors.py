@@ -150,7 +150,10 @@ def test_resource_bucket_counts_instances_and_takes_nothing_when_short():
     now = [0.0]
     buckets = TokenBuckets(wall=lambda: now[0])
     # RunInstances: request bucket 5 -> 1 token (0.02/s); resource bucket 1000 -> 10 instances (0.02/s).
-    admit = lambda count: buckets.admit("ec2", "RunInstances", "1", "r", {"MaxCount": str(count)}, 0.01)  # noqa: E731
+
+    def admit(count):
+        return buckets.admit("ec2", "RunInstances", "1", "r", {"MaxCount": str(count)}, 0.01)
+
     assert admit(8)
     now[0] += 50  # +1 request token, +1 instance token
     assert not admit(8)

@@ -203,3 +203,9 @@ def test_call_log_is_bounded_and_reset_with_the_counters(sandbox):
 def test_seeding_is_not_logged(sandbox):
     sandbox.seed("demo")
     assert sandbox.state.calls.log() == []
+
+
+def test_reset_starts_the_clock_over_at_the_controllers_time_plus_the_start_skew(sandbox):
+    sandbox.state.clock.advance(100_000)
+    sandbox.reset()
+    assert abs(sandbox.state.clock.now() - time.time()) < 5
