@@ -55,6 +55,7 @@ class SandboxMiddleware:
         def record(status: str, injected: str | None) -> None:
             state.calls.record(call.key, account, call.region, injected == "throttled", status=_code(status), injected=injected, **stamp)
 
+        # (Authentication, e.g. expired credentials, belongs before throttling, as AWS checks it first.)
         throttled = state.fault_store.should_throttle(call.key)
         if not throttled and settings.throttle_buckets:
             throttled = not state.buckets.admit(call.service, call.operation, account, call.region, call.params, settings.throttle_bucket_scale)
