@@ -1,4 +1,4 @@
-"""Recognise an AWS API request in a WSGI environ, and answer one with a throttling error.
+"""Recognise an AWS API request in a WSGI environ, and answer one with a throttling or server error.
 
 Every client talks to one endpoint (``AWS_ENDPOINT_URL``), so the service comes
 from the SigV4 credential scope (``Credential=AKID/date/region/service/aws4_request``),
@@ -29,6 +29,8 @@ class AwsCall:
     region: str
     # JSON-protocol services (SSM) name the operation in X-Amz-Target and answer errors in JSON.
     json_protocol: bool = False
+    # Query-protocol parameters (first value of each form field): what token buckets look at.
+    params: dict[str, str] = dataclasses.field(default_factory=dict, compare=False)
 
     @property
     def key(self) -> str:
@@ -43,33 +45,37 @@ def classify(environ: dict[str, Any]) -> AwsCall | None:
         return None
     access_key, region, service = match.groups()
     target = environ.get("HTTP_X_AMZ_TARGET", "")
+    params: dict[str, str] = {}
     if target:
         operation = target.rpartition(".")[2]
     else:
-        operation = _form_field(environ, "Action") or ""
+        params = _form_fields(environ)
+        operation = params.get("Action", "")
     if not operation:
         return None
-    return AwsCall(service=service.lower(), operation=operation, access_key=access_key, region=region, json_protocol=bool(target))
+    return AwsCall(service=service.lower(), operation=operation, access_key=access_key, region=region, json_protocol=bool(target), params=params)
 
 
-def _form_field(environ: dict[str, Any], name: str) -> str | None:
-    """Read one field of a form-encoded body (or the query string) and put the body back for moto."""
-    query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
-    if name in query:
-        return query[name][0]
+def _form_fields(environ: dict[str, Any]) -> dict[str, str]:
+    """The query string's and form-encoded body's fields (first values); the body is put back for moto."""
+    fields = {name: values[0] for name, values in urllib.parse.parse_qs(environ.get("QUERY_STRING", "")).items()}
     if not environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
-        return None
+        return fields
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
-        return None
+        return fields
     body = environ["wsgi.input"].read(length) if length else b""
     environ["wsgi.input"] = io.BytesIO(body)
-    values = urllib.parse.parse_qs(body.decode("utf-8", errors="replace"))
-    return values[name][0] if name in values else None
+    for name, values in urllib.parse.parse_qs(body.decode("utf-8", errors="replace")).items():
+        fields.setdefault(name, values[0])
+    return fields
 
 
-def throttling_response(call: AwsCall) -> tuple[str, list[tuple[str, str]], bytes]:
+Answer = tuple[str, list[tuple[str, str]], bytes]
+
+
+def throttling_response(call: AwsCall) -> Answer:
     """The (status, headers, body) AWS sends when it throttles ``call``, in that service's error format."""
     request_id = str(uuid.uuid4())
     if call.service == "ec2":
@@ -90,3 +96,32 @@ def throttling_response(call: AwsCall) -> tuple[str, list[tuple[str, str]], byte
         f"<RequestId>{request_id}</RequestId></ErrorResponse>"
     ).encode()
     return "400 Bad Request", [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], body
+
+
+def server_error_response(call: AwsCall, draw: float = 0.0) -> Answer:
+    """A 5xx as the service sends it: EC2 InternalError 500 or Unavailable 503 (``draw`` < 0.5 picks the first),
+    SSM (JSON) InternalServerError 500, STS / other query services ServiceUnavailable 503."""
+    request_id = str(uuid.uuid4())
+    if call.service == "ec2":
+        # "Error codes for the Amazon EC2 API": server errors.
+        if draw < 0.5:
+            status, code, message = "500 Internal Server Error", "InternalError", "An internal error has occurred. Retry your request."
+        else:
+            status, code, message = "503 Service Unavailable", "Unavailable", "The server is overloaded and can't handle the request."
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
+            f"<RequestID>{request_id}</RequestID></Response>"
+        ).encode()
+        return status, [("Content-Type", "text/xml;charset=UTF-8"), ("x-amzn-RequestId", request_id)], body
+    if call.json_protocol:
+        # SSM API reference, common to every action: InternalServerError, HTTP 500.
+        body = json.dumps({"__type": "InternalServerError", "message": "An error occurred on the server side."}).encode()
+        return "500 Internal Server Error", [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", request_id)], body
+    # STS "Common Errors": ServiceUnavailable, HTTP 503.
+    body = (
+        "<ErrorResponse><Error><Type>Receiver</Type><Code>ServiceUnavailable</Code>"
+        "<Message>The request has failed due to a temporary failure of the server.</Message></Error>"
+        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+    ).encode()
+    return "503 Service Unavailable", [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], body

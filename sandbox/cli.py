@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--scenario", default="demo", help="demo | none | path to a scenario YAML")
     serve.add_argument("--env-file", type=pathlib.Path, help="also write the export lines here")
     serve.add_argument("--time-scale", type=float, default=None, help="sandbox seconds per wall second (default 1.0)")
+    serve.add_argument("--profile", choices=("fast", "aws"), default=None,
+                       help="realism profile: fast (default, kind) or aws (eventual consistency, 5xx, throttling, skew, real durations)")
     serve.add_argument("--region", default="us-east-1", help="AWS_DEFAULT_REGION to export")
     serve.add_argument("--full-ami-catalogue", action="store_true", help="also load moto's ~1,300 per-region AMIs (slower)")
     serve.add_argument("--verbose", action="store_true", help="log every request")
@@ -87,8 +89,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def serve(args: argparse.Namespace) -> int:
     from sandbox.server import Sandbox  # pylint: disable=import-outside-toplevel
 
-    settings = {"time_scale": args.time_scale} if args.time_scale is not None else None
-    sandbox = Sandbox.start(host=args.host, port=args.port, settings=settings, verbose=args.verbose, full_ami_catalogue=args.full_ami_catalogue)
+    settings: dict[str, Any] = {}
+    if args.profile is not None:
+        settings["realism"] = args.profile
+    if args.time_scale is not None:
+        settings["time_scale"] = args.time_scale
+    sandbox = Sandbox.start(host=args.host, port=args.port, settings=settings or None, verbose=args.verbose, full_ami_catalogue=args.full_ami_catalogue)
     try:
         summary = sandbox.seed(args.scenario)
     except BaseException:

@@ -36,6 +36,7 @@ class ControlApi:
             ("POST", "managed"): self._register_managed,
             ("POST", "agent"): self._set_agent,
             ("GET", "calls"): lambda request: self._state.calls.snapshot(),
+            ("GET", "calls/log"): self._calls_log,
             ("POST", "calls/reset"): self._reset_calls,
             ("GET", "commands/log"): lambda request: {"commands": self._state.command_log()},
             ("GET", "concurrency"): lambda request: self._state.peak_in_progress(request.args.get("comment_contains")),
@@ -97,6 +98,10 @@ class ControlApi:
             raise ValueError("online must be true or false")
         self._state.set_agent(body["instance_id"], online)
         return {"instance_id": body["instance_id"], "online": online}
+
+    def _calls_log(self, request: Request) -> dict[str, Any]:
+        since = request.args.get("since")
+        return {"calls": self._state.calls.log(float(since) if since is not None else None)}
 
     def _reset_calls(self, request: Request) -> dict[str, Any]:
         self._state.calls.reset()

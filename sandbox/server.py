@@ -13,8 +13,10 @@ every AWS service (moto routes by the SigV4 credential scope).
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import threading
+import time
 from typing import Any
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
@@ -29,7 +31,24 @@ from sandbox.seeding.clients import TEST_CREDENTIALS
 from sandbox.state import SandboxState
 
 
-class _QuietHandler(MotoRequestHandler):
+class _SandboxDateHandler(MotoRequestHandler):
+    """The HTTP ``Date`` of every answer is the sandbox clock (scaled and skewed), as AWS's Date is AWS's time.
+
+    Clients read AWS's time from this header (the collection's ``_retry.ServerClock``); http.server
+    writes it in ``send_response`` from ``time.time()``, so it is replaced here rather than in the
+    WSGI layer (a second Date header would be joined to the first by the client).
+    """
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        if timestamp is None:
+            try:
+                timestamp = runtime.current().clock.now()
+            except RuntimeError:
+                timestamp = time.time()
+        return email.utils.formatdate(timestamp, usegmt=True)
+
+
+class _QuietHandler(_SandboxDateHandler):
     """No per-request log line (werkzeug writes one per request by default)."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
@@ -46,7 +65,7 @@ class Sandbox:
         self._stopped = threading.Event()
         app = SandboxMiddleware(DomainDispatcherApplication(create_backend_app), ControlApi(self), state)
         logging.getLogger("werkzeug").setLevel(logging.INFO if verbose else logging.WARNING)
-        self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler if verbose else _QuietHandler)
+        self._server = make_server(host, port, app, threaded=True, request_handler=_SandboxDateHandler if verbose else _QuietHandler)
         bound_host, bound_port = self._server.server_address[:2]
         self.endpoint = f"http://{bound_host}:{bound_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="cms-sandbox", daemon=True)
@@ -56,6 +75,7 @@ class Sandbox:
               full_ami_catalogue: bool = False) -> Sandbox:
         """Start serving on ``host:port`` (0: a free port) with fresh moto state; returns once it accepts requests.
 
+        ``settings`` may name a profile (``{"realism": "aws", ...}``): the profile's values, then the other keys.
         ``full_ami_catalogue`` loads moto's ~1,300 per-region AMIs too (see sandbox.ec2.catalogue).
         """
         if isinstance(settings, dict):

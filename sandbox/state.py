@@ -9,12 +9,14 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from sandbox.buckets import TokenBuckets
 from sandbox.calls import CallCounter
 from sandbox.clock import Clock, Settings
 from sandbox.credentials import CredentialStore
 from sandbox.ec2.backup_images import backup_images
 from sandbox.ec2.lookup import locate, locate_by_name, region_instances
 from sandbox.faults import Fault, FaultStore
+from sandbox.server_errors import ServerErrors
 from sandbox.ssm.commands import CommandStore
 from sandbox.ssm.managed import LATEST_AGENT_VERSION, ManagedInstance, ManagedRegistry
 from sandbox.ssm.views import command_view
@@ -44,7 +46,7 @@ class SandboxState:
         self.lock = threading.RLock()
         self._initial_settings = settings or Settings()
         self.settings = self._initial_settings
-        self.clock = Clock(self.settings.time_scale)
+        self.clock = Clock(self.settings.time_scale, skew=self.settings.clock_skew_seconds)
         self.fault_store = FaultStore(self.clock)
         self.managed = ManagedRegistry(self.clock, self.fault_store)
         self.faults = FaultControl(self.fault_store)
@@ -52,16 +54,18 @@ class SandboxState:
         self.commands = CommandStore(self.clock, self.fault_store)
         self.roles = RoleRegistry()
         self.credentials = CredentialStore(self.clock)
+        self.buckets = TokenBuckets()
+        self.server_errors = ServerErrors(self.settings.server_error_seed)
 
     def now(self) -> float:
         return self.clock.now()
 
     def update_settings(self, **changes: Any) -> Settings:
-        """Change timing settings; resources already started keep the settings they started with."""
+        """Change settings (``realism`` applies a whole profile first); resources already started keep the settings they started with."""
         with self.lock:
+            previous = self.settings
             self.settings = self.settings.updated(changes)
-            if self.settings.time_scale != self.clock.time_scale:
-                self.clock.set_time_scale(self.settings.time_scale)
+            self._apply_settings(reseed="server_error_seed" in changes or previous.server_error_seed != self.settings.server_error_seed)
             return self.settings
 
     def command_log(self) -> list[dict[str, Any]]:
@@ -71,6 +75,13 @@ class SandboxState:
     def peak_in_progress(self, comment_contains: str | None = None) -> dict[str, Any]:
         """``{"peak": n, "at": t, ...}``: the most invocations InProgress at once so far, over commands whose Comment contains the text."""
         return self.commands.peak_in_progress(self.now(), comment_contains)
+    def _apply_settings(self, reseed: bool) -> None:
+        if self.settings.time_scale != self.clock.time_scale:
+            self.clock.set_time_scale(self.settings.time_scale)
+        if self.settings.clock_skew_seconds != self.clock.skew:
+            self.clock.set_skew(self.settings.clock_skew_seconds)
+        if reseed:
+            self.server_errors.reseed(self.settings.server_error_seed)
 
     def register_managed(self, instance_ids: list[str], online: bool = True, agent_version: str = LATEST_AGENT_VERSION) -> list[ManagedInstance]:
         """Make these instances SSM-managed (wherever they live); unknown ids raise ValueError."""
@@ -93,7 +104,10 @@ class SandboxState:
         with self.lock:
             moto_api_backend.reset()
             self.settings = self._initial_settings
-            self.clock.set_time_scale(self.settings.time_scale)
+            # Nothing that holds a sandbox time survives the reset, so the clock may start over.
+            self.clock.restart(self.settings.time_scale, self.settings.clock_skew_seconds)
+            self._apply_settings(reseed=True)
+            self.buckets.reset()
             self.fault_store.clear()
             self.managed.reset()
             self.commands.reset()

@@ -1,8 +1,11 @@
 """EC2 operations the sandbox answers differently from moto, installed onto moto's EC2 response mixins.
 
 - CreateImage: lazy states, one snapshot per volume, snapshot tags, faults (see backup_images).
-- DeregisterImage: honours DeleteAssociatedSnapshots.
-- DescribeImages / DescribeSnapshots: MaxResults + NextToken paging; DescribeSnapshots honours OwnerIds.
+- DeregisterImage: honours DeleteAssociatedSnapshots; without it the snapshots stay in use for a while
+  (DeleteSnapshot: InvalidSnapshot.InUse for ``snapshot_in_use_seconds``).
+- DescribeImages / DescribeSnapshots: MaxResults + NextToken paging; DescribeSnapshots honours OwnerIds;
+  eventual consistency (a new image and its snapshots are missing for ``describe_visibility_seconds``,
+  then the pending image's mappings lack SnapshotId for ``snapshot_id_delay_seconds``).
 - DescribeInstances: pages by instances (not reservations), never splits a reservation,
   returns everything without MaxResults, rejects bad tokens with a 400; ``platform`` and
   ``platform-details`` filters; ``Platform`` only ``windows``; ``PlatformDetails`` / ``UsageOperation``.
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from moto.ec2.exceptions import InvalidParameterCombination
+from moto.ec2.exceptions import InvalidAMIIdError, InvalidParameterCombination, InvalidSnapshotIdError, InvalidSnapshotInUse
 from moto.ec2.models.amis import Ami, AmiBackend
 from moto.ec2.models.core import TaggedEC2Resource
 from moto.ec2.models.instances import Instance
@@ -29,7 +32,7 @@ from moto.core.responses import ActionResult
 
 from sandbox import moto_hooks, runtime
 from sandbox.clock import to_datetime
-from sandbox.ec2.backup_images import ImageRequest, create_backup_image
+from sandbox.ec2.backup_images import BackupImage, ImageRequest, create_backup_image
 from sandbox.ec2.platforms import instance_os, normalise_ami_platform, os_info
 from sandbox.errors import ec2_error
 from sandbox.paging import decode_token, encode_token, page
@@ -71,11 +74,22 @@ def _snapshot_ids(image: Any) -> list[str]:
 
 
 def deregister_image(self: AmisResponse) -> ActionResult:
-    """moto ignores DeleteAssociatedSnapshots; AWS deletes the image's snapshots unless another image uses them."""
+    """moto ignores DeleteAssociatedSnapshots; AWS deletes the image's snapshots unless another image uses them.
+
+    Without it, the snapshots stay "in use" for ``snapshot_in_use_seconds`` after the image is gone
+    (DeleteSnapshot answers InvalidSnapshot.InUse meanwhile), as AWS's often do for a while.
+    """
     image = self.ec2_backend.amis.get(self._get_param("ImageId"))
     snapshot_ids = _snapshot_ids(image) if image is not None else []
     result = moto_hooks.original(AmisResponse, "deregister_image")(self)
     if not self._get_bool_param("DeleteAssociatedSnapshots", False):
+        state = runtime.current()
+        if state.settings.snapshot_in_use_seconds > 0:
+            released = state.clock.now()
+            for snapshot_id in snapshot_ids:
+                snapshot = self.ec2_backend.snapshots.get(snapshot_id)
+                if snapshot is not None:
+                    snapshot.sandbox_in_use = (image.id, released + state.settings.snapshot_in_use_seconds)
         return result
     still_used = {snapshot_id for other in list(self.ec2_backend.amis.values()) for snapshot_id in _snapshot_ids(other)}
     outcomes = []
@@ -88,9 +102,51 @@ def deregister_image(self: AmisResponse) -> ActionResult:
     return ActionResult({"Return": True, "DeleteSnapshotResults": outcomes})
 
 
+def delete_snapshot(self: ElasticBlockStore) -> ActionResult:
+    """A snapshot of an image deregistered less than ``snapshot_in_use_seconds`` ago is still in use."""
+    snapshot = self.ec2_backend.snapshots.get(self._get_param("SnapshotId"))
+    in_use = getattr(snapshot, "sandbox_in_use", None)
+    if in_use is not None and runtime.current().clock.now() < in_use[1]:
+        self.error_on_dryrun()
+        raise InvalidSnapshotInUse(snapshot.id, in_use[0])
+    return moto_hooks.original(ElasticBlockStore, "delete_snapshot")(self)
+
+
+class _WithoutSnapshotIds:
+    """A pending image as DescribeImages shows it before its snapshot ids are known: mappings without SnapshotId."""
+
+    def __init__(self, image: BackupImage) -> None:
+        self._image = image
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._image, name)
+
+    @property
+    def block_device_mappings(self) -> list[dict[str, Any]]:
+        return [{**mapping, "Ebs": {key: value for key, value in mapping["Ebs"].items() if key != "SnapshotId"}}
+                for mapping in self._image.block_device_mappings]
+
+
+def _as_described(images: list[Any], now: float) -> list[Any]:
+    """Eventual consistency ("Eventual consistency in the Amazon EC2 API"): a new image is missing, then pending without snapshot ids."""
+    shown = []
+    for image in images:
+        if isinstance(image, BackupImage):
+            if now < image.visible_from:
+                continue
+            if now < image.snapshot_ids_from and image.state == "pending":
+                image = _WithoutSnapshotIds(image)
+        shown.append(image)
+    return shown
+
+
 def describe_images(self: AmisResponse) -> ActionResult:
     max_results = _max_results(self, 1, 1000, "ImageIds", "imageIdsSet")
-    images = moto_hooks.original(AmisResponse, "describe_images")(self).result["Images"]
+    found = moto_hooks.original(AmisResponse, "describe_images")(self).result["Images"]
+    images = _as_described(found, runtime.current().clock.now())
+    requested = self._get_param("ImageIds", [])
+    if requested and found and not images:
+        raise InvalidAMIIdError(requested)
     token = self._get_param("NextToken")
     selected, next_token = page(images, max_results, token, _invalid_token(token))
     return ActionResult({"Images": selected, "NextToken": next_token})
@@ -99,6 +155,11 @@ def describe_images(self: AmisResponse) -> ActionResult:
 def describe_snapshots(self: ElasticBlockStore) -> ActionResult:
     max_results = _max_results(self, 5, 1000, "SnapshotIds", "snapshotIdSet")
     snapshots = moto_hooks.original(ElasticBlockStore, "describe_snapshots")(self).result["Snapshots"]
+    now = runtime.current().clock.now()
+    visible = [s for s in snapshots if now >= getattr(s, "visible_from", now)]
+    if len(visible) < len(snapshots) and self._get_param("SnapshotIds", []):
+        raise InvalidSnapshotIdError()
+    snapshots = visible
     owners = self._get_param("OwnerIds", [])
     if owners:
         account = self.ec2_backend.account_id
@@ -217,6 +278,7 @@ def install() -> None:
     moto_hooks.replace(AmisResponse, "deregister_image", deregister_image)
     moto_hooks.replace(AmisResponse, "describe_images", describe_images)
     moto_hooks.replace(ElasticBlockStore, "describe_snapshots", describe_snapshots)
+    moto_hooks.replace(ElasticBlockStore, "delete_snapshot", delete_snapshot)
     moto_hooks.replace(InstanceResponse, "describe_instances", describe_instances)
     moto_hooks.replace(InstanceResponse, "describe_instance_status", describe_instance_status)
     moto_hooks.replace(LaunchTemplates, "describe_launch_template_versions", describe_launch_template_versions)

@@ -22,6 +22,7 @@ from moto.ec2.utils import random_ami_id, random_snapshot_id
 from sandbox.clock import Clock, Settings, to_datetime
 from sandbox.ec2.platforms import instance_os
 from sandbox.faults import FaultStore
+from sandbox.realism import draw
 
 _AMI_NAME = re.compile(r"^[a-zA-Z0-9()\[\] ./\-'@_]{3,128}$")
 _IMAGE_SOURCE_STATES = {"running", "stopping", "stopped"}
@@ -67,10 +68,13 @@ class ImageRequest:
 class BackupSnapshot(Snapshot):
     """A CreateImage snapshot of one source volume; ``status`` follows its Transition."""
 
-    def __init__(self, ec2_backend: Any, snapshot_id: str, volume: Any, description: str, from_ami: str, clock: Clock, transition: Transition) -> None:
+    def __init__(self, ec2_backend: Any, snapshot_id: str, volume: Any, description: str, from_ami: str, clock: Clock, transition: Transition,
+                 visible_from: float) -> None:
         self._clock = clock
         self._transition = transition
         self._status_override: str | None = None
+        # Eventual consistency: DescribeSnapshots does not return it before this sandbox time.
+        self.visible_from = visible_from
         super().__init__(ec2_backend, snapshot_id, volume, description, encrypted=volume.encrypted, from_ami=from_ami)
         # Snapshot.__init__ assigns status="completed" and a wall-clock start; both belong to the sandbox clock.
         self._status_override = None
@@ -111,10 +115,14 @@ class BackupImage(Ami):
     """An image made by CreateImage; ``state`` follows its Transition (pending, then available or failed)."""
 
     def __init__(self, ec2_backend: Any, ami_id: str, instance: Any, request: ImageRequest, clock: Clock, transition: Transition,
-                 failure: dict[str, str] | None) -> None:
+                 failure: dict[str, str] | None, settings: Settings) -> None:
         self._clock = clock
         self._transition = transition
         self._failure = failure
+        # Eventual consistency: DescribeImages does not return the image before ``visible_from``, and while it is
+        # pending its mappings lack SnapshotId until ``snapshot_ids_from`` (sandbox times).
+        self.visible_from = transition.start + settings.describe_visibility_seconds
+        self.snapshot_ids_from = self.visible_from + settings.snapshot_id_delay_seconds
         self._state_override: str | None = None
         self._devices: list[_Device] = []
         super().__init__(ec2_backend, ami_id, instance=instance, name=request.name, description=request.description,
@@ -201,21 +209,30 @@ def create_backup_image(ec2_backend: Any, request: ImageRequest, clock: Clock, s
         failure = {"Code": failed.options.get("code", DEFAULT_FAILURE["Code"]), "Message": failed.options.get("message", DEFAULT_FAILURE["Message"])}
     image_outcome = None if stuck else ("failed" if failure else "available")
     ami_id = random_ami_id()
-    image = BackupImage(ec2_backend, ami_id, instance, request, clock, Transition(now, settings.ami_pending_seconds, image_outcome), failure)
-
     devices = instance.get_block_device_mapping
+    # Durations drawn per resource from the settings' ranges (fixed when the max is 0, as in the fast profile).
+    snapshot_ids = [random_snapshot_id() for _device in devices]
+    snapshot_seconds = [draw(snapshot_id, settings.snapshot_pending_seconds, settings.snapshot_pending_max_seconds, "snapshot")
+                        for snapshot_id in snapshot_ids]
+    image_seconds = draw(ami_id, settings.ami_pending_seconds, settings.ami_pending_max_seconds, "ami")
+    if settings.image_waits_for_snapshots and snapshot_seconds:
+        # "The AMI is available when every snapshot has completed" (CreateImage).
+        image_seconds = max([image_seconds, *snapshot_seconds])
+    image = BackupImage(ec2_backend, ami_id, instance, request, clock, Transition(now, image_seconds, image_outcome), failure, settings)
+
     broken_device = _broken_device(devices, broken.options.get("device") if broken else None) if broken else None
-    for device_name, mapping in devices:
+    for (device_name, mapping), snapshot_id, seconds in zip(devices, snapshot_ids, snapshot_seconds):
         volume = ec2_backend.get_volume(mapping.volume_id)
         outcome = None if stuck else ("error" if device_name == broken_device else "completed")
         snapshot = BackupSnapshot(
             ec2_backend,
-            random_snapshot_id(),
+            snapshot_id,
             volume,
             f"Created by CreateImage({instance.id}) for {ami_id}",
             ami_id,
             clock,
-            Transition(now, settings.snapshot_pending_seconds, outcome),
+            Transition(now, seconds, outcome),
+            image.visible_from,
         )
         ec2_backend.snapshots[snapshot.id] = snapshot
         if snapshot_tags:

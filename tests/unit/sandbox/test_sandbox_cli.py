@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import signal
 import subprocess
 import sys
+import urllib.request
 
 import boto3
 import pytest
+
+from sandbox import realism
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 
@@ -18,9 +22,9 @@ def _sandbox_cli(*args, **options):
     return subprocess.run([sys.executable, "-m", "sandbox", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False, **options)
 
 
-def _serve(env_file):
+def _serve(env_file, *extra):
     process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "serve", "--scenario", "none", "--env-file", str(env_file), "--time-scale", "10"],
+        [sys.executable, "-m", "sandbox", "serve", "--scenario", "none", "--env-file", str(env_file), "--time-scale", "10", *extra],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -82,6 +86,15 @@ def test_stop_shuts_the_server_down_and_serve_exits_zero(served):
     stdout = process.communicate(timeout=20)[0]
     assert process.returncode == 0
     assert "export AWS_ENDPOINT_URL=" in stdout
+
+
+def test_profile_aws_turns_realism_on_and_keeps_the_time_scale(tmp_path):
+    for _process in _serve(tmp_path / "sandbox.env", "--profile", "aws"):
+        url = _env(tmp_path / "sandbox.env")["CMS_SANDBOX_URL"]
+        with urllib.request.urlopen(f"{url}/settings", timeout=10) as response:  # nosec - loopback
+            settings = json.loads(response.read())
+        assert (settings["realism"], settings["throttle_buckets"], settings["time_scale"]) == ("aws", True, 10.0)
+        assert settings["server_error_rate"] == realism.profile("aws")["server_error_rate"]
 
 
 def test_wait_times_out_without_a_sandbox(tmp_path):
