@@ -15,6 +15,7 @@ for path in (REPO_ROOT, REPO_ROOT / "collections"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
+from ansible.module_utils.common import warnings as warnings_module  # noqa: E402  pylint: disable=wrong-import-position
 from ansible.module_utils.testing import patch_module_args  # noqa: E402  pylint: disable=wrong-import-position
 
 from sandbox import Sandbox  # noqa: E402  pylint: disable=wrong-import-position
@@ -65,6 +66,9 @@ def run_module(capsys):
         if check_mode:
             args["_ansible_check_mode"] = True
         capsys.readouterr()
+        # Module warnings live in process-wide tables that only a real (one-shot) module process starts empty.
+        warnings_module._global_warnings.clear()  # pylint: disable=protected-access
+        warnings_module._global_deprecations.clear()  # pylint: disable=protected-access
         with patch_module_args(args), pytest.raises(SystemExit):
             module.main()
         return ModuleResult(json.loads(capsys.readouterr().out))
