@@ -53,8 +53,9 @@ class Fault:
         return self.added_at <= when < self.removed_at and self.remaining != 0
 
     def matches_operation(self, operation_key: str) -> bool:
-        """``ec2:CreateImage`` matches a fault on ``ec2:CreateImage`` or on plain ``CreateImage``."""
-        return self.operation in (operation_key, operation_key.partition(":")[2])
+        """``ec2:CreateImage`` matches a fault on ``ec2:CreateImage``, on plain ``CreateImage``, on ``ec2:*`` or on ``*`` (every call)."""
+        service, _sep, operation = operation_key.partition(":")
+        return self.operation in (operation_key, operation, "*", service + ":*")
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.fault_id, "kind": self.kind, "added_at": self.added_at}

@@ -178,3 +178,13 @@ def test_the_running_sandbox_is_found_and_a_second_one_is_refused(sandbox):
     with pytest.raises(RuntimeError):
         Sandbox.start()
     assert Sandbox.running() is sandbox
+
+
+def test_a_throttle_fault_on_star_matches_every_operation_and_on_service_star_only_that_service(sandbox):
+    store = sandbox.state.fault_store
+    sandbox.state.faults.add("throttle", operation="*", every=1)
+    assert store.should_throttle("ec2:DescribeImages") and store.should_throttle("ssm:SendCommand")
+    sandbox.state.faults.remove()
+    sandbox.state.faults.add("throttle", operation="ssm:*", every=1)
+    assert store.should_throttle("ssm:ListCommands")
+    assert not store.should_throttle("ec2:CreateImage")
