@@ -90,3 +90,9 @@ def test_report_summary_matches_the_csv_numbers():
     assert summary["lz"] == "demo" and summary["run_id"] == "r1" and summary["seen"] == 3 and summary["targets"] == 2
     assert summary["backup"]["verified"] == 1 and summary["backup"]["failed"] == 1 and summary["backup"]["skipped"] == 1
     assert summary["patch"]["success"] == 1 and summary["patch"]["skipped"] == 2 and summary["errors"] == 1
+
+
+def test_report_summary_counts_the_locations_discovery_could_not_scan():
+    scan = dict(SCAN, errors=[{"account_id": "222222222222", "region": "eu-west-1", "operation": "ec2:DescribeInstances", "error": "denied"}])
+    summary = report_summary({"scan": scan}, lz="demo", run_id="r1")
+    assert summary["seen"] == 3 and summary["errors"] == 1 and summary["discovery_failed"] == ["222222222222/eu-west-1"]
