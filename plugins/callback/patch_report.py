@@ -79,6 +79,8 @@ class CallbackModule(CallbackBase):
         self._last_failure = None
         self._stopped_by = None
         self._finished = False
+        self._plays_total = None
+        self._plays_started = 0
         atexit.register(self._at_exit)
 
     # -- collecting -------------------------------------------------------------------------------
@@ -137,8 +139,20 @@ class CallbackModule(CallbackBase):
         name = task.get_name() if hasattr(task, "get_name") else action
         return "task '%s' failed: %s" % (name, message)
 
+    def v2_playbook_on_start(self, playbook):
+        try:
+            self._plays_total = len(playbook.get_plays())
+        except Exception:  # pylint: disable=broad-except  # without the count every no-hosts-left counts as a stop
+            self._plays_total = None
+
+    def v2_playbook_on_play_start(self, play):
+        self._plays_started += 1
+
     def v2_playbook_on_no_hosts_remaining(self):
-        # Every host of the play failed: Ansible ends the playbook here, so the later phases never run.
+        # Every host of the play failed: Ansible ends the playbook here, so the later plays (phases) never run.
+        # In the last play nothing is left to stop (e.g. the verdict that fails a run discovery could not finish).
+        if self._plays_total is not None and self._plays_started >= self._plays_total:
+            return
         self._stopped_by = self._stopped_by or self._last_failure or "every host of a play failed"
 
     def v2_runner_on_ok(self, result):

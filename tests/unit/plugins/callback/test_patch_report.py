@@ -198,3 +198,24 @@ def test_check_mode_fills_plan_and_no_error(callback, tmp_path):
     assert [written[i]["error"] for i in ("i-1", "i-2", "i-3")] == ["", "", ""]
     assert written["i-1"]["plan"] == "would create an AMI; would send AWS-RunPatchBaseline"
     assert any(line.endswith("; 0 with errors") for line in callback._display.lines)
+
+
+class Playbook:
+    def __init__(self, plays):
+        self.plays = plays
+
+    def get_plays(self):
+        return list(self.plays)
+
+
+def test_no_host_left_in_the_last_play_stops_nothing(callback, tmp_path):
+    callback.v2_playbook_on_start(Playbook(["discovery", "verdict"]))
+    callback.v2_playbook_on_play_start("discovery")
+    config(callback)
+    callback.v2_runner_on_ok(Result("cms.patching.ec2_patch_scan", dict(SCAN, errors=SCAN_ERRORS)))
+    callback.v2_playbook_on_play_start("verdict")
+    callback.v2_runner_on_failed(Result("ansible.builtin.fail", {"failed": True, "msg": "discovery could not scan 1 account/region(s)"}))
+    callback.v2_playbook_on_no_hosts_remaining()
+    callback.v2_playbook_on_stats(None)
+    # The verdict ended the last play: the targets were not stopped by it, their phases were just not part of this run.
+    assert rows(tmp_path / "demo-r1.csv")["i-1"]["error"] == "backup phase not run: not part of this run"
