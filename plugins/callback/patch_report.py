@@ -148,12 +148,13 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_play_start(self, play):
         self._plays_started += 1
 
-    def v2_playbook_on_no_hosts_remaining(self):
-        # Every host of the play failed: Ansible ends the playbook here, so the later plays (phases) never run.
-        # In the last play nothing is left to stop (e.g. the verdict that fails a run discovery could not finish).
-        if self._plays_total is not None and self._plays_started >= self._plays_total:
-            return
-        self._stopped_by = self._stopped_by or self._last_failure or "every host of a play failed"
+    def _stopped(self):
+        """Plays were left when the playbook ended: every host of one failed, so the later plays (phases) never ran.
+
+        A failure in the last play stops nothing (e.g. the verdict that fails a run discovery could not finish).
+        """
+        if self._plays_total is not None and self._plays_started < self._plays_total:
+            self._stopped_by = self._stopped_by or self._last_failure or "every host of a play failed"
 
     def v2_runner_on_ok(self, result):
         if self._action(result) in _OURS:
@@ -214,6 +215,7 @@ class CallbackModule(CallbackBase):
         self._finish(interrupted=True)
 
     def v2_playbook_on_stats(self, stats):
+        self._stopped()
         self._finish(interrupted=False)
         if self.report.rows and self.report.run_id:
             self._display.banner("CMS PATCHING REPORT")

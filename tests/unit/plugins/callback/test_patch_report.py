@@ -44,6 +44,14 @@ class Result:
         self._host = Host(host, instance_id)
 
 
+class Playbook:
+    def __init__(self, plays):
+        self.plays = plays
+
+    def get_plays(self):
+        return list(self.plays)
+
+
 SCAN = {
     "instances": [
         {"instance_id": "i-1", "account_id": "111111111111", "region": "eu-west-1", "name": "web-1", "target": True, "state": "running"},
@@ -132,11 +140,13 @@ SCAN_ERRORS = [
 
 
 def test_a_failed_discovery_stops_the_run_and_every_target_says_why(callback, tmp_path):
+    callback.v2_playbook_on_start(Playbook(["discovery", "backup", "patching"]))
+    callback.v2_playbook_on_play_start("discovery")
     config(callback)
     failure = dict(SCAN, failed=True, msg="Could not scan 1 of 2 account/region pairs", errors=SCAN_ERRORS)
     failure["invocation"] = {"module_args": {"instance_ids": ["i-1", "i-2", "i-3"]}}
     callback.v2_runner_on_failed(Result("cms.patching.ec2_patch_scan", failure))
-    callback.v2_playbook_on_no_hosts_remaining()
+    # Ansible ends the playbook: the later plays never start.
     callback.v2_playbook_on_stats(None)
     written = rows(tmp_path / "demo-r1.csv")
     assert written[""]["account_id"] == "222222222222" and written[""]["error"].startswith("discovery failed in 222222222222/eu-west-1: could not assume")
@@ -175,12 +185,14 @@ def test_an_interrupted_run_says_so_on_the_rows_it_did_not_reach(callback, tmp_p
 
 
 def test_a_stopped_wave_names_itself(callback, tmp_path):
+    callback.v2_playbook_on_start(Playbook(["discovery", "backup", "patching", "report"]))
+    for play in ("discovery", "backup", "patching"):
+        callback.v2_playbook_on_play_start(play)
     config(callback)
     callback.v2_runner_on_ok(Result("cms.patching.ec2_patch_scan", SCAN))
     callback.v2_runner_on_ok(Result("cms.patching.ami_backup_verified", {"instances": [{"instance_id": "i-1", "backup_status": "verified"}]}))
     failure = {"failed": True, "msg": "AWS error: AccessDeniedException: no", "invocation": {"module_args": {"wave": "canary", "instances": []}}}
     callback.v2_runner_on_failed(Result("cms.patching.ssm_patch_run", failure))
-    callback.v2_playbook_on_no_hosts_remaining()
     callback.v2_playbook_on_stats(None)
     written = rows(tmp_path / "demo-r1.csv")
     assert written["i-1"]["error"] == "patching phase did not run: the run stopped after patch wave canary failed: AWS error: AccessDeniedException: no"
@@ -200,22 +212,13 @@ def test_check_mode_fills_plan_and_no_error(callback, tmp_path):
     assert any(line.endswith("; 0 with errors") for line in callback._display.lines)
 
 
-class Playbook:
-    def __init__(self, plays):
-        self.plays = plays
-
-    def get_plays(self):
-        return list(self.plays)
-
-
-def test_no_host_left_in_the_last_play_stops_nothing(callback, tmp_path):
+def test_a_failure_in_the_last_play_stops_nothing(callback, tmp_path):
     callback.v2_playbook_on_start(Playbook(["discovery", "verdict"]))
     callback.v2_playbook_on_play_start("discovery")
     config(callback)
     callback.v2_runner_on_ok(Result("cms.patching.ec2_patch_scan", dict(SCAN, errors=SCAN_ERRORS)))
     callback.v2_playbook_on_play_start("verdict")
     callback.v2_runner_on_failed(Result("ansible.builtin.fail", {"failed": True, "msg": "discovery could not scan 1 account/region(s)"}))
-    callback.v2_playbook_on_no_hosts_remaining()
     callback.v2_playbook_on_stats(None)
     # The verdict ended the last play: the targets were not stopped by it, their phases were just not part of this run.
     assert rows(tmp_path / "demo-r1.csv")["i-1"]["error"] == "backup phase not run: not part of this run"
