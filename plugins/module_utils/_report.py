@@ -160,6 +160,7 @@ class RunReport:
     @staticmethod
     def is_location(key):
         return key.startswith("location:")
+
     def add_backup(self, instances, when=None):
         when = when or now_iso()
         for item in instances:

@@ -134,9 +134,7 @@ def test_unwritable_directory_warns_instead_of_failing_the_run(callback, tmp_pat
     assert any(line.startswith("WARNING cms.patching.patch_report: could not write") for line in callback._display.lines)
 
 
-SCAN_ERRORS = [
-    {"account_id": "222222222222", "region": "eu-west-1", "operation": "ec2:DescribeInstances", "error": "could not assume arn:aws:iam::2:role/r"}
-]
+SCAN_ERRORS = [{"account_id": "222222222222", "region": "eu-west-1", "operation": "ec2:DescribeInstances", "error": "could not assume arn:aws:iam::2:role/r"}]
 
 
 def test_a_failed_discovery_stops_the_run_and_every_target_says_why(callback, tmp_path):
@@ -201,7 +199,10 @@ def test_a_stopped_wave_names_itself(callback, tmp_path):
 def test_check_mode_fills_plan_and_no_error(callback, tmp_path):
     config(callback)
     callback.v2_runner_on_ok(Result("cms.patching.ec2_patch_scan", SCAN))
-    backup = {"mode": "create", "instances": [{"instance_id": i, "backup_status": "skipped", "reason": "check mode: would create an AMI"} for i in ("i-1", "i-2")]}
+    backup = {
+        "mode": "create",
+        "instances": [{"instance_id": i, "backup_status": "skipped", "reason": "check mode: would create an AMI"} for i in ("i-1", "i-2")],
+    }
     callback.v2_runner_on_ok(Result("cms.patching.ami_backup_verified", backup))
     patch = {"instances": [{"instance_id": i, "patch_status": "skipped", "error": "", "plan": "would send AWS-RunPatchBaseline"} for i in ("i-1", "i-2")]}
     callback.v2_runner_on_ok(Result("cms.patching.ssm_patch_run", patch))
