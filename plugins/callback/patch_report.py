@@ -108,7 +108,7 @@ class CallbackModule(CallbackBase):
         self._flush()
 
     def _collect_failure(self, result, action, data):
-        message = data.get("msg") or "task failed"
+        message = data.get("msg") or self._gave_up(data) or "task failed"
         self._last_failure = self._cause(result, action, data, message)
         if action == _SCAN and data.get("errors"):
             # The failed account/regions have rows of their own; the instances that were scanned are not in error.
@@ -122,6 +122,13 @@ class CallbackModule(CallbackBase):
             host = result._host  # pylint: disable=protected-access
             instance_id = host.vars.get("instance_id") or host.get_name()
             self.report.add_error([instance_id], message)
+
+    @staticmethod
+    def _gave_up(data):
+        """A polling task (until/retries) that ran out of rounds fails without a msg: say that, and what was still pending."""
+        if data.get("attempts") and data.get("pending"):
+            return "still %s pending after %s polls; the role's wait_timeout ran out" % (data["pending"], data["attempts"])
+        return ""
 
     @staticmethod
     def _cause(result, action, data, message):

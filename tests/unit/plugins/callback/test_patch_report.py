@@ -223,3 +223,19 @@ def test_a_failure_in_the_last_play_stops_nothing(callback, tmp_path):
     callback.v2_playbook_on_stats(None)
     # The verdict ended the last play: the targets were not stopped by it, their phases were just not part of this run.
     assert rows(tmp_path / "demo-r1.csv")["i-1"]["error"] == "backup phase not run: not part of this run"
+
+
+def test_a_wave_still_pending_when_the_polls_ran_out_says_so(callback, tmp_path):
+    config(callback)
+    callback.v2_runner_on_ok(Result("cms.patching.ec2_patch_scan", SCAN))
+    gave_up = {
+        "failed": True,
+        "attempts": 42,
+        "pending": 2,
+        "instances": [{"instance_id": "i-1", "patch_status": "pending"}, {"instance_id": "i-2", "patch_status": "pending"}],
+        "invocation": {"module_args": {"wave": "rest", "instances": SCAN["instances"][:2]}},
+    }
+    callback.v2_runner_on_failed(Result("cms.patching.ssm_patch_run", gave_up))
+    written = rows(tmp_path / "demo-r1.csv")
+    assert written["i-1"]["patch_status"] == "not_run"
+    assert written["i-1"]["error"] == "ssm_patch_run: still 2 pending after 42 polls; the role's wait_timeout ran out"
