@@ -15,7 +15,13 @@ description:
   - Prints the progress of long waits (AMI verification, patch waves) each time a module returns to be polled again.
   - Columns, in order; C(run_id, lz, account_id, region, instance_id, name, platform, instance_state, ssm_status, target, skip_reason,
     ami_id, snapshot_ids, backup_status, patch_command_id, patch_status, patches_installed, patches_failed, reboot, compliance, error,
-    started_at, finished_at, wave, post_checks). New columns are only ever added at the end.
+    started_at, finished_at, wave, post_checks, plan). New columns are only ever added at the end.
+  - C(error) holds the reason whenever something failed. An account/region that discovery could not scan (or not fully) gets a row
+    of its own with an empty C(instance_id) and the failure in C(error); the summary counts it among the errors and names it.
+  - When the run ends, every target with a phase still C(not_run) says why in C(error); the run stopped after a failure (named),
+    the run was interrupted, or the phase was not part of this run (C(--tags)); the last is not counted as an error.
+  - In check mode, what the run would do (C(would create an AMI), C(would send AWS-RunPatchBaseline ...)) goes to C(plan), never
+    to C(error); a dry run reports no errors.
   - Cells starting with C(=), C(+), C(-), C(@), a tab or a carriage return are prefixed with an apostrophe so a spreadsheet does not
     run them as formulas.
   - A landing zone's C(report.dir) and C(report.file_name) settings, when set, take precedence over these options.
@@ -45,6 +51,7 @@ options:
 import atexit
 import os
 
+from ansible import context
 from ansible.plugins.callback import CallbackBase
 
 from ansible_collections.cms.patching.plugins.module_utils._report import RunReport, summary_line
@@ -68,7 +75,13 @@ class CallbackModule(CallbackBase):
         self._overrides = {}
         self._path = None
         self._dirty = False
-        atexit.register(self._flush)
+        # What ended the run early, if anything: the last failure before Ansible had no host left to run on.
+        self._last_failure = None
+        self._stopped_by = None
+        self._finished = False
+        self._plays_total = None
+        self._plays_started = 0
+        atexit.register(self._at_exit)
 
     # -- collecting -------------------------------------------------------------------------------
 
@@ -84,7 +97,7 @@ class CallbackModule(CallbackBase):
             self._overrides = (data.get("config") or {}).get("report") or {}
             self._path = None
         elif action == _SCAN:
-            self.report.add_discovery(data.get("instances") or [])
+            self.report.add_discovery(data.get("instances") or [], errors=data.get("errors") or [])
         elif action == _BACKUP and data.get("mode", "create") in ("create", "verify"):
             self.report.add_backup(data.get("instances") or [])
         elif action == _PATCH:
@@ -95,7 +108,11 @@ class CallbackModule(CallbackBase):
         self._flush()
 
     def _collect_failure(self, result, action, data):
-        message = data.get("msg") or "task failed"
+        message = data.get("msg") or self._gave_up(data) or "task failed"
+        self._last_failure = self._cause(result, action, data, message)
+        if action == _SCAN and data.get("errors"):
+            # The failed account/regions have rows of their own; the instances that were scanned are not in error.
+            return
         if action in _OURS:
             args = (data.get("invocation") or {}).get("module_args") or {}
             instances = args.get("instances") or []
@@ -106,12 +123,55 @@ class CallbackModule(CallbackBase):
             instance_id = host.vars.get("instance_id") or host.get_name()
             self.report.add_error([instance_id], message)
 
+    @staticmethod
+    def _gave_up(data):
+        """A polling task (until/retries) that ran out of rounds fails without a msg: say that, and what was still pending."""
+        if data.get("attempts") and data.get("pending"):
+            return "still %s pending after %s polls; the role's wait_timeout ran out" % (data["pending"], data["attempts"])
+        return ""
+
+    @staticmethod
+    def _cause(result, action, data, message):
+        """What a failure would have stopped the run by, in words for the rows it leaves not_run."""
+        if action == _SCAN and data.get("errors"):
+            return "discovery failed in %s" % ", ".join("%s/%s" % (e.get("account_id"), e.get("region")) for e in data["errors"])
+        if action == _SCAN:
+            return "discovery failed: %s" % message
+        if action == _BACKUP:
+            return "the backup failed: %s" % message
+        if action == _PATCH:
+            wave = ((data.get("invocation") or {}).get("module_args") or {}).get("wave")
+            return "patch wave %s failed: %s" % (wave, message) if wave else "patching failed: %s" % message
+        task = result._task  # pylint: disable=protected-access
+        name = task.get_name() if hasattr(task, "get_name") else action
+        return "task '%s' failed: %s" % (name, message)
+
+    def v2_playbook_on_start(self, playbook):
+        try:
+            self._plays_total = len(playbook.get_plays())
+        except Exception:  # pylint: disable=broad-except  # without the count every no-hosts-left counts as a stop
+            self._plays_total = None
+
+    def v2_playbook_on_play_start(self, play):
+        self._plays_started += 1
+
+    def _stopped(self):
+        """Plays were left when the playbook ended: every host of one failed, so the later plays (phases) never ran.
+
+        A failure in the last play stops nothing (e.g. the verdict that fails a run discovery could not finish).
+        """
+        if self._plays_total is not None and self._plays_started < self._plays_total:
+            self._stopped_by = self._stopped_by or self._last_failure or "every host of a play failed"
+
     def v2_runner_on_ok(self, result):
         if self._action(result) in _OURS:
             self._collect(result, failed=False)
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
+        last = self._last_failure
         self._collect(result, failed=True)
+        if ignore_errors:
+            self._last_failure = last
 
     def v2_runner_on_unreachable(self, result):
         self._collect(result, failed=True)
@@ -142,9 +202,28 @@ class CallbackModule(CallbackBase):
         except OSError as exc:
             self._display.warning("cms.patching.patch_report: could not write %s: %s" % (self._report_path(), exc))
 
-    def v2_playbook_on_stats(self, stats):
+    @staticmethod
+    def _selection():
+        """The tags that limited this run, for a phase that was not part of it."""
+        tags = [t for t in context.CLIARGS.get("tags") or () if t != "all"]
+        skipped = list(context.CLIARGS.get("skip_tags") or ())
+        return " ".join(part for part in ("--tags %s" % ",".join(tags) if tags else "", "--skip-tags %s" % ",".join(skipped) if skipped else "") if part)
+
+    def _finish(self, interrupted):
+        if self._finished:
+            return
+        self._finished = True
+        self.report.explain_not_run(self._stopped_by, interrupted=interrupted, selection="" if interrupted else self._selection())
         self._dirty = True
         self._flush()
+
+    def _at_exit(self):
+        # Reached without v2_playbook_on_stats: the run was interrupted (Ctrl-C, a cancel) or ended abnormally.
+        self._finish(interrupted=True)
+
+    def v2_playbook_on_stats(self, stats):
+        self._stopped()
+        self._finish(interrupted=False)
         if self.report.rows and self.report.run_id:
             self._display.banner("CMS PATCHING REPORT")
             self._display.display("%s run %s: %s" % (self.report.lz, self.report.run_id, summary_line(self.report.summary())))

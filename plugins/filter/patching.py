@@ -37,7 +37,8 @@ def report_summary(results, lz="", run_id=""):
     """The run summary from the phases' module results: {'scan': result, 'backup': result, 'patch': [wave results]}."""
     report = RunReport()
     report.set_run(lz, run_id)
-    report.add_discovery((results.get("scan") or {}).get("instances") or [])
+    scan = results.get("scan") or {}
+    report.add_discovery(scan.get("instances") or [], errors=scan.get("errors") or [])
     report.add_backup((results.get("backup") or {}).get("instances") or [])
     for wave in results.get("patch") or []:
         report.add_patch((wave or {}).get("instances") or [])

@@ -7,6 +7,12 @@
 Used on the controller by the ``patch_report`` callback (which writes the CSV)
 and by the ``report_summary`` filter (which feeds ``set_stats``), so the CSV and
 the AWX artifacts are computed by the same code from the same module results.
+
+Besides the instances, an account/region that discovery could not scan (or
+not fully) gets a row of its own, with an empty ``instance_id`` and the failure
+in ``error``: its instances are unknown, so that row is all the report can say
+about them.  Check mode's "would do" goes to ``plan``, never to ``error``: a
+dry run reports no errors.
 """
 
 import csv
@@ -42,12 +48,16 @@ COLUMNS = (
     # Added after the original 23 columns; new columns only ever go at the end.
     "wave",
     "post_checks",
+    "plan",
 )
 BACKUP_STATUSES = ("verified", "failed", "skipped", "not_run")
 PATCH_STATUSES = ("success", "failed", "timed_out", "cancelled", "undeliverable", "skipped", "not_run")
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 ERROR_MAX = 1000
+# Until every module returns check mode's plan in its own ``plan`` field, a reason with this prefix is the plan.
+CHECK_MODE_PREFIX = "check mode: "
+PHASES = (("backup_status", "backup"), ("patch_status", "patching"))
 
 
 def now_iso():
@@ -80,6 +90,7 @@ class RunReport:
         self.lz = ""
         self.run_id = ""
         self.rows = {}
+        self._not_requested = set()
 
     def set_run(self, lz, run_id):
         self.lz = lz or self.lz
@@ -100,8 +111,23 @@ class RunReport:
         if message and not row["error"]:
             row["error"] = _trim(message)
 
-    def add_discovery(self, instances, when=None):
+    @staticmethod
+    def _add_plan(row, plan):
+        if plan and plan not in row["plan"].split("; "):
+            row["plan"] = _trim("; ".join(p for p in (row["plan"], plan) if p))
+
+    @staticmethod
+    def _plan_of(item, reason):
+        """Check mode's plan: the module's ``plan`` field, or (modules not yet returning one) a reason starting "check mode: "."""
+        if item.get("plan"):
+            return item["plan"], reason
+        if isinstance(reason, str) and reason.startswith(CHECK_MODE_PREFIX):
+            return reason[len(CHECK_MODE_PREFIX) :], ""
+        return "", reason
+
+    def add_discovery(self, instances, when=None, errors=None):
         when = when or now_iso()
+        self.add_locations(errors or [], when)
         for item in instances:
             row = self._row(item["instance_id"], when)
             row.update(
@@ -118,6 +144,23 @@ class RunReport:
                 row["backup_status"] = "skipped"
                 row["patch_status"] = "skipped"
 
+    def add_locations(self, errors, when=None):
+        """A row per account/region discovery could not scan: empty instance_id, the failure in error."""
+        when = when or now_iso()
+        for item in errors:
+            key = "location:%s/%s" % (item.get("account_id", ""), item.get("region", ""))
+            row = self.rows.get(key)
+            if row is None:
+                row = {c: "" for c in COLUMNS}
+                row.update(lz=self.lz, run_id=self.run_id, account_id=item.get("account_id", ""), region=item.get("region", ""), started_at=when)
+                self.rows[key] = row
+            row["finished_at"] = when
+            row["error"] = _trim("discovery failed in %s/%s: %s" % (row["account_id"], row["region"], item.get("error") or "unknown error"))
+
+    @staticmethod
+    def is_location(key):
+        return key.startswith("location:")
+
     def add_backup(self, instances, when=None):
         when = when or now_iso()
         for item in instances:
@@ -129,8 +172,10 @@ class RunReport:
             status = item.get("backup_status")
             if status in BACKUP_STATUSES:
                 row["backup_status"] = status
+            plan, reason = self._plan_of(item, item.get("reason"))
+            self._add_plan(row, plan)
             if status == "failed":
-                self._set_error(row, "backup failed: %s" % item.get("reason", "unknown reason"))
+                self._set_error(row, "backup failed: %s" % (reason or "unknown reason"))
                 if row["patch_status"] == "not_run":
                     row["patch_status"] = "skipped"
 
@@ -153,8 +198,12 @@ class RunReport:
             checks = item.get("post_checks") or {}
             if checks:
                 row["post_checks"] = checks.get("status", "")
-            if status in PATCH_STATUSES and status not in ("success", "not_run"):
-                self._set_error(row, item.get("error") or item.get("reason") or status)
+            plan, reason = self._plan_of(item, item.get("error") or item.get("reason"))
+            self._add_plan(row, plan)
+            if status == "skipped" and plan and not reason:
+                pass  # check mode: what it would do is the plan, not an error
+            elif status in PATCH_STATUSES and status not in ("success", "not_run"):
+                self._set_error(row, reason or status)
             elif checks.get("status") == "failed":
                 self._set_error(row, "post-patch check failed: %s" % checks.get("reason", ""))
 
@@ -165,8 +214,30 @@ class RunReport:
             if instance_id in self.rows:
                 self._set_error(self._row(instance_id, when), message)
 
+    def explain_not_run(self, stopped_by=None, interrupted=False, selection=""):
+        """When the run is over: every target with a phase still not_run says why, in error.
+
+        ``stopped_by`` is what ended the run early ("discovery failed in 210987654321/eu-west-1"), ``interrupted``
+        says it was cut short (Ctrl-C, a cancel); with neither, the phase was simply not part of this run
+        (``selection``, e.g. "--tags discovery"): that is said too, but it is no error and is not counted as one.
+        """
+        for key, row in self.rows.items():
+            if self.is_location(key) or row["target"] is not True or row["error"]:
+                continue
+            phase = next((name for column, name in PHASES if row[column] == "not_run"), None)
+            if phase is None:
+                continue
+            if stopped_by:
+                row["error"] = _trim("%s phase did not run: the run stopped after %s" % (phase, stopped_by))
+            elif interrupted:
+                row["error"] = "%s phase did not run: the run was interrupted before it" % phase
+            else:
+                row["error"] = "%s phase not run: not part of this run%s" % (phase, " (%s)" % selection if selection else "")
+                self._not_requested.add(key)
+
     def summary(self):
-        rows = list(self.rows.values())
+        rows = [r for k, r in self.rows.items() if not self.is_location(k)]
+        locations = [r for k, r in self.rows.items() if self.is_location(k)]
         backup = {s: 0 for s in BACKUP_STATUSES}
         patch = {s: 0 for s in PATCH_STATUSES}
         for row in rows:
@@ -179,7 +250,9 @@ class RunReport:
             "targets": sum(1 for r in rows if r["target"] is True),
             "backup": backup,
             "patch": patch,
-            "errors": sum(1 for r in rows if r["error"]),
+            # Rows (instances and account/regions) with an error; a phase that was merely not selected is not one.
+            "errors": sum(1 for k, r in self.rows.items() if r["error"] and k not in self._not_requested),
+            "discovery_failed": ["%s/%s" % (r["account_id"], r["region"]) for r in locations],
         }
 
     def to_csv(self):
@@ -209,10 +282,13 @@ def summary_line(summary):
     """One human line: the same numbers as the CSV and set_stats."""
     backup = ", ".join("%d %s" % (n, s) for s, n in summary["backup"].items() if n)
     patch = ", ".join("%d %s" % (n, s) for s, n in summary["patch"].items() if n)
-    return "%d seen, %d targets; backup: %s; patch: %s; %d with errors" % (
+    line = "%d seen, %d targets; backup: %s; patch: %s; %d with errors" % (
         summary["seen"],
         summary["targets"],
         backup or "none",
         patch or "none",
         summary["errors"],
     )
+    if summary.get("discovery_failed"):
+        line += "; discovery failed in %s" % ", ".join(summary["discovery_failed"])
+    return line

@@ -7,21 +7,35 @@
 Per account and region: one paginated DescribeInstances (1,000 instances a
 page) and one paginated DescribeInstanceInformation (50 a page, the API's
 maximum), joined in memory.  Account/region pairs run concurrently.
+
+A pair that cannot be scanned never hides the others: it comes back as a
+*location error* (account, region, the operation that failed, what to check).
+When only DescribeInstanceInformation fails, the pair's instances are still
+reported, with SSM status ``Unknown``, and none of them is a target: an
+instance is never patched without knowing its SSM status.
 """
 
 from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_out
-from ansible_collections.cms.patching.plugins.module_utils._retry import paginate
-from ansible_collections.cms.patching.plugins.module_utils._session import describe_aws_error
+from ansible_collections.cms.patching.plugins.module_utils._retry import error_code, is_transient, paginate
+from ansible_collections.cms.patching.plugins.module_utils._session import FleetError, describe_aws_error
+
+try:
+    # A cancelled run (controller gone, SIGINT/SIGTERM) must end the module, not become one location's error.
+    from ansible_collections.cms.patching.plugins.module_utils._cancel import Cancelled
+except ImportError:  # before the cancel mechanism exists there is nothing to let through
+    Cancelled = ()
 
 # EC2 accepts at most 200 values per filter.
 FILTER_VALUES_MAX = 200
 PATCH_GROUP_TAGS = ("Patch Group", "PatchGroup")
+SSM_UNKNOWN = "Unknown"
 
 SKIP_REASONS = {
     "excluded_by_tag": "excluded by tag {detail}",
     "not_included": "lacks the include tag {detail}",
     "platform": "platform {detail} is not targeted",
     "state": "instance is {detail} (targets must be {states})",
+    "ssm_unknown": "SSM status unknown ({detail}); not patched without knowing it",
     "not_ssm_managed": "not managed by SSM (no agent registered for this instance)",
     "ssm_offline": "SSM agent is {detail}, not Online",
     "not_found": "not found in the landing zone's accounts and regions",
@@ -105,6 +119,10 @@ def classify(record, rules):
     states = rules.get("instance_states") or ["running"]
     if record["state"] not in states:
         return "state", SKIP_REASONS["state"].format(detail=record["state"], states=" or ".join(states))
+    # Whatever require_ssm_online says: an instance whose SSM status could not be read is never a target.
+    if record["ssm_status"] == SSM_UNKNOWN:
+        detail = "ssm:DescribeInstanceInformation failed in %s/%s" % (record["account_id"], record["region"])
+        return "ssm_unknown", SKIP_REASONS["ssm_unknown"].format(detail=detail)
     if record["ssm_status"] == "NotManaged":
         return "not_ssm_managed", SKIP_REASONS["not_ssm_managed"]
     if rules.get("require_ssm_online", True) and record["ssm_status"] != "Online":
@@ -112,32 +130,94 @@ def classify(record, rules):
     return None, ""
 
 
+# Error codes that mean the caller may not make the call (EC2: UnauthorizedOperation, "Error codes for the Amazon EC2 API";
+# SSM/STS: AccessDenied(Exception)) or that the account cannot use the region (EC2 OptInRequired / AuthFailure, same page:
+# a region not enabled in the account answers AuthFailure).
+DENIED_CODES = frozenset(["UnauthorizedOperation", "AccessDenied", "AccessDeniedException"])
+REGION_CODES = frozenset(["OptInRequired", "AuthFailure", "UnrecognizedClientException", "InvalidClientTokenId"])
+
+
+class LocationError(Exception):
+    """One account/region could not be scanned (or not fully): which operation failed, and what to check."""
+
+    def __init__(self, operation, message, records=None):
+        super().__init__(message)
+        self.operation = operation
+        self.message = message
+        # Instances still reported for this location (DescribeInstanceInformation failed after DescribeInstances worked).
+        self.records = records or []
+
+
+def explain(operation, exc, account_id, region):
+    """'<operation> failed: <AWS error>; check ...' - the failure and what to look at."""
+    if isinstance(exc, FleetError):
+        # Credentials: the session layer's message already names the role, the account and the fix.
+        return str(exc)
+    code = error_code(exc)
+    if code in DENIED_CODES:
+        hint = "check that the role used in account %s allows %s" % (account_id, operation)
+    elif code in REGION_CODES:
+        hint = "check that region %s is enabled in account %s and that the credentials are valid there" % (region, account_id)
+    elif is_transient(exc) or code in ("RequestLimitExceeded", "ThrottlingException", "Throttling"):
+        hint = "AWS kept failing after retries; run again later (a resumed run, -e run_id=..., scans again)"
+    else:
+        hint = "check the role's permissions for %s in account %s and region %s" % (operation, account_id, region)
+    return "%s failed: %s; %s" % (operation, describe_aws_error(exc), hint)
+
+
 def scan_account_region(fleet, account_id, region, filters, instance_ids):
-    """Records of every instance in one account/region (unclassified)."""
-    ec2 = fleet.client("ec2", account_id, region)
-    found = list(_describe_instances(ec2, filters, instance_ids))
+    """Records of every instance in one account/region (unclassified); raises LocationError naming the failed step."""
+    try:
+        ec2 = fleet.client("ec2", account_id, region)
+        found = list(_describe_instances(ec2, filters, instance_ids))
+    except Cancelled:
+        raise
+    except Exception as exc:  # pylint: disable=broad-except  # any failure of this location is reported for it, the others go on
+        raise LocationError("ec2:DescribeInstances", explain("ec2:DescribeInstances", exc, account_id, region)) from None
     if not found:
         return []
-    managed = _managed(fleet.client("ssm", account_id, region))
+    try:
+        managed = _managed(fleet.client("ssm", account_id, region))
+    except Cancelled:
+        raise
+    except Exception as exc:  # pylint: disable=broad-except  # the instances are kept, with their SSM status unknown
+        message = explain("ssm:DescribeInstanceInformation", exc, account_id, region)
+        records = [instance_record(instance, account_id, region, None) for instance in found]
+        for record in records:
+            record["ssm_status"] = SSM_UNKNOWN
+        raise LocationError(
+            "ssm:DescribeInstanceInformation", "%s (its %d instance(s) are reported with SSM status Unknown and not patched)" % (message, len(records)), records
+        ) from None
     return [instance_record(instance, account_id, region, managed.get(instance["InstanceId"])) for instance in found]
 
 
+def location_error(account_id, region, exc):
+    """The module's errors[] entry for a location."""
+    if isinstance(exc, LocationError):
+        return {"account_id": account_id, "region": region, "operation": exc.operation, "error": exc.message, "instances": len(exc.records)}
+    return {"account_id": account_id, "region": region, "operation": "", "error": describe_aws_error(exc), "instances": 0}
+
+
 def scan(fleet, account_ids, regions, filters, rules, instance_ids=None, max_workers=8):
-    """Scan every account/region pair; return (records, errors). Errors name the pair and the AWS error."""
+    """Scan every account/region pair; return (records, errors). Errors name the pair, the failed operation and what to check."""
     pairs = [(a, r) for a in account_ids for r in regions]
     wanted = None if instance_ids is None else set(instance_ids)
     outcomes = fan_out(lambda pair: scan_account_region(fleet, pair[0], pair[1], filters, wanted), pairs, max_workers)
     records, errors = [], []
     for outcome in outcomes:
         account_id, region = outcome.item
+        if Cancelled and isinstance(outcome.error, Cancelled):
+            raise outcome.error
         if not outcome.ok:
-            errors.append({"account_id": account_id, "region": region, "error": describe_aws_error(outcome.error)})
+            errors.append(location_error(account_id, region, outcome.error))
+            records.extend(getattr(outcome.error, "records", []))
             continue
         records.extend(outcome.result)
     for record in records:
         record["skip_code"], record["skip_reason"] = classify(record, rules)
         record["target"] = record["skip_code"] is None
-    if wanted is not None and not errors:
+    # A candidate is "not found" only when every location could be searched for it.
+    if wanted is not None and not [e for e in errors if e["operation"] != "ssm:DescribeInstanceInformation"]:
         for missing in sorted(wanted - {r["instance_id"] for r in records}):
             records.append(not_found_record(missing))
     records.sort(key=lambda r: (r["account_id"], r["region"], r["name"], r["instance_id"]))

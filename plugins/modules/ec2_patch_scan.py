@@ -15,7 +15,11 @@ description:
   - Every instance seen is returned with RV(instances[].target) and, when it is not a target, a RV(instances[].skip_code) and a
     readable RV(instances[].skip_reason).
   - Rules are applied in this order and the first that matches decides the reason; O(exclude_tags), O(include_tags), O(platforms),
-    O(instance_states), SSM registration, SSM ping status (when O(require_ssm_online=true)).
+    O(instance_states), SSM status unknown, SSM registration, SSM ping status (when O(require_ssm_online=true)).
+  - An account/region that cannot be scanned (the role cannot be assumed, C(DescribeInstances) or C(DescribeInstanceInformation) fails
+    after retries) does not stop the others; it is returned in RV(errors) with the failed operation and what to check. When only
+    C(DescribeInstanceInformation) fails, that location's instances are still returned, with RV(instances[].ssm_status=Unknown), and
+    are not targets whatever O(require_ssm_online) says - an instance is never patched without knowing its SSM status.
   - Read-only; never changes anything in AWS.
 author:
   - CMS Platform Engineering (@cms-platform)
@@ -67,6 +71,13 @@ options:
     description: How many account/region pairs are scanned at the same time.
     type: int
     default: 8
+  allow_partial:
+    description:
+      - What to do when some account/region pairs could not be scanned (RV(errors) not empty).
+      - V(false) fails the module (the instances of the other pairs are returned all the same).
+      - V(true) returns normally with RV(errors) filled, so a playbook can go on with the locations that were scanned and report the others.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - cms.patching.fleet
   - cms.patching.attributes
@@ -166,7 +177,9 @@ instances:
       elements: dict
       sample: [{"device_name": "/dev/xvda", "volume_id": "vol-0123456789abcdef0"}]
     ssm_status:
-      description: The SSM agent's ping status (C(Online), C(ConnectionLost), C(Inactive)) or C(NotManaged).
+      description:
+        - The SSM agent's ping status (C(Online), C(ConnectionLost), C(Inactive)) or C(NotManaged).
+        - C(Unknown) when C(DescribeInstanceInformation) failed for the instance's account/region (see RV(errors)).
       type: str
       sample: Online
     ssm_platform_name:
@@ -181,7 +194,7 @@ instances:
     skip_code:
       description:
         - Why it is not a target, as a stable code; null for targets.
-        - One of C(excluded_by_tag), C(not_included), C(platform), C(state), C(not_ssm_managed), C(ssm_offline), C(not_found).
+        - One of C(excluded_by_tag), C(not_included), C(platform), C(state), C(ssm_unknown), C(not_ssm_managed), C(ssm_offline), C(not_found).
       type: str
       sample: ssm_offline
     skip_reason:
@@ -194,11 +207,37 @@ summary:
   type: dict
   sample: {"seen": 30, "targets": 18, "skipped": {"state": 4, "not_ssm_managed": 5, "excluded_by_tag": 1, "ssm_offline": 2}}
 errors:
-  description: Account/region pairs that could not be scanned, with the AWS error. The module fails when this is not empty.
+  description:
+    - Account/region pairs that could not be scanned, or not fully. The module fails when this is not empty, unless O(allow_partial=true).
   returned: always
   type: list
   elements: dict
-  sample: [{"account_id": "222222222222", "region": "eu-west-1", "error": "UnauthorizedOperation: ..."}]
+  contains:
+    account_id:
+      description: The account.
+      type: str
+    region:
+      description: The region.
+      type: str
+    operation:
+      description:
+        - The step that failed; C(ec2:DescribeInstances) (also when the account's credentials could not be obtained, before it),
+          C(ssm:DescribeInstanceInformation) (the instances are returned with RV(instances[].ssm_status=Unknown)), or empty.
+      type: str
+    error:
+      description: The failure, the AWS error and what to check.
+      type: str
+    instances:
+      description: How many of the location's instances are returned all the same (only after a C(DescribeInstanceInformation) failure).
+      type: int
+  sample:
+    - account_id: "222222222222"
+      region: eu-west-1
+      operation: ec2:DescribeInstances
+      error: >-
+        ec2:DescribeInstances failed: UnauthorizedOperation: You are not authorized to perform this operation.;
+        check that the role used in account 222222222222 allows ec2:DescribeInstances
+      instances: 0
 api_calls:
   description: The AWS API calls this run made, per operation, with retries.
   returned: always
@@ -229,6 +268,7 @@ def main():
         require_ssm_online=dict(type="bool", default=True),
         instance_ids=dict(type="list", elements="str"),
         max_workers=dict(type="int", default=8),
+        allow_partial=dict(type="bool", default=False),
     )
     module = fleet_module(argument_spec)
     params = module.params
@@ -256,7 +296,7 @@ def main():
         )
         result = dict(changed=False, instances=records, summary=summarize(records), errors=errors)
         if errors:
-            result["failed"] = True
+            result["failed"] = not params["allow_partial"]
             result["msg"] = "Could not scan %d of %d account/region pairs: %s" % (
                 len(errors),
                 len(params["accounts"]) * len(params["regions"]),

@@ -49,6 +49,8 @@ def test_ctrl_c_during_patching_keeps_every_row_and_the_run_resumes(aws, lz_env,
     assert len(interrupted) == 30
     assert sum(r["backup_status"] == "verified" for r in interrupted.values()) == 20
     assert interrupted["web-01"]["patch_status"] == "not_run"
+    # Rows the run did not get to say so.
+    assert interrupted["web-01"]["error"] == "patching phase did not run: the run was interrupted before it"
     canary_before = sorted(c["CommandId"] for c in patch_commands(aws) if c["Comment"].endswith("wave=canary"))
     assert canary_before
     creates_before = calls(aws)["ec2:CreateImage"]

@@ -47,6 +47,9 @@ def test_discovery_tag_makes_no_write_call(aws, playbook):
     rows = run.rows()
     assert len(rows) == 30
     assert {r["backup_status"] for r in rows if r["target"] == "true"} == {"not_run"}
+    # Each target says why its phases did not run, and a phase that was not asked for is no error.
+    assert {r["error"] for r in rows if r["target"] == "true"} == {"backup phase not run: not part of this run (--tags discovery)"}
+    assert "; 0 with errors" in run.output
 
 
 def test_config_tag_validates_and_prints_without_aws(aws, playbook):
@@ -117,7 +120,11 @@ def test_check_mode_writes_nothing(aws, playbook):
     assert write_calls(aws) == {}
     rows = run.by_name()
     assert rows["web-01"]["backup_status"] == "skipped" and rows["web-01"]["patch_status"] == "skipped"
-    assert rows["web-01"]["error"].startswith("check mode: would send AWS-RunPatchBaseline")
+    # What the run would do is the plan, in its own column; a dry run reports no errors.
+    assert "would send AWS-RunPatchBaseline" in rows["web-01"]["plan"] and "AMI" in rows["web-01"]["plan"]
+    assert {r["error"] for r in rows.values()} == {""}
+    assert all(r["plan"] for r in rows.values() if r["target"] == "true")
+    assert "; 0 with errors" in run.output
 
 
 def test_verify_backup_creates_nothing(aws, playbook):
@@ -148,6 +155,61 @@ def test_a_failing_canary_wave_stops_the_run(aws, playbook, tmp_path):
     assert rows["web-01"]["patch_status"] == "not_run"
     assert "the run stopped after wave canary: 1 of 2 patched instances failed (50.0% > 0%)" in rows["web-01"]["error"]
     assert sent_instance_ids(aws) == {rows["pay-web-02"]["instance_id"], rows["pay-web-01"]["instance_id"]}
+
+
+def landing_zone(tmp_path, name, change):
+    """A copy of the demo landing zone, changed by change(config), under tmp_path/lzs/<name>; returns CMS_PATCHING_LZ_PATH's env."""
+    import yaml
+
+    config = yaml.safe_load((pathlib_repo() / "inventories/demo/group_vars/all/landing_zone.yml").read_text())
+    change(config["cms_patching_landing_zone"])
+    target = tmp_path / "lzs" / name / "group_vars" / "all"
+    target.mkdir(parents=True)
+    (target / "landing_zone.yml").write_text(yaml.safe_dump(config))
+    return {"CMS_PATCHING_LZ_PATH": str(tmp_path / "lzs")}
+
+
+def wrong_external_id(lz):
+    lz["accounts"][1]["external_id"] = "not-the-right-one"
+
+
+def test_an_account_that_refuses_the_role_is_reported_and_the_others_are_patched(aws, playbook, tmp_path):
+    # Retention is left out: it cannot reach that account either and would fail (and end the playbook) on its own.
+    run = playbook("--skip-tags", "retention", lz="refused", env=landing_zone(tmp_path, "refused", wrong_external_id))
+    assert run.rc == 2, run.output[-3000:]
+    assert "Traceback" not in run.output
+    rows = run.rows()
+    locations = {r["region"]: r for r in rows if r["instance_id"] == ""}
+    # One row per account/region of the refused account, naming the failure and what to check.
+    assert set(locations) == {"us-east-1", "eu-west-1"}
+    for region, row in locations.items():
+        assert row["account_id"] == "210987654321"
+        assert row["error"].startswith("discovery failed in 210987654321/%s: could not assume arn:aws:iam::210987654321:role/CmsPatchingRole" % region)
+        assert "AccessDenied" in row["error"] and "external ID" in row["error"]
+    # Every instance of the other account has its row, and its targets went through backup and patching.
+    instances = {r["name"]: r for r in rows if r["instance_id"]}
+    assert len(instances) == 15 and {r["account_id"] for r in instances.values()} == {"123456789012"}
+    assert instances["web-01"]["patch_status"] == "success" and instances["web-01"]["error"] == ""
+    assert all(r["error"] for r in instances.values() if r["target"] == "true" and "not_run" in (r["backup_status"], r["patch_status"]))
+    assert "210987654321" not in calls_by_account(aws) or "ec2:CreateImage" not in calls_by_account(aws)["210987654321"]
+    # The summary counts and names them; the run fails at its end so the job shows it.
+    assert "discovery failed in 210987654321/us-east-1, 210987654321/eu-west-1" in run.output
+    assert "discovery could not scan 2 account/region(s), whose instances were not patched: 210987654321/us-east-1: could not assume" in run.output
+    assert "15 seen, 10 targets; backup: 9 verified, 1 failed, 5 skipped; patch: 9 success, 6 skipped; 3 with errors" in run.output
+
+
+def test_discovery_on_error_stop_ends_the_run_and_every_target_says_why(aws, playbook, tmp_path):
+    run = playbook("-e", "discovery_on_error=stop", lz="refused", env=landing_zone(tmp_path, "refused", wrong_external_id))
+    assert run.rc == 2, run.output[-3000:]
+    rows = run.rows()
+    assert len([r for r in rows if r["instance_id"] == ""]) == 2 and len([r for r in rows if r["instance_id"]]) == 15
+    reason = "backup phase did not run: the run stopped after discovery failed in 210987654321/us-east-1, 210987654321/eu-west-1"
+    assert {r["error"] for r in rows if r["target"] == "true"} == {reason}
+    assert write_calls(aws) == {}
+
+
+def calls_by_account(aws):
+    return aws.state.calls.snapshot()["by_account"]
 
 
 def pathlib_repo():

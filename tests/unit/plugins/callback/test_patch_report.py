@@ -44,6 +44,14 @@ class Result:
         self._host = Host(host, instance_id)
 
 
+class Playbook:
+    def __init__(self, plays):
+        self.plays = plays
+
+    def get_plays(self):
+        return list(self.plays)
+
+
 SCAN = {
     "instances": [
         {"instance_id": "i-1", "account_id": "111111111111", "region": "eu-west-1", "name": "web-1", "target": True, "state": "running"},
@@ -124,3 +132,110 @@ def test_unwritable_directory_warns_instead_of_failing_the_run(callback, tmp_pat
     config(callback, report={"dir": str(blocker / "sub")})
     callback.v2_runner_on_ok(Result("cms.patching.ec2_patch_scan", SCAN))
     assert any(line.startswith("WARNING cms.patching.patch_report: could not write") for line in callback._display.lines)
+
+
+SCAN_ERRORS = [{"account_id": "222222222222", "region": "eu-west-1", "operation": "ec2:DescribeInstances", "error": "could not assume arn:aws:iam::2:role/r"}]
+
+
+def test_a_failed_discovery_stops_the_run_and_every_target_says_why(callback, tmp_path):
+    callback.v2_playbook_on_start(Playbook(["discovery", "backup", "patching"]))
+    callback.v2_playbook_on_play_start("discovery")
+    config(callback)
+    failure = dict(SCAN, failed=True, msg="Could not scan 1 of 2 account/region pairs", errors=SCAN_ERRORS)
+    failure["invocation"] = {"module_args": {"instance_ids": ["i-1", "i-2", "i-3"]}}
+    callback.v2_runner_on_failed(Result("cms.patching.ec2_patch_scan", failure))
+    # Ansible ends the playbook: the later plays never start.
+    callback.v2_playbook_on_stats(None)
+    written = rows(tmp_path / "demo-r1.csv")
+    assert written[""]["account_id"] == "222222222222" and written[""]["error"].startswith("discovery failed in 222222222222/eu-west-1: could not assume")
+    reason = "backup phase did not run: the run stopped after discovery failed in 222222222222/eu-west-1"
+    assert written["i-1"]["error"] == reason and written["i-2"]["error"] == reason
+    assert written["i-3"]["error"] == ""
+    assert (
+        "demo run r1: 3 seen, 2 targets; backup: 1 skipped, 2 not_run; patch: 1 skipped, 2 not_run; 3 with errors; "
+        "discovery failed in 222222222222/eu-west-1"
+    ) in callback._display.lines
+
+
+def test_a_partial_discovery_reports_the_location_and_the_run_goes_on(callback, tmp_path):
+    config(callback)
+    callback.v2_runner_on_ok(Result("cms.patching.ec2_patch_scan", dict(SCAN, errors=SCAN_ERRORS)))
+    callback.v2_runner_on_ok(Result("cms.patching.ami_backup_verified", {"instances": [{"instance_id": "i-1", "backup_status": "verified"}]}))
+    callback.v2_runner_on_ok(Result("cms.patching.ssm_patch_run", {"instances": [{"instance_id": "i-1", "patch_status": "success"}]}))
+    # A task that failed with ignore_errors stops nothing.
+    callback.v2_runner_on_failed(Result("ansible.builtin.command", {"failed": True, "msg": "ignored"}), ignore_errors=True)
+    callback.v2_playbook_on_stats(None)
+    written = rows(tmp_path / "demo-r1.csv")
+    assert written[""]["error"].startswith("discovery failed in 222222222222/eu-west-1")
+    assert written["i-1"]["error"] == ""
+    assert written["i-2"]["error"] == "backup phase not run: not part of this run"
+    assert any(line.endswith("; 1 with errors; discovery failed in 222222222222/eu-west-1") for line in callback._display.lines)
+
+
+def test_an_interrupted_run_says_so_on_the_rows_it_did_not_reach(callback, tmp_path):
+    config(callback)
+    callback.v2_runner_on_ok(Result("cms.patching.ec2_patch_scan", SCAN))
+    callback.v2_runner_on_ok(Result("cms.patching.ami_backup_verified", {"instances": [{"instance_id": "i-1", "backup_status": "verified"}]}))
+    callback._at_exit()  # what atexit does when Ctrl-C ends ansible-playbook before v2_playbook_on_stats
+    written = rows(tmp_path / "demo-r1.csv")
+    assert written["i-1"]["error"] == "patching phase did not run: the run was interrupted before it"
+    assert written["i-2"]["error"] == "backup phase did not run: the run was interrupted before it"
+
+
+def test_a_stopped_wave_names_itself(callback, tmp_path):
+    callback.v2_playbook_on_start(Playbook(["discovery", "backup", "patching", "report"]))
+    for play in ("discovery", "backup", "patching"):
+        callback.v2_playbook_on_play_start(play)
+    config(callback)
+    callback.v2_runner_on_ok(Result("cms.patching.ec2_patch_scan", SCAN))
+    callback.v2_runner_on_ok(Result("cms.patching.ami_backup_verified", {"instances": [{"instance_id": "i-1", "backup_status": "verified"}]}))
+    failure = {"failed": True, "msg": "AWS error: AccessDeniedException: no", "invocation": {"module_args": {"wave": "canary", "instances": []}}}
+    callback.v2_runner_on_failed(Result("cms.patching.ssm_patch_run", failure))
+    callback.v2_playbook_on_stats(None)
+    written = rows(tmp_path / "demo-r1.csv")
+    assert written["i-1"]["error"] == "patching phase did not run: the run stopped after patch wave canary failed: AWS error: AccessDeniedException: no"
+
+
+def test_check_mode_fills_plan_and_no_error(callback, tmp_path):
+    config(callback)
+    callback.v2_runner_on_ok(Result("cms.patching.ec2_patch_scan", SCAN))
+    backup = {
+        "mode": "create",
+        "instances": [{"instance_id": i, "backup_status": "skipped", "reason": "check mode: would create an AMI"} for i in ("i-1", "i-2")],
+    }
+    callback.v2_runner_on_ok(Result("cms.patching.ami_backup_verified", backup))
+    patch = {"instances": [{"instance_id": i, "patch_status": "skipped", "error": "", "plan": "would send AWS-RunPatchBaseline"} for i in ("i-1", "i-2")]}
+    callback.v2_runner_on_ok(Result("cms.patching.ssm_patch_run", patch))
+    callback.v2_playbook_on_stats(None)
+    written = rows(tmp_path / "demo-r1.csv")
+    assert [written[i]["error"] for i in ("i-1", "i-2", "i-3")] == ["", "", ""]
+    assert written["i-1"]["plan"] == "would create an AMI; would send AWS-RunPatchBaseline"
+    assert any(line.endswith("; 0 with errors") for line in callback._display.lines)
+
+
+def test_a_failure_in_the_last_play_stops_nothing(callback, tmp_path):
+    callback.v2_playbook_on_start(Playbook(["discovery", "verdict"]))
+    callback.v2_playbook_on_play_start("discovery")
+    config(callback)
+    callback.v2_runner_on_ok(Result("cms.patching.ec2_patch_scan", dict(SCAN, errors=SCAN_ERRORS)))
+    callback.v2_playbook_on_play_start("verdict")
+    callback.v2_runner_on_failed(Result("ansible.builtin.fail", {"failed": True, "msg": "discovery could not scan 1 account/region(s)"}))
+    callback.v2_playbook_on_stats(None)
+    # The verdict ended the last play: the targets were not stopped by it, their phases were just not part of this run.
+    assert rows(tmp_path / "demo-r1.csv")["i-1"]["error"] == "backup phase not run: not part of this run"
+
+
+def test_a_wave_still_pending_when_the_polls_ran_out_says_so(callback, tmp_path):
+    config(callback)
+    callback.v2_runner_on_ok(Result("cms.patching.ec2_patch_scan", SCAN))
+    gave_up = {
+        "failed": True,
+        "attempts": 42,
+        "pending": 2,
+        "instances": [{"instance_id": "i-1", "patch_status": "pending"}, {"instance_id": "i-2", "patch_status": "pending"}],
+        "invocation": {"module_args": {"wave": "rest", "instances": SCAN["instances"][:2]}},
+    }
+    callback.v2_runner_on_failed(Result("cms.patching.ssm_patch_run", gave_up))
+    written = rows(tmp_path / "demo-r1.csv")
+    assert written["i-1"]["patch_status"] == "not_run"
+    assert written["i-1"]["error"] == "ssm_patch_run: still 2 pending after 42 polls; the role's wait_timeout ran out"

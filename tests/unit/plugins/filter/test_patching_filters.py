@@ -131,3 +131,9 @@ def test_wave_plan_with_no_target_says_so():
     assert result == {"plan": [], "lines": ["no target: nothing to patch"], "problems": [], "warnings": []}
     with pytest.raises(AnsibleFilterError, match="run discovery first"):
         wave_plan(None, [{"name": "all"}])
+
+
+def test_report_summary_counts_the_locations_discovery_could_not_scan():
+    scan = dict(SCAN, errors=[{"account_id": "222222222222", "region": "eu-west-1", "operation": "ec2:DescribeInstances", "error": "denied"}])
+    summary = report_summary({"scan": scan}, lz="demo", run_id="r1")
+    assert summary["seen"] == 3 and summary["errors"] == 1 and summary["discovery_failed"] == ["222222222222/eu-west-1"]

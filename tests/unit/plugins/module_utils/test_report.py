@@ -150,3 +150,84 @@ def test_write_is_atomic_and_complete(tmp_path):
     assert path.read_text().splitlines()[0] == ",".join(COLUMNS)
     assert len(path.read_text().splitlines()) == 3
     assert [p.name for p in path.parent.iterdir()] == ["r.csv"]
+
+
+def test_new_columns_go_at_the_end():
+    assert COLUMNS[23:] == ("wave", "post_checks", "plan")
+
+
+LOCATION_ERROR = {"account_id": "2", "region": "eu-west-1", "operation": "ec2:DescribeInstances", "error": "could not assume arn:aws:iam::2:role/x"}
+
+
+def test_a_location_discovery_could_not_scan_has_its_own_row_and_counts_as_an_error():
+    report = RunReport()
+    report.set_run("demo", "run-1")
+    report.add_discovery(SEEN, errors=[LOCATION_ERROR])
+    out = rows(report)
+    assert len(out) == 3
+    location = [r for r in out if r["account_id"] == "2"][0]
+    assert location["instance_id"] == "" and location["run_id"] == "run-1" and location["region"] == "eu-west-1"
+    assert location["error"] == "discovery failed in 2/eu-west-1: could not assume arn:aws:iam::2:role/x"
+    assert location["backup_status"] == "" and location["patch_status"] == ""
+    summary = report.summary()
+    # Instances seen stay instances; the location is one of the errors and is named.
+    assert summary["seen"] == 2 and summary["errors"] == 1 and summary["discovery_failed"] == ["2/eu-west-1"]
+    assert summary["backup"]["not_run"] == 1 and summary["backup"]["skipped"] == 1
+    assert summary_line(summary).endswith("; 1 with errors; discovery failed in 2/eu-west-1")
+
+
+def test_not_run_targets_say_why_when_the_run_stopped():
+    report = RunReport()
+    report.add_discovery(SEEN + [dict(SEEN[0], instance_id="i-3", name="web-3")], errors=[LOCATION_ERROR])
+    report.add_backup([{"instance_id": "i-3", "backup_status": "verified"}])
+    report.explain_not_run("discovery failed in 2/eu-west-1")
+    out = {r["instance_id"]: r for r in rows(report)}
+    assert out["i-1"]["error"] == "backup phase did not run: the run stopped after discovery failed in 2/eu-west-1"
+    assert out["i-3"]["error"] == "patching phase did not run: the run stopped after discovery failed in 2/eu-west-1"
+    assert out["i-2"]["error"] == ""  # not a target: its skip_reason says why
+    assert report.summary()["errors"] == 3
+
+
+def test_not_run_targets_say_why_when_interrupted_or_not_selected():
+    report = RunReport()
+    report.add_discovery(SEEN)
+    report.add_error(["i-1"], "an earlier, more specific reason")
+    report.explain_not_run(interrupted=True)
+    assert rows(report)[0]["error"] == "an earlier, more specific reason"
+
+    report = RunReport()
+    report.add_discovery(SEEN)
+    report.explain_not_run(selection="--tags discovery")
+    assert rows(report)[0]["error"] == "backup phase not run: not part of this run (--tags discovery)"
+    # A phase that was not asked for is said, but it is no error.
+    assert report.summary()["errors"] == 0
+
+    report = RunReport()
+    report.add_discovery(SEEN)
+    report.explain_not_run(interrupted=True)
+    assert rows(report)[0]["error"] == "backup phase did not run: the run was interrupted before it"
+    assert report.summary()["errors"] == 1
+
+
+def test_check_mode_plan_goes_to_its_own_column_never_to_error():
+    report = RunReport()
+    report.add_discovery(SEEN)
+    # The form the modules used to return: the plan as a "check mode: " reason.
+    report.add_backup([{"instance_id": "i-1", "backup_status": "skipped", "reason": "check mode: would create an AMI"}])
+    report.add_patch([{"instance_id": "i-1", "patch_status": "skipped", "error": "check mode: would send AWS-RunPatchBaseline in command 1 of 1"}])
+    row = rows(report)[0]
+    assert row["error"] == "" and row["plan"] == "would create an AMI; would send AWS-RunPatchBaseline in command 1 of 1"
+    assert (row["backup_status"], row["patch_status"]) == ("skipped", "skipped")
+    report.explain_not_run()
+    assert report.summary()["errors"] == 0
+
+    # The form with a plan field and an empty reason.
+    report = RunReport()
+    report.add_discovery(SEEN)
+    report.add_backup([{"instance_id": "i-1", "backup_status": "skipped", "reason": "", "plan": "would create AMI cms-patching-i-1-r1"}])
+    report.add_patch([{"instance_id": "i-1", "patch_status": "skipped", "error": "", "plan": "would send AWS-RunPatchBaseline in command 1 of 2"}])
+    row = rows(report)[0]
+    assert row["error"] == "" and row["plan"] == "would create AMI cms-patching-i-1-r1; would send AWS-RunPatchBaseline in command 1 of 2"
+    # A patch skipped for a real reason is still an error.
+    report.add_patch([{"instance_id": "i-1", "patch_status": "skipped", "error": "pre-patch check failed: SSM agent is not Online"}])
+    assert rows(report)[0]["error"] == "pre-patch check failed: SSM agent is not Online"

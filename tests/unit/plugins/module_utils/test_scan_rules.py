@@ -1,6 +1,9 @@
 """Discovery's rules: the first matching rule decides why an instance is not a target."""
 
-from ansible_collections.cms.patching.plugins.module_utils._scan import classify, ec2_filters, instance_record, summarize
+from botocore.exceptions import ClientError
+
+from ansible_collections.cms.patching.plugins.module_utils._scan import classify, ec2_filters, explain, instance_record, summarize
+from ansible_collections.cms.patching.plugins.module_utils._session import FleetError
 
 RULES = {"exclude_tags": {"Patch": "never"}, "include_tags": {}, "instance_states": ["running"], "platforms": ["linux", "windows"], "require_ssm_online": True}
 
@@ -62,3 +65,24 @@ def test_filters_and_summary():
     ]
     recs = [dict(record(), target=True, skip_code=None), dict(record(), target=False, skip_code="state"), dict(record(), target=False, skip_code="state")]
     assert summarize(recs) == {"seen": 3, "targets": 1, "skipped": {"state": 2}}
+
+
+def test_unknown_ssm_status_is_never_a_target():
+    rec = dict(record(), ssm_status="Unknown")
+    code, reason = classify(rec, dict(RULES, require_ssm_online=False))
+    assert code == "ssm_unknown"
+    assert reason == "SSM status unknown (ssm:DescribeInstanceInformation failed in 123456789012/eu-west-1); not patched without knowing it"
+
+
+def client_error(code, message="msg", status=400):
+    return ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, "DescribeInstances")
+
+
+def test_explain_names_the_failure_and_what_to_check():
+    assert explain("ec2:DescribeInstances", client_error("UnauthorizedOperation", "not authorized"), "1", "eu-west-1") == (
+        "ec2:DescribeInstances failed: UnauthorizedOperation: not authorized; check that the role used in account 1 allows ec2:DescribeInstances"
+    )
+    assert "check that region eu-west-1 is enabled in account 1" in explain("ec2:DescribeInstances", client_error("AuthFailure"), "1", "eu-west-1")
+    assert "AWS kept failing after retries" in explain("ssm:DescribeInstanceInformation", client_error("InternalServerError", status=500), "1", "r")
+    # Credentials: the session layer's message already says which role and what to check.
+    assert explain("ec2:DescribeInstances", FleetError("could not assume arn:x"), "1", "r") == "could not assume arn:x"

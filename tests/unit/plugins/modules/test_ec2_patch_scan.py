@@ -119,3 +119,59 @@ def test_calls_per_instance_at_scale(aws, run_module):
     assert calls["ec2:DescribeInstances"] == 1
     assert calls["ssm:DescribeInstanceInformation"] == -(-managed // 50)
     assert result["api_calls"]["total"] / seen <= 0.05
+
+
+FAST_RETRIES = {"max_attempts": 2, "base_delay": 0.01, "max_delay": 0.02}
+
+
+def test_a_denied_account_is_reported_per_location_and_the_others_go_on(demo, run_module):
+    accounts = [DEMO_ACCOUNTS[0], dict(DEMO_ACCOUNTS[1], external_id="wrong-id")]
+    result = run_module(ec2_patch_scan, dict(ARGS, accounts=accounts, allow_partial=True))
+    assert not result.failed, result.get("msg")
+    # One entry per account/region of the denied account, each naming the role and what to check.
+    assert sorted((e["account_id"], e["region"]) for e in result["errors"]) == sorted((OTHER_ACCOUNT, r) for r in DEMO_REGIONS)
+    for error in result["errors"]:
+        assert error["operation"] == "ec2:DescribeInstances" and error["instances"] == 0
+        assert "could not assume arn:aws:iam::210987654321:role/CmsPatchingRole" in error["error"] and "external ID" in error["error"]
+    assert {i["account_id"] for i in result["instances"]} == {OWN_ACCOUNT}
+    assert result["summary"]["seen"] == 15
+    assert "Could not scan 2 of 4 account/region pairs" in result["msg"]
+
+
+def test_instance_information_failure_keeps_the_instances_as_non_targets(demo, aws, run_module):
+    aws.state.faults.add("throttle", operation="ssm:DescribeInstanceInformation", rate=1.0)
+    result = run_module(ec2_patch_scan, dict(ARGS, retries=FAST_RETRIES, require_ssm_online=False))
+    # Not allowed to be partial: the module fails, but no instance is lost.
+    assert result.failed
+    assert result["summary"]["seen"] == 30 and result["summary"]["targets"] == 0
+    seen = by_name(result)
+    # Rules that come first still decide (a stopped instance is "stopped"); every other one says its SSM status is unknown.
+    assert seen["app-win-02"]["skip_code"] == "state"
+    web = seen["web-01"]
+    assert web["ssm_status"] == "Unknown" and web["skip_code"] == "ssm_unknown" and web["target"] is False
+    assert web["skip_reason"] == "SSM status unknown (ssm:DescribeInstanceInformation failed in %s/%s); not patched without knowing it" % (
+        web["account_id"],
+        web["region"],
+    )
+    assert len(result["errors"]) == 4
+    for error in result["errors"]:
+        assert error["operation"] == "ssm:DescribeInstanceInformation"
+        assert error["error"].startswith("ssm:DescribeInstanceInformation failed: ThrottlingException")
+        assert "AWS kept failing after retries" in error["error"] and "reported with SSM status Unknown and not patched" in error["error"]
+    assert sum(e["instances"] for e in result["errors"]) == 30
+
+
+def test_describe_instances_failure_names_the_operation(demo, aws, run_module):
+    aws.state.faults.add("throttle", operation="ec2:DescribeInstances", rate=1.0)
+    result = run_module(ec2_patch_scan, dict(ARGS, retries=FAST_RETRIES, allow_partial=True))
+    assert not result.failed and result["instances"] == []
+    assert len(result["errors"]) == 4
+    assert all(e["error"].startswith("ec2:DescribeInstances failed: RequestLimitExceeded") for e in result["errors"])
+
+
+def test_candidates_are_not_called_missing_when_a_location_failed(demo, run_module):
+    accounts = [DEMO_ACCOUNTS[0], dict(DEMO_ACCOUNTS[1], external_id="wrong-id")]
+    wanted = [demo["web-01"]["instance_id"], demo["pay-eu-web-01"]["instance_id"]]
+    result = run_module(ec2_patch_scan, dict(ARGS, accounts=accounts, instance_ids=wanted, allow_partial=True))
+    # pay-eu-web-01 lives in the account that could not be scanned: it is not "not found", the location's error covers it.
+    assert [i["instance_id"] for i in result["instances"]] == [demo["web-01"]["instance_id"]]
