@@ -40,7 +40,10 @@ def test_ctrl_c_during_patching_keeps_every_row_and_the_run_resumes(aws, lz_env,
     aws.state.update_settings(invocation_seconds=120)
     proc = start(lz_env)
     wait_for(proc, "TASK [cms.patching.patching : Patch wave canary]")
-    time.sleep(3)
+    # Interrupt once the canary's commands are out (the sandbox's own log says so), however loaded the machine is.
+    deadline = time.monotonic() + 120
+    while not any("canary" in c["comment"] for c in aws.state.command_log()) and time.monotonic() < deadline:
+        time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGINT)
     proc.communicate(timeout=120)
     assert proc.returncode != 0
