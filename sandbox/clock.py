@@ -27,6 +27,8 @@ DEFAULT_SETTINGS: dict[str, float] = {
     # given up as Undeliverable (capped by the command's TimeoutSeconds).
     "undeliverable_seconds": 5.0,
     "time_scale": 1.0,
+    # 1: AWS calls are authorised against the shipped IAM policies (sandbox/iam_enforcement.py).
+    "iam_enforcement": 0.0,
 }
 
 
@@ -41,6 +43,7 @@ class Settings:
     reboot_seconds: float = DEFAULT_SETTINGS["reboot_seconds"]
     undeliverable_seconds: float = DEFAULT_SETTINGS["undeliverable_seconds"]
     time_scale: float = DEFAULT_SETTINGS["time_scale"]
+    iam_enforcement: float = DEFAULT_SETTINGS["iam_enforcement"]
 
     def updated(self, changes: dict[str, Any]) -> Settings:
         """Return a copy with ``changes`` applied; unknown names and bad values raise ValueError."""
