@@ -8,6 +8,7 @@ checked by tests/unit/test_iam_policies.py. The phases run through the modules' 
 site.yml; discovery also runs through ansible-playbook.
 """
 
+import csv
 import json
 import os
 import pathlib
@@ -235,7 +236,9 @@ def test_the_caller_may_assume_only_the_landing_zone_roles(enforced):
 
 
 def test_discovery_playbook_runs_with_the_read_only_policy(enforced, tmp_path):
-    """site.yml --tags discovery through ansible-playbook: the caller's keys, only discovery.json."""
+    """site.yml -i inventories/demo --tags discovery through ansible-playbook with the caller's keys and only
+    discovery.json: the aws_ec2 inventory reads 123456789012 with the caller's keys and 210987654321 through
+    CmsInventoryReadOnly (inventory-read-only.json), discovery reads both through CmsPatchingRole."""
     iam_enforcement.attach(["discovery"])
     env = dict(os.environ)
     env.update(enforced.env("us-east-1"))
@@ -248,10 +251,15 @@ def test_discovery_playbook_runs_with_the_read_only_policy(enforced, tmp_path):
         ANSIBLE_NOCOLOR="1",
     )
     env.pop("AWS_PROFILE", None)
-    command = [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "site.yml", "-e", "lz=demo", "--tags", "discovery"]
+    command = [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "site.yml", "-i", "inventories/demo", "-e", "lz=demo", "--tags", "discovery"]
     proc = subprocess.run(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "not authorized" not in proc.stdout
+    assert "not authorized" not in proc.stdout and "Failed to parse" not in proc.stdout
+    csv_path = [line.split(": ", 1)[1].strip() for line in proc.stdout.splitlines() if line.startswith("CSV report: ")][0]
+    with open(csv_path, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    # The inventory's hosts are the candidates: all 30 instances of the landing zone, in both accounts.
+    assert len(rows) == 30 and {r["account_id"] for r in rows} == {"123456789012", "210987654321"}
     operations = phase_calls(enforced)
     assert "ec2:DescribeInstances" in operations and "ssm:DescribeInstanceInformation" in operations
     assert not [op for op in operations if op.startswith(("ec2:Create", "ssm:Send", "ec2:Deregister", "ec2:Delete"))]
