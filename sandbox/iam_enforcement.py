@@ -43,7 +43,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from moto.core.authorization import ActionAuthenticatorMixin
-from moto.core.exceptions import AccessDeniedError
+from moto.core.exceptions import AccessDeniedError, InvalidClientTokenIdError, SignatureDoesNotMatchError
 from moto.iam.access_control import IAMRequest
 from moto.iam.exceptions import NoSuchEntity, NotFoundException
 from moto.iam.models import iam_backends
@@ -178,8 +178,10 @@ def _apply() -> None:
     iam.tag_user(CALLER_USER, [{"Key": LZ_TAG, "Value": lz}])
     caller_policies = dict(phase_policies, **_policies(["caller-assume-role"], removed))
     _set_policies(
-        lambda n, d: iam.put_user_policy(CALLER_USER, n, d), lambda n: iam.delete_user_policy(CALLER_USER, n),
-        iam.list_user_policies(CALLER_USER), caller_policies,
+        lambda n, d: iam.put_user_policy(CALLER_USER, n, d),
+        lambda n: iam.delete_user_policy(CALLER_USER, n),
+        iam.list_user_policies(CALLER_USER),
+        caller_policies,
     )
     for account, name, external_id in _landing_zone_roles():
         role_iam = _iam(account)
@@ -187,12 +189,16 @@ def _apply() -> None:
             _ensure_role(account, role, external_id if role == name else None, lz)
             role_iam.tag_role(role, [{"Key": LZ_TAG, "Value": lz}])
         _set_policies(
-            lambda n, d, r=name, b=role_iam: b.put_role_policy(r, n, d), lambda n, r=name, b=role_iam: b.delete_role_policy(r, n),
-            role_iam.list_role_policies(name), phase_policies,
+            lambda n, d, r=name, b=role_iam: b.put_role_policy(r, n, d),
+            lambda n, r=name, b=role_iam: b.delete_role_policy(r, n),
+            role_iam.list_role_policies(name),
+            phase_policies,
         )
         _set_policies(
-            lambda n, d, b=role_iam: b.put_role_policy(INVENTORY_ROLE, n, d), lambda n, b=role_iam: b.delete_role_policy(INVENTORY_ROLE, n),
-            role_iam.list_role_policies(INVENTORY_ROLE), _policies(["inventory-read-only"], removed),
+            lambda n, d, b=role_iam: b.put_role_policy(INVENTORY_ROLE, n, d),
+            lambda n, b=role_iam: b.delete_role_policy(INVENTORY_ROLE, n),
+            role_iam.list_role_policies(INVENTORY_ROLE),
+            _policies(["inventory-read-only"], removed),
         )
 
 
@@ -230,6 +236,25 @@ def attach(phases: Iterable[str] = PHASES, remove_actions: Iterable[str] = (), l
         _apply()
 
 
+class _JsonError(HTTPException):
+    """An error of a JSON-protocol service (SSM): moto words its IAM errors in XML, which botocore cannot parse there."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__()
+        self.code = 400
+        self.description = json.dumps({"__type": code, "message": message})
+
+
+# What SSM answers for a key it does not know and for a bad signature (moto: InvalidClientTokenId / SignatureDoesNotMatch).
+_JSON_AUTH_ERRORS = {
+    InvalidClientTokenIdError: ("UnrecognizedClientException", "The security token included in the request is invalid."),
+    SignatureDoesNotMatchError: (
+        "InvalidSignatureException",
+        "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
+    ),
+}
+
+
 class _Denied(HTTPException):
     """AWS's answer to an unauthorised call, in the service's own error format."""
 
@@ -241,7 +266,7 @@ class _Denied(HTTPException):
         if service == "ec2":
             self.code = 403
             self.description = (
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>UnauthorizedOperation</Code>"
+                '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>UnauthorizedOperation</Code>'
                 f"<Message>You are not authorized to perform this operation. {because}</Message></Error></Errors>"
                 f"<RequestID>{request_id}</RequestID></Response>"
             )
@@ -271,11 +296,21 @@ def authorize(self: Any, resource: str = "*") -> None:
         return
     ensure()
     path = self.raw_path + ("?" + self.uri.split("?", 1)[1] if "?" in self.uri else "")
-    request = IAMRequest(
-        account_id=self.current_account, method=self.method, path=path, data=self.data, body=self.raw_body, headers=self.headers,
-        action=self._get_action(),  # pylint: disable=protected-access
-    )
-    request.check_signature()
+    try:
+        request = IAMRequest(
+            account_id=self.current_account,
+            method=self.method,
+            path=path,
+            data=self.data,
+            body=self.raw_body,
+            headers=self.headers,
+            action=self._get_action(),  # pylint: disable=protected-access
+        )
+        request.check_signature()
+    except tuple(_JSON_AUTH_ERRORS) as error:
+        if self.headers.get("X-Amz-Target"):
+            raise _JsonError(*_JSON_AUTH_ERRORS[type(error)]) from None
+        raise
     try:
         request.check_action_permitted(resource)
     except AccessDeniedError:

@@ -89,7 +89,9 @@ def discovery(sandbox):
 
 
 def backup(sandbox, targets, run_id="run-1"):
-    run = BackupRun(caller_fleet(sandbox), [dict(t) for t in targets], run_id, "demo", BACKUP_OPTIONS, clock=sandbox.state.now, sleep=sandbox.state.clock.advance)
+    run = BackupRun(
+        caller_fleet(sandbox), [dict(t) for t in targets], run_id, "demo", BACKUP_OPTIONS, clock=sandbox.state.now, sleep=sandbox.state.clock.advance
+    )
     return run.run()
 
 

@@ -155,16 +155,38 @@ def touched(sandbox):
     records, _errors = scan(fleet, [OWN], [REGION], {"tag:Environment": "demo"}, rules)
     targets = [r for r in records if r["name"] in ("web-01", "web-02", "app-win-01")]
     options = dict(
-        no_reboot=True, name_template="cms-patching-{instance_id}-{run_id}", description_template="Pre-patch backup of {instance_id} for {run_id}",
-        tags={"Team": "platform"}, snapshot_tags_on_create=True, wait_timeout=300, poll_interval=2, max_concurrent_creates=10, max_workers=4,
+        no_reboot=True,
+        name_template="cms-patching-{instance_id}-{run_id}",
+        description_template="Pre-patch backup of {instance_id} for {run_id}",
+        tags={"Team": "platform"},
+        snapshot_tags_on_create=True,
+        wait_timeout=300,
+        poll_interval=2,
+        max_concurrent_creates=10,
+        max_workers=4,
     )
     results = BackupRun(fleet, targets, "run-1", "demo", options, clock=sandbox.state.now, sleep=sandbox.state.clock.advance).run()
     assert {r["backup_status"] for r in results} == {"verified"}
     patch_options = dict(
-        wave="all", operation="Install", reboot_option="RebootIfNeeded", baseline_override=None, install_override_list=None, snapshot_id=None,
-        max_concurrency="50%", max_errors="100%", delivery_timeout=600, execution_timeout=7200, wait_timeout=10800, poll_interval=2,
-        output_s3_bucket=None, output_s3_prefix=None, cloudwatch_output=False, require_backup=True, pre_checks={},
-        post_checks={"command": "echo healthy", "windows_command": "Write-Output healthy", "timeout": 120}, max_workers=4,
+        wave="all",
+        operation="Install",
+        reboot_option="RebootIfNeeded",
+        baseline_override=None,
+        install_override_list=None,
+        snapshot_id=None,
+        max_concurrency="50%",
+        max_errors="100%",
+        delivery_timeout=600,
+        execution_timeout=7200,
+        wait_timeout=10800,
+        poll_interval=2,
+        output_s3_bucket=None,
+        output_s3_prefix=None,
+        cloudwatch_output=False,
+        require_backup=True,
+        pre_checks={},
+        post_checks={"command": "echo healthy", "windows_command": "Write-Output healthy", "timeout": 120},
+        max_workers=4,
         run_started=sandbox.state.now() - 3600,
     )
     patched = PatchRun(fleet, targets, "run-1", patch_options, False, sandbox.state.now, sandbox.state.clock.advance).run()
@@ -184,7 +206,6 @@ def touched(sandbox):
         "foreign_image": foreign_image,
         "foreign_snapshot": foreign_snapshot,
     }
-
 
 
 def our_tags(touched):
@@ -231,8 +252,10 @@ def test_backup_marks_only_its_own_images_verified(touched):
     for image in touched["images"]:
         assert allowed(backup, "ec2:CreateTags", [(image_arn(image["ImageId"]), resource_tags(image["Tags"]))], verified_at)
     # A foreign, untagged image or snapshot: refused, whatever the tag.
-    foreign = [(image_arn(touched["foreign_image"]["ImageId"]), resource_tags(touched["foreign_image"].get("Tags"))),
-               (snapshot_arn(touched["foreign_snapshot"]["SnapshotId"]), resource_tags(touched["foreign_snapshot"].get("Tags")))]
+    foreign = [
+        (image_arn(touched["foreign_image"]["ImageId"]), resource_tags(touched["foreign_image"].get("Tags"))),
+        (snapshot_arn(touched["foreign_snapshot"]["SnapshotId"]), resource_tags(touched["foreign_snapshot"].get("Tags"))),
+    ]
     for resource in foreign:
         assert not allowed(backup, "ec2:CreateTags", [resource], verified_at)
         # Tagging it as ours (so that retention would then delete it) is refused too.
@@ -242,7 +265,9 @@ def test_backup_marks_only_its_own_images_verified(touched):
     assert not allowed(backup, "ec2:CreateTags", ours, request_tags([{"Key": LZ_TAG, "Value": "prod"}]))
     assert not allowed(backup, "ec2:CreateTags", ours, request_tags([{"Key": "Owner", "Value": "me"}]))
     # An instance is never taggable by the backup policy.
-    assert not allowed(backup, "ec2:CreateTags", [(instance_arn(touched["targets"][0]["instance_id"]), None)], dict(verified_at, **{"ec2:CreateAction": "CreateImage"}))
+    assert not allowed(
+        backup, "ec2:CreateTags", [(instance_arn(touched["targets"][0]["instance_id"]), None)], dict(verified_at, **{"ec2:CreateAction": "CreateImage"})
+    )
 
 
 def test_backup_marks_no_image_of_another_landing_zone(touched):
