@@ -281,18 +281,21 @@ class _Denied(HTTPException):
             )
 
 
-def _enforced(response: Any) -> bool:
+def _setting_on() -> bool:
     try:
-        state = runtime.current()
-    except RuntimeError:
+        return bool(runtime.current().settings.iam_enforcement)
+    except RuntimeError:  # no sandbox serving in this process
         return False
-    return bool(getattr(state.settings, "iam_enforcement", 0)) and not response.headers.get(_INTERNAL_HEADER)
 
 
 def authorize(self: Any, resource: str = "*") -> None:
-    """Replaces moto's ``_authenticate_and_authorize_normal_action``: the body of its
-    ``_authenticate_and_authorize_action`` (IAMRequest: signature, then the policies), gated by the sandbox setting."""
-    if not _enforced(self):
+    """Replaces moto's ``_authenticate_and_authorize_normal_action``: with the setting on, the body of its
+    ``_authenticate_and_authorize_action`` (IAMRequest: signature, then the policies) for every request but the
+    seeder's; with it off, moto's own (which honours ``INITIAL_NO_AUTH_ACTION_COUNT`` as before)."""
+    if not _setting_on():
+        moto_hooks.original(ActionAuthenticatorMixin, "_authenticate_and_authorize_normal_action")(self, resource)
+        return
+    if self.headers.get(_INTERNAL_HEADER):
         return
     ensure()
     path = self.raw_path + ("?" + self.uri.split("?", 1)[1] if "?" in self.uri else "")

@@ -30,6 +30,7 @@ from ansible_collections.cms.patching.plugins.module_utils._patch import PatchRu
 from ansible_collections.cms.patching.plugins.module_utils._retry import RetryPolicy
 from ansible_collections.cms.patching.plugins.module_utils._scan import scan
 from ansible_collections.cms.patching.plugins.module_utils._session import FleetSession
+from sandbox import Sandbox
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 IAM = REPO / "iam"
@@ -144,9 +145,16 @@ def document_arn(name, region=REGION):
 
 
 @pytest.fixture(scope="module")
-def touched(sandbox):
+def serving(request):
+    """The sandbox this process already serves (tests/unit/sandbox's conftest may have started it), else the session's."""
+    return Sandbox.running() or request.getfixturevalue("sandbox")
+
+
+@pytest.fixture(scope="module")
+def touched(serving):
     """Back up web-01 (two volumes) and web-02 and patch them with a health command, as the modules do; then read back
     the images and snapshots the run made, with their tags, and the commands it sent."""
+    sandbox = serving
     sandbox.reset()
     sandbox.seed("demo")
     connection = dict(region=REGION, endpoint_url=sandbox.endpoint, aws_access_key_id="testing", aws_secret_access_key="testing")
