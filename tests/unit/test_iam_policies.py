@@ -346,6 +346,60 @@ def test_patching_refuses_other_documents(touched):
     assert not allowed(patching, "ssm:SendCommand", [("arn:aws:ssm:us-east-1:%s:document/AWS-RunPatchBaseline" % OWN, None), instance])
 
 
+# -- every scoped statement is used ----------------------------------------------------------------------------------------
+
+
+def run_requests(touched):
+    """(policy, action, [(resource, its context)], request context) of every scoped write the run made."""
+    created = request_tags(our_tags(touched))
+    verified_at = request_tags([{"Key": "cms:patching:verified-at", "Value": "2026-12-01T12:00:00Z"}])
+    requests = []
+    for image in touched["images"]:
+        instance_id = {t["Key"]: t["Value"] for t in image["Tags"]}["cms:patching:instance-id"]
+        snaps = [(snapshot_arn(m["Ebs"]["SnapshotId"]), None) for m in image["BlockDeviceMappings"] if "Ebs" in m]
+        requests.append(("backup", "ec2:CreateImage", [(instance_arn(instance_id), None), (image_arn(image["ImageId"]), None)] + snaps, created))
+        requests.append(("backup", "ec2:CreateTags", [(image_arn(image["ImageId"]), None)] + snaps, dict(created, **{"ec2:CreateAction": "CreateImage"})))
+        requests.append(("backup", "ec2:CreateTags", [(image_arn(image["ImageId"]), resource_tags(image["Tags"]))], verified_at))
+        requests.append(("retention", "ec2:DeregisterImage", [(image_arn(image["ImageId"]), resource_tags(image["Tags"]))], None))
+    for snap in touched["snapshots"]:
+        requests.append(("retention", "ec2:DeleteSnapshot", [(snapshot_arn(snap["SnapshotId"]), resource_tags(snap["Tags"]))], None))
+    for command in touched["commands"]:
+        requests.append(("patching", "ssm:SendCommand", _command_resources(command), None))
+    # Not made by this run (no launch template names its AMI as resolve:ssm:<parameter>): what retention reads when one
+    # does, an AWS public parameter (no account in its ARN) and the customer's own.
+    for parameter in (
+        "arn:aws:ssm:us-east-1::parameter/aws/service/ami-amazon-linux-latest/amzn2-ami-hvm-x86_64-gp2",
+        "arn:aws:ssm:us-east-1:%s:parameter/golden/web-ami" % OWN,
+    ):
+        requests.append(("retention", "ssm:GetParameters", [(parameter, None)], None))
+    for role in ("CmsPatchingRole", "CmsInventoryReadOnly"):
+        requests.append(("caller-assume-role", "sts:AssumeRole", [("arn:aws:iam::210987654321:role/%s" % role, None)], None))
+    return requests
+
+
+def test_every_scoped_statement_allows_something_the_run_did(touched):
+    """No dead statement: each statement with resource ARNs or conditions allows at least one resource of a request the
+    run made (a statement whose ARN pattern or condition never matches what the collection does would be a silent gap)."""
+    requests = run_requests(touched)
+    for name in ("backup", "patching", "retention", "caller-assume-role"):
+        for statement in policy(name)["Statement"]:
+            if _listed(statement["Resource"]) == ["*"] and "Condition" not in statement:
+                continue
+            used = [
+                (action, resource)
+                for phase, action, resources, context in requests
+                if phase == name
+                for resource, own in resources
+                if statement_allows(statement, action, resource, dict(PRINCIPAL, **(context or {}), **(own or {})))
+            ]
+            assert used, "%s: statement %s allows nothing the run did" % (name, statement["Sid"])
+
+
+def test_every_scoped_request_of_the_run_is_allowed_by_its_phase_policy(touched):
+    for phase, action, resources, context in run_requests(touched):
+        assert allowed([policy(phase)], action, resources, context), (phase, action, resources)
+
+
 # -- the caller, the roles and the shape of every policy -------------------------------------------------------------------
 
 
