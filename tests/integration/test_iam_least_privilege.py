@@ -239,13 +239,10 @@ def test_the_caller_may_assume_only_the_landing_zone_roles(enforced):
     assert {t["account_id"] for t in targets} == {"123456789012"}
 
 
-def test_discovery_playbook_runs_with_the_read_only_policy(enforced, tmp_path):
-    """site.yml -i inventories/demo --tags discovery through ansible-playbook with the caller's keys and only
-    discovery.json: the aws_ec2 inventory reads 123456789012 with the caller's keys and 210987654321 through
-    CmsInventoryReadOnly (inventory-read-only.json), discovery reads both through CmsPatchingRole."""
-    iam_enforcement.attach(["discovery"])
+def run_playbook(sandbox, tmp_path, *args):
+    """ansible-playbook site.yml -i inventories/demo -e lz=demo ARGS with the caller's keys; returns (rc, output, CSV rows)."""
     env = dict(os.environ)
-    env.update(enforced.env("us-east-1"))
+    env.update(sandbox.env("us-east-1"))
     env.update(
         AWS_ACCESS_KEY_ID=iam_enforcement.CALLER_CREDENTIALS["aws_access_key_id"],
         AWS_SECRET_ACCESS_KEY=iam_enforcement.CALLER_CREDENTIALS["aws_secret_access_key"],
@@ -255,15 +252,39 @@ def test_discovery_playbook_runs_with_the_read_only_policy(enforced, tmp_path):
         ANSIBLE_NOCOLOR="1",
     )
     env.pop("AWS_PROFILE", None)
-    command = [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "site.yml", "-i", "inventories/demo", "-e", "lz=demo", "--tags", "discovery"]
-    proc = subprocess.run(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "not authorized" not in proc.stdout and "Failed to parse" not in proc.stdout
-    csv_path = [line.split(": ", 1)[1].strip() for line in proc.stdout.splitlines() if line.startswith("CSV report: ")][0]
-    with open(csv_path, encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    command = [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "site.yml", "-i", "inventories/demo", "-e", "lz=demo"] + list(args)
+    proc = subprocess.run(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900, check=False)
+    announced = [line.split(": ", 1)[1].strip() for line in proc.stdout.splitlines() if line.startswith("CSV report: ")]
+    rows = []
+    if announced:
+        with open(announced[0], encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    return proc.returncode, proc.stdout, rows
+
+
+def test_discovery_playbook_runs_with_the_read_only_policy(enforced, tmp_path):
+    """site.yml -i inventories/demo --tags discovery through ansible-playbook with the caller's keys and only
+    discovery.json: the aws_ec2 inventory reads 123456789012 with the caller's keys and 210987654321 through
+    CmsInventoryReadOnly (inventory-read-only.json), discovery reads both through CmsPatchingRole."""
+    iam_enforcement.attach(["discovery"])
+    rc, output, rows = run_playbook(enforced, tmp_path, "--tags", "discovery")
+    assert rc == 0, output[-3000:]
+    assert "not authorized" not in output and "Failed to parse" not in output
     # The inventory's hosts are the candidates: all 30 instances of the landing zone, in both accounts.
     assert len(rows) == 30 and {r["account_id"] for r in rows} == {"123456789012", "210987654321"}
     operations = phase_calls(enforced)
     assert "ec2:DescribeInstances" in operations and "ssm:DescribeInstanceInformation" in operations
     assert not [op for op in operations if op.startswith(("ec2:Create", "ssm:Send", "ec2:Deregister", "ec2:Delete"))]
+
+
+def test_whole_playbook_runs_with_the_four_phase_policies(enforced, tmp_path):
+    """The whole site.yml, one principal per account holding the four phase policies (what a single job needs)."""
+    enforced.state.update_settings(time_scale=4.0)
+    rc, output, rows = run_playbook(enforced, tmp_path)
+    assert "not authorized" not in output, output[-3000:]
+    assert rc == 2, output[-3000:]  # the demo's injected faults: web-03's AMI fails, pay-web-02's patch fails
+    by_name = {r["name"]: r for r in rows}
+    targets = {n: r for n, r in by_name.items() if r["target"] == "true"}
+    assert {n for n, r in targets.items() if r["backup_status"] != "verified"} == {"web-03"}
+    assert {n for n, r in targets.items() if r["patch_status"] != "success"} == {"web-03", "pay-web-02"}
+    assert "Retire old pre-patch AMIs" in output
