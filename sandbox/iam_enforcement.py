@@ -50,6 +50,7 @@ from moto.iam.models import iam_backends
 from werkzeug.exceptions import HTTPException
 
 from sandbox import moto_hooks, runtime
+from sandbox.middleware import INTERNAL_HEADER
 
 POLICY_DIR = pathlib.Path(__file__).resolve().parents[1] / "iam"
 PHASES = ("discovery", "backup", "patching", "retention")
@@ -60,7 +61,6 @@ CALLER_CREDENTIALS = {"aws_access_key_id": "AKIACMSPATCHINGDEMO1", "aws_secret_a
 INVENTORY_ROLE = "CmsInventoryReadOnly"
 LZ_TAG = "cms:patching:lz"
 DEFAULT_LZ = "demo"
-_INTERNAL_HEADER = "X-Cms-Sandbox-Internal"
 _PARTITION = "aws"
 _MISSING = (NoSuchEntity, NotFoundException)
 
@@ -118,20 +118,20 @@ def _set_policies(put: Any, delete: Any, existing: Iterable[str], wanted: dict[s
         put(name, document)
 
 
-def _ensure_caller(lz: str) -> Any:
+def _ensure_caller(lz: str) -> None:
     iam = _iam(CALLER_ACCOUNT)
     try:
-        return iam.get_user(CALLER_USER)
+        iam.get_user(CALLER_USER)
+        return
     except _MISSING:
         pass
-    user = iam.create_user(region_name="us-east-1", user_name=CALLER_USER, tags=[{"Key": LZ_TAG, "Value": lz}])
+    iam.create_user(region_name="us-east-1", user_name=CALLER_USER, tags=[{"Key": LZ_TAG, "Value": lz}])
     key = iam.create_access_key(CALLER_USER)
     # moto generates a random key id; the sandbox's caller has a known one (moto looks keys up by id in both places).
     del iam.access_keys[key.physical_resource_id]
     key.access_key_id = CALLER_CREDENTIALS["aws_access_key_id"]
     key.secret_access_key = CALLER_CREDENTIALS["aws_secret_access_key"]
     iam.access_keys[key.physical_resource_id] = key
-    return user
 
 
 def _trust_policy(external_id: str | None) -> str:
@@ -295,7 +295,7 @@ def authorize(self: Any, resource: str = "*") -> None:
     if not _setting_on():
         moto_hooks.original(ActionAuthenticatorMixin, "_authenticate_and_authorize_normal_action")(self, resource)
         return
-    if self.headers.get(_INTERNAL_HEADER):
+    if self.headers.get(INTERNAL_HEADER):
         return
     ensure()
     path = self.raw_path + ("?" + self.uri.split("?", 1)[1] if "?" in self.uri else "")
