@@ -56,6 +56,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "delayed_until_expiry": False,
     # AWS-RunPatchBaseline prints a full yum / Windows Update log; after a reboot the output is the re-run's.
     "realistic_output": False,
+    # 1: AWS calls are authorised against the shipped IAM policies (sandbox/iam_enforcement.py).
+    "iam_enforcement": 0.0,
 }
 
 # How each setting is checked; anything not named here is a duration (a number >= 0).
@@ -98,6 +100,7 @@ class Settings:
     credentials_expire: bool = DEFAULT_SETTINGS["credentials_expire"]
     delayed_until_expiry: bool = DEFAULT_SETTINGS["delayed_until_expiry"]
     realistic_output: bool = DEFAULT_SETTINGS["realistic_output"]
+    iam_enforcement: float = DEFAULT_SETTINGS["iam_enforcement"]
 
     def updated(self, changes: dict[str, Any]) -> Settings:
         """Return a copy with ``changes`` applied; unknown names and bad values raise ValueError.

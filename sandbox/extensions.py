@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sandbox import speedups, sts
+from sandbox import iam_enforcement, speedups, sts
 from sandbox.ec2 import api as ec2_api, catalogue
 from sandbox.ssm import api as ssm_api
 
@@ -12,5 +12,6 @@ def install(full_ami_catalogue: bool = False) -> None:
     ec2_api.install()
     ssm_api.install()
     sts.install()
+    iam_enforcement.install()
     # Last: the method-name cache must see every method installed above.
     speedups.install()
