@@ -84,7 +84,7 @@ def test_every_problem_names_file_and_key(tmp_path):
             - account_id: 123456789012
             - account_id: "210987654321"
               role_arn: arn:aws:iam::999999999999:role/x
-          regions: [eu-wset-1]
+          regions: [eu-wset]
           backup:
             retension: {}
             wait_timeout: "30"
@@ -96,7 +96,7 @@ def test_every_problem_names_file_and_key(tmp_path):
     assert all(p.startswith(str(tmp_path)) for p in problems)
     assert "accounts[0].account_id: expected a string, got an integer" in text
     assert "accounts[1].role_arn:" in text and "belongs to account 999999999999" in text
-    assert "regions[0]: 'eu-wset-1' is not a region botocore knows" in text
+    assert "regions[0]: 'eu-wset' is not an AWS region name" in text and "did you mean 'eu-west-" in text
     assert "backup.retension: unknown key (did you mean 'retention'?)" in text
     assert "backup.wait_timeout: expected an integer, got a string" in text
     assert "patching.operation: 'install' is not one of Install, Scan" in text
