@@ -41,6 +41,7 @@ retried, counted and checked for a cancel.
 """
 
 import datetime
+import email.utils
 import threading
 import time
 
@@ -162,10 +163,9 @@ class _AssumedRole:
         if ":%s:" % account["account_id"] not in assumed_arn:
             raise FleetError("assuming %s returned a session for %s, not for account %s" % (account["role_arn"], assumed_arn, account["account_id"]))
         creds = response["Credentials"]
-        expiry = creds["Expiration"]
-        if expiry.tzinfo is None:
-            expiry = expiry.replace(tzinfo=datetime.timezone.utc)
-        lifetime = (expiry - self.aws_now()).total_seconds()
+        lifetime = self._lifetime(response)
+        # The expiry on the clock botocore compares it with (aws_now): AWS's, whatever the controller's clock says.
+        expiry = self.aws_now() + datetime.timedelta(seconds=lifetime)
         self.renewed_at = time.monotonic()
         self.assumed += 1
         if getattr(self, "credentials", None) is not None:
@@ -178,6 +178,22 @@ class _AssumedRole:
             expiry=expiry,
             lifetime=lifetime,
         )
+
+    def _lifetime(self, response):
+        """Seconds the new credentials are valid: Expiration minus the Date of the same answer (both AWS's clock).
+
+        Without a Date (or with one that contradicts the expiry, as an emulator may), the duration asked for.
+        """
+        expiration = response["Credentials"]["Expiration"]
+        if expiration.tzinfo is None:
+            expiration = expiration.replace(tzinfo=datetime.timezone.utc)
+        date = ((response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}).get("date")
+        try:
+            answered = email.utils.parsedate_to_datetime(date) if date else self.aws_now()
+        except (TypeError, ValueError, IndexError):
+            answered = self.aws_now()
+        lifetime = (expiration - answered).total_seconds()
+        return lifetime if 0 < lifetime <= self.duration + 60 else float(self.duration)
 
     def _hint(self, exc):
         code = error_code(exc)

@@ -37,6 +37,7 @@ class FakeAWS:
         self.expiry = {}  # access key -> epoch it expires at
         self.revoked = set()  # keys AWS treats as expired although their expiry is ahead (clock skew)
         self.caller_expired = False
+        self.expiration_skew = 0  # an emulator whose Expiration follows another clock than its Date
         self.requests = []  # dicts: host, service, action, key, now, expired, params
         self._serial = itertools.count(1)
 
@@ -77,7 +78,7 @@ class FakeAWS:
             "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>%s</AccessKeyId><SecretAccessKey>%s</SecretAccessKey>"
             "<SessionToken>token-%s</SessionToken><Expiration>%s</Expiration></Credentials><AssumedRoleUser><AssumedRoleId>AROAX:s</AssumedRoleId>"
             "<Arn>arn:%s:sts::%s:assumed-role/R/s</Arn></AssumedRoleUser></AssumeRoleResult></AssumeRoleResponse>"
-            % (key, "s" * 40, key, email.utils.formatdate(expires, usegmt=True).replace("GMT", "+0000"), partition, account),
+            % (key, "s" * 40, key, email.utils.formatdate(expires + self.expiration_skew, usegmt=True).replace("GMT", "+0000"), partition, account),
         )
 
     def _GetCallerIdentity(self, params):  # noqa: N802
@@ -255,3 +256,18 @@ def test_one_assume_role_per_account_across_its_regions_and_services(fake):
         fleet.client("ec2", OTHER, region).describe_images()
         fleet.client("ssm", OTHER, region)
     assert len(fake.of("AssumeRole")) == 1
+
+
+def test_an_expiration_on_another_clock_than_the_date_falls_back_to_the_duration(fake):
+    # Expiration already past by the answer's own Date: trusting it would renew before every call (or make botocore
+    # refuse "refreshed credentials are still expired"); the session takes the duration it asked for instead.
+    fake.expiration_skew = -7200
+    fleet = session(fake, [{"account_id": OTHER, "role_arn": ROLE, "duration_seconds": 900}])
+    ec2 = fleet.client("ec2", OTHER, "eu-west-1")
+    for _call in range(5):
+        fake.now += 60
+        ec2.describe_images()
+    assert len(fake.of("AssumeRole")) == 1
+    fake.now += 600  # 900 s after the AssumeRole: renewed before the call
+    ec2.describe_images()
+    assert len(fake.of("AssumeRole")) == 2
