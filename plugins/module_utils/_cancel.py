@@ -70,7 +70,7 @@ def _stat(pid):
     except OSError:
         return None
     # "pid (comm) state ppid ... starttime": comm may hold spaces and parentheses, so split after the last ')'.
-    fields = text[text.rfind(")") + 2:].split()
+    fields = text[text.rfind(")") + 2 :].split()
     try:
         return fields[0], int(fields[1]), int(fields[19])
     except (IndexError, ValueError):

@@ -211,7 +211,8 @@ class _AssumedRole:
         if again:
             raise FleetError(
                 "account %s: AWS rejected the credentials of %s as expired (%s) even right after renewing them; "
-                "check that the controller's clock is right (AWS allows a few minutes of skew)" % (self.account["account_id"], self.account["role_arn"], describe_aws_error(exc))
+                "check that the controller's clock is right (AWS allows a few minutes of skew)"
+                % (self.account["account_id"], self.account["role_arn"], describe_aws_error(exc))
             )
         with self._lock:
             # A renewal after the failed call began already gave newer credentials: just repeat the call.
@@ -341,9 +342,7 @@ class FleetSession:
         return self._base
 
     def _base_client(self, service, region):
-        return RetryingClient(
-            self._raw_client(self._base_session(), service, region), self.policy, self.stats, self.server_clock, on_expired=_caller_expired
-        )
+        return RetryingClient(self._raw_client(self._base_session(), service, region), self.policy, self.stats, self.server_clock, on_expired=_caller_expired)
 
     def _session_for(self, account_id, region):
         account = self.account(account_id)

@@ -37,6 +37,7 @@ SESSION_NAME_RE = re.compile(r"^[\w+=,.@-]{2,64}$")
 EXTERNAL_ID_RE = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
 
 _PARTITIONS = None
+_KNOWN_REGIONS = None
 
 
 class Partition:
@@ -79,9 +80,10 @@ def partitions():
 
 def known_regions():
     """All regions botocore names in every partition, or None when botocore is missing."""
-    if not HAS_BOTOCORE:
-        return None
-    return frozenset(r for p in partitions() for r in p.regions)
+    global _KNOWN_REGIONS  # pylint: disable=global-statement
+    if _KNOWN_REGIONS is None and HAS_BOTOCORE:
+        _KNOWN_REGIONS = frozenset(r for p in partitions() for r in p.regions)
+    return _KNOWN_REGIONS
 
 
 def partition_of(region):

@@ -21,8 +21,7 @@ from ansible_collections.cms.patching.plugins.module_utils._errors import FleetE
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
 # The fake module: installs the watch, then makes calls through RetryingClient in `threads` threads until cancelled.
-MODULE = textwrap.dedent(
-    """
+MODULE = textwrap.dedent("""
     import sys, threading, time
     sys.path[:0] = [{repo!r}, {collections!r}]
     from ansible_collections.cms.patching.plugins.module_utils import _cancel
@@ -65,23 +64,19 @@ MODULE = textwrap.dedent(
         worker.join()
     with open(result_path, "w") as handle:
         handle.write("\\n".join(outcome))
-    """
-).format(repo=REPO, collections=os.path.join(REPO, "collections"))
+    """).format(repo=REPO, collections=os.path.join(REPO, "collections"))
 
 # A parent that starts the module and then waits (as ansible's worker waits for the module).
-PARENT = textwrap.dedent(
-    """
+PARENT = textwrap.dedent("""
     import subprocess, sys, time
     fd = int(sys.argv[1])
     subprocess.Popen([sys.executable] + sys.argv[2:], pass_fds=[fd])
     time.sleep(3600)
-    """
-)
+    """)
 
 # A fake controller named ansible-playbook: it forks a worker (same command line, as ansible-core's workers), the worker
 # starts its own session and runs the module through /bin/sh, as the local connection does.
-CONTROLLER = "#!{python}\n" + textwrap.dedent(
-    """
+CONTROLLER = "#!{python}\n" + textwrap.dedent("""
     import os, subprocess, sys, time
     fd = int(sys.argv[1])
     if os.fork() == 0:
@@ -90,8 +85,7 @@ CONTROLLER = "#!{python}\n" + textwrap.dedent(
         subprocess.Popen(["/bin/sh", "-c", command + "; true"], pass_fds=[fd]).wait()
         os._exit(0)
     time.sleep(3600)
-    """
-)
+    """)
 
 
 def lines(path):

@@ -60,9 +60,12 @@ class FakeAWS:
 
     def _error(self, service, code, message):
         if service == "ec2":
-            return self._reply(400, "<Response><Errors><Error><Code>%s</Code><Message>%s</Message></Error></Errors><RequestID>r</RequestID></Response>" % (code, message))
+            return self._reply(
+                400, "<Response><Errors><Error><Code>%s</Code><Message>%s</Message></Error></Errors><RequestID>r</RequestID></Response>" % (code, message)
+            )
         return self._reply(
-            400, "<ErrorResponse><Error><Type>Sender</Type><Code>%s</Code><Message>%s</Message></Error><RequestId>r</RequestId></ErrorResponse>" % (code, message)
+            400,
+            "<ErrorResponse><Error><Type>Sender</Type><Code>%s</Code><Message>%s</Message></Error><RequestId>r</RequestId></ErrorResponse>" % (code, message),
         )
 
     def _AssumeRole(self, params):  # noqa: N802 - AWS's action name
@@ -89,10 +92,14 @@ class FakeAWS:
         )
 
     def _DescribeImages(self, params):  # noqa: N802
-        return self._reply(200, '<DescribeImagesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><imagesSet/></DescribeImagesResponse>')
+        return self._reply(
+            200, '<DescribeImagesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><imagesSet/></DescribeImagesResponse>'
+        )
 
     def _CreateTags(self, params):  # noqa: N802
-        return self._reply(200, '<CreateTagsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><return>true</return></CreateTagsResponse>')
+        return self._reply(
+            200, '<CreateTagsResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r</requestId><return>true</return></CreateTagsResponse>'
+        )
 
     def of(self, action=None, service=None):
         return [r for r in self.requests if (action is None or r["action"] == action) and (service is None or r["service"] == service)]
