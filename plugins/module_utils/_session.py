@@ -246,6 +246,7 @@ class FleetSession:
         self._regions = {}  # account -> regions asked for, in order (for messages)
         self._roles = {}  # account -> _AssumedRole
         self._clients = {}
+        self._base_clients = {}
         self._base = None
         self._caller_accounts = {}  # partition -> the caller's account there
 
@@ -342,7 +343,14 @@ class FleetSession:
         return self._base
 
     def _base_client(self, service, region):
-        return RetryingClient(self._raw_client(self._base_session(), service, region), self.policy, self.stats, self.server_clock, on_expired=_caller_expired)
+        """A client with the caller's own credentials (STS: AssumeRole, GetCallerIdentity), one per region; called under the lock."""
+        key = (service, region)
+        client = self._base_clients.get(key)
+        if client is None:
+            raw = self._raw_client(self._base_session(), service, region)
+            client = RetryingClient(raw, self.policy, self.stats, self.server_clock, on_expired=_caller_expired)
+            self._base_clients[key] = client
+        return client
 
     def _session_for(self, account_id, region):
         account = self.account(account_id)

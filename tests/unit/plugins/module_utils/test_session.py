@@ -278,3 +278,46 @@ def test_an_expiration_on_another_clock_than_the_date_falls_back_to_the_duration
     fake.now += 600  # 900 s after the AssumeRole: renewed before the call
     ec2.describe_images()
     assert len(fake.of("AssumeRole")) == 2
+
+
+def test_roles_of_many_accounts_are_assumed_through_one_sts_client(fake):
+    accounts = [{"account_id": "2%011d" % i, "role_arn": "arn:aws:iam::2%011d:role/R" % i} for i in range(3)]
+    fleet = session(fake, accounts)
+    for account in accounts:
+        fleet.client("ec2", account["account_id"], "eu-west-1")
+    assert len(fake.of("AssumeRole")) == 3 and len(fleet._base_clients) == 1
+
+
+def test_threads_that_all_meet_expired_credentials_renew_them_once(fake):
+    import threading
+
+    fleet = session(fake, [{"account_id": OTHER, "role_arn": ROLE}])
+    ec2 = fleet.client("ec2", OTHER, "eu-west-1")
+    first_key = next(iter(fake.expiry))
+    fake.revoked.add(first_key)
+    barrier = threading.Barrier(4, timeout=10)
+    answer = fake.answer
+
+    def answer_together(request):
+        response = answer(request)
+        if response.status_code == 400:
+            barrier.wait()  # every thread has been refused before any of them renews
+        return response
+
+    fake.answer = answer_together
+    errors = []
+
+    def call():
+        try:
+            ec2.describe_images()
+        except Exception as exc:  # pylint: disable=broad-except
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(fake.of("AssumeRole")) == 2  # the first one and a single renewal
+    assert [c["expired"] for c in fake.of("DescribeImages")].count(True) == 4 and len(fake.of("DescribeImages")) == 8
