@@ -18,7 +18,7 @@ options:
         partition, else the region the account is first used in), never at the global endpoint; a role ARN of another partition than
         the regions' is an error.
       - A call that AWS rejects because the credentials expired (C(ExpiredToken), C(RequestExpired)) renews them and is repeated once.
-        Expired credentials of the caller itself cannot be renewed here: the module fails asking to renew them.
+        Expired credentials of the caller itself cannot be renewed here, so the module fails asking to renew them.
     type: list
     elements: dict
     required: true
@@ -56,7 +56,7 @@ options:
       - How throttled calls, and server errors (5xx), failed or broken connections and read timeouts of read-only calls, are retried,
         with full-jitter exponential backoff.
       - Mutating calls (C(CreateImage), C(SendCommand), ...) are never blindly retried after such a failure, which they may have
-        survived: they are retried on throttling only, so a retry can never create a second AMI or send a command twice.
+        survived; they are retried on throttling only, so a retry can never create a second AMI or send a command twice.
       - Whatever the setting, the module stops before its next AWS call when the run is cancelled (a SIGINT, SIGTERM or SIGHUP to the
         module, or the C(ansible-playbook) that started it has exited, as on Ctrl-C or an AWX cancel) and fails with C(cancelled=true).
     type: dict

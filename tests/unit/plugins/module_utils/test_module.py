@@ -42,3 +42,15 @@ def test_a_module_accepts_duration_seconds_per_account(demo, run_module):
     assert not result.failed, result.get("msg")
     assert result["api_calls"]["calls"]["sts:AssumeRole"] == 1
     assert {i["account_id"] for i in result["instances"]} == {a["account_id"] for a in DEMO_ACCOUNTS}
+
+
+def test_doc_fragment_parses_and_documents_every_account_option_with_its_type():
+    import yaml
+
+    from ansible_collections.cms.patching.plugins.doc_fragments.fleet import ModuleDocFragment
+
+    options = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]
+    documented = options["accounts"]["suboptions"]
+    assert set(documented) == set(_module.ACCOUNT_OPTIONS)
+    assert {k: d["type"] for k, d in documented.items()} == {k: o["type"] for k, o in _module.ACCOUNT_OPTIONS.items()}
+    assert set(options) == set(_module.FLEET_ARGUMENT_SPEC)
