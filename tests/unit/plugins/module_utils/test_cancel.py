@@ -284,3 +284,38 @@ def test_run_fleet_module_reports_work_that_swallowed_the_cancel_as_cancelled():
     assert module.failed["msg"] == "cancelled: the controller is gone" and module.failed["cancelled"] is True
     assert module.failed["instances"][0]["instance_id"] == "i-01234567" and module.failed["api_calls"]["total"] == 3
     assert _cancel.cancelled() is None  # the watch ended with the work
+
+
+def test_sigterm_stops_a_real_backup_module_between_calls(demo, aws, run_module, tmp_path):
+    """ami_backup_verified in its own process against the sandbox: SIGTERM after its first CreateImage stops it at once."""
+    import json
+
+    from conftest import DEMO_ACCOUNTS, DEMO_REGIONS
+
+    from ansible_collections.cms.patching.plugins.modules import ec2_patch_scan
+
+    scan = run_module(ec2_patch_scan, dict(accounts=DEMO_ACCOUNTS, regions=DEMO_REGIONS, filters={"tag:Environment": "demo"}))
+    targets = [i for i in scan["instances"] if i["target"]]
+    aws.state.update_settings(ami_pending_seconds=3600)  # the module would poll for an hour
+    aws.state.calls.reset()
+    args = tmp_path / "args.json"
+    module_args = dict(accounts=DEMO_ACCOUNTS, instances=targets, run_id="run-cancel", lz="demo", poll_interval=1, wait_timeout=3600, max_concurrent_creates=2)
+    args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": module_args}))
+    code = "import sys; sys.path[:0] = [%r, %r]; from ansible_collections.cms.patching.plugins.modules import ami_backup_verified; ami_backup_verified.main()"
+    env = dict(os.environ, **aws.env("us-east-1"))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code % (REPO, os.path.join(REPO, "collections")), str(args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    deadline = time.monotonic() + 60
+    while aws.state.calls.snapshot()["operations"].get("ec2:CreateImage", 0) == 0:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    at_signal = aws.state.calls.snapshot()["operations"]
+    out, _err = proc.communicate(timeout=5)
+    after = aws.state.calls.snapshot()["operations"]
+    result = json.loads(out)
+    assert result["failed"] and result["cancelled"] is True and result["msg"] == "cancelled: received SIGTERM"
+    # At most the creates already under way (2 threads) finished; nothing was made after the module ended.
+    assert after.get("ec2:CreateImage", 0) <= at_signal.get("ec2:CreateImage", 0) + 2 < len(targets)
+    assert result["api_calls"]["calls"]["ec2:CreateImage"] == after["ec2:CreateImage"]
