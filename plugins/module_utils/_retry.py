@@ -77,7 +77,9 @@ TRANSIENT_CODES = frozenset(
         "RequestTimeoutException",
     ]
 )
-# The request was rejected because its credentials expired: it was not carried out, whatever the operation.
+# The request was rejected because its credentials expired (ExpiredToken / ExpiredTokenException, HTTP 400/403) or its signature's
+# date is too far from AWS's clock (RequestExpired): it was not carried out, whatever the operation, so it may be signed anew and
+# sent again.  "Common Errors": https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html
 EXPIRED_CODES = frozenset(["ExpiredToken", "ExpiredTokenException", "RequestExpired"])
 READ_ONLY_PREFIXES = ("describe_", "list_", "get_")
 # Calls without side effects whose names do not say so: AssumeRole only hands out credentials.
