@@ -165,22 +165,26 @@ def run_fleet_module(module, fleet, work):
     A cancel (a signal to the module, or the controller gone) stops the work at its next AWS call or sleep. Work that
     caught the Cancelled per item and returned is still reported as cancelled, with what it had done.
     """
-    result = None
+    result = failure = reason = None
     with _cancel.watching():
         try:
             result = work()
         except _cancel.Cancelled as exc:
-            module.fail_json(msg=str(exc), cancelled=True, api_calls=fleet.stats.as_dict())
+            reason = exc.reason
         except FleetError as exc:
-            module.fail_json(msg=str(exc), api_calls=fleet.stats.as_dict())
+            failure = dict(msg=str(exc))
         except (ClientError, BotoCoreError) as exc:
-            module.fail_json(msg="AWS error: %s" % describe_aws_error(exc), error_code=error_code(exc), api_calls=fleet.stats.as_dict())
-        reason = _cancel.cancelled()
-    result["api_calls"] = fleet.stats.as_dict()
+            failure = dict(msg="AWS error: %s" % describe_aws_error(exc), error_code=error_code(exc))
+        reason = _cancel.cancelled() or reason
     if reason is not None:
+        # However the work ended (the Cancelled itself, an error wrapping it, or results with per-item "cancelled" errors).
+        result = dict(result or {}, **(failure or {}))
         result.pop("failed", None)
-        result.update(msg=str(_cancel.Cancelled(reason)), cancelled=True)
+        result.update(msg=str(_cancel.Cancelled(reason)), cancelled=True, api_calls=fleet.stats.as_dict())
         module.fail_json(**result)
+    if failure is not None:
+        module.fail_json(api_calls=fleet.stats.as_dict(), **failure)
+    result["api_calls"] = fleet.stats.as_dict()
     if result.pop("failed", False):
         module.fail_json(**result)
     module.exit_json(**result)

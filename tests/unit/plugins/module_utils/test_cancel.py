@@ -22,7 +22,7 @@ from ansible_collections.cms.patching.plugins.module_utils._errors import FleetE
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
 # The fake module: installs the watch, then makes calls through RetryingClient in `threads` threads until cancelled.
 MODULE = textwrap.dedent("""
-    import sys, threading, time
+    import signal, sys, threading, time
     sys.path[:0] = [{repo!r}, {collections!r}]
     from ansible_collections.cms.patching.plugins.module_utils import _cancel
     from ansible_collections.cms.patching.plugins.module_utils._retry import CallStats, RetryingClient, RetryPolicy
@@ -42,6 +42,15 @@ MODULE = textwrap.dedent("""
             return {{}}
 
     _cancel.install()
+
+    def marked(signum, frame):
+        # Marks in the call log the moment the module handles the signal, then hands it to the watch's own handler.
+        with lock, open(calls_path, "a") as handle:
+            handle.write("signal\\n")
+        _cancel._on_signal(signum, frame)
+
+    for signum in _cancel.SIGNALS:
+        signal.signal(signum, marked)
     with open(result_path + ".chain", "w") as handle:
         handle.write(" ".join(a.name for a in _cancel.ancestry()))
     client = RetryingClient(Fake(), RetryPolicy(), CallStats())
@@ -168,9 +177,11 @@ def test_a_signal_to_the_module_stops_every_thread_between_calls(files, signum):
     os.close(write_fd)
     wait_for_calls(calls)
     proc.send_signal(signum)
-    made = lines(calls)
     assert proc.wait(timeout=2.0) == 0  # a clean exit, not killed by the signal
-    assert lines(calls) - made <= 4
+    with open(calls) as handle:
+        log = handle.read().split()
+    # After the module handled the signal, at most the call each thread had already begun.
+    assert log.count("signal") == 1 and log[log.index("signal") + 1 :].count("call") <= 4
     with open(result) as handle:
         outcome = handle.read().splitlines()
     assert outcome == ["cancelled: received %s" % signal.Signals(signum).name] * 4
@@ -286,8 +297,8 @@ def test_run_fleet_module_reports_work_that_swallowed_the_cancel_as_cancelled():
     assert _cancel.cancelled() is None  # the watch ended with the work
 
 
-def test_sigterm_stops_a_real_backup_module_between_calls(demo, aws, run_module, tmp_path):
-    """ami_backup_verified in its own process against the sandbox: SIGTERM after its first CreateImage stops it at once."""
+def test_sigterm_stops_a_real_backup_module_in_its_poll_wait(demo, aws, run_module, tmp_path):
+    """ami_backup_verified in its own process against the sandbox, waiting a 60 s poll interval: SIGTERM ends it at once, cleanly."""
     import json
 
     from conftest import DEMO_ACCOUNTS, DEMO_REGIONS
@@ -299,7 +310,7 @@ def test_sigterm_stops_a_real_backup_module_between_calls(demo, aws, run_module,
     aws.state.update_settings(ami_pending_seconds=3600)  # the module would poll for an hour
     aws.state.calls.reset()
     args = tmp_path / "args.json"
-    module_args = dict(accounts=DEMO_ACCOUNTS, instances=targets, run_id="run-cancel", lz="demo", poll_interval=1, wait_timeout=3600, max_concurrent_creates=2)
+    module_args = dict(accounts=DEMO_ACCOUNTS, instances=targets, run_id="run-cancel", lz="demo", poll_interval=60, wait_timeout=3600)
     args.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": module_args}))
     code = "import sys; sys.path[:0] = [%r, %r]; from ansible_collections.cms.patching.plugins.modules import ami_backup_verified; ami_backup_verified.main()"
     env = dict(os.environ, **aws.env("us-east-1"))
@@ -307,15 +318,31 @@ def test_sigterm_stops_a_real_backup_module_between_calls(demo, aws, run_module,
         [sys.executable, "-c", code % (REPO, os.path.join(REPO, "collections")), str(args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
     deadline = time.monotonic() + 60
-    while aws.state.calls.snapshot()["operations"].get("ec2:CreateImage", 0) == 0:
+    while True:
+        ops = aws.state.calls.snapshot()["operations"]
+        if ops.get("ec2:CreateImage", 0) == len(targets) and ops.get("ec2:DescribeImages", 0) > 0:
+            break  # every AMI asked for, the first look at them made: the module is in (or entering) its poll wait
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.01)
+    writes = {k: n for k, n in ops.items() if k.split(":")[1].startswith(("Create", "Deregister", "Delete"))}
     proc.send_signal(signal.SIGTERM)
-    at_signal = aws.state.calls.snapshot()["operations"]
-    out, _err = proc.communicate(timeout=5)
-    after = aws.state.calls.snapshot()["operations"]
+    out, _err = proc.communicate(timeout=5)  # not the 60 s of its poll interval
     result = json.loads(out)
     assert result["failed"] and result["cancelled"] is True and result["msg"] == "cancelled: received SIGTERM"
-    # At most the creates already under way (2 threads) finished; nothing was made after the module ended.
-    assert after.get("ec2:CreateImage", 0) <= at_signal.get("ec2:CreateImage", 0) + 2 < len(targets)
-    assert result["api_calls"]["calls"]["ec2:CreateImage"] == after["ec2:CreateImage"]
+    after = aws.state.calls.snapshot()
+    assert {k: n for k, n in after["operations"].items() if k in writes or k.split(":")[1].startswith(("Create", "Deregister", "Delete"))} == writes
+    # The result carries every call the module made: the sandbox saw no other.
+    assert result["api_calls"]["total"] == after["total"]
+
+
+def test_run_fleet_module_reports_a_cancel_wrapped_in_another_error_as_cancelled():
+    from ansible_collections.cms.patching.plugins.module_utils._module import run_fleet_module
+
+    def work():
+        _cancel.cancel("received SIGINT")
+        raise FleetError("could not read AMI state in 123456789012/eu-west-1: cancelled: received SIGINT")
+
+    module = _Module()
+    with pytest.raises(SystemExit):
+        run_fleet_module(module, _Fleet(), work)
+    assert module.failed == {"msg": "cancelled: received SIGINT", "cancelled": True, "api_calls": _Fleet.stats.as_dict()}
