@@ -114,8 +114,11 @@ def wait_for_calls(path, count=5, limit=20.0):
 
 def exited_within(read_fd, seconds):
     """True when every holder of the pipe's write end (the module) has exited within seconds."""
-    ready, _w, _x = select.select([read_fd], [], [], seconds)
-    return bool(ready) and os.read(read_fd, 1) == b""
+    try:
+        ready, _w, _x = select.select([read_fd], [], [], seconds)
+        return bool(ready) and os.read(read_fd, 1) == b""
+    finally:
+        os.close(read_fd)
 
 
 @pytest.fixture
@@ -125,18 +128,30 @@ def files(tmp_path):
     return str(module), str(tmp_path / "calls"), str(tmp_path / "result")
 
 
-def start_under(parent_argv, files, threads=1, mode="calls"):
+@pytest.fixture
+def started():
+    """Processes a test starts; killed afterwards whatever the test's outcome (a parent sleeps an hour otherwise)."""
+    procs = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def start_under(parent_argv, files, started, threads=1, mode="calls"):
     module, calls, result = files
     read_fd, write_fd = os.pipe()
     proc = subprocess.Popen(parent_argv + [str(write_fd), module, calls, result, str(threads), mode], pass_fds=[write_fd])
+    started.append(proc)
     os.close(write_fd)
     return proc, read_fd
 
 
-def test_module_stops_when_its_parent_is_killed(files, tmp_path):
+def test_module_stops_when_its_parent_is_killed(files, tmp_path, started):
     parent = tmp_path / "parent.py"
     parent.write_text(PARENT)
-    proc, read_fd = start_under([sys.executable, str(parent)], files)
+    proc, read_fd = start_under([sys.executable, str(parent)], files, started)
     module, calls, result = files
     wait_for_calls(calls)
     proc.kill()
@@ -148,11 +163,11 @@ def test_module_stops_when_its_parent_is_killed(files, tmp_path):
         assert handle.read().startswith("cancelled: ")
 
 
-def test_module_stops_when_ansible_playbook_exits_although_its_worker_lives_on(files, tmp_path):
+def test_module_stops_when_ansible_playbook_exits_although_its_worker_lives_on(files, tmp_path, started):
     controller = tmp_path / "ansible-playbook"
     controller.write_text(CONTROLLER.format(python=sys.executable))
     controller.chmod(0o755)
-    proc, read_fd = start_under([str(controller)], files, threads=3)
+    proc, read_fd = start_under([str(controller)], files, started, threads=3)
     module, calls, result = files
     wait_for_calls(calls)
     with open(result + ".chain") as handle:
@@ -170,11 +185,10 @@ def test_module_stops_when_ansible_playbook_exits_although_its_worker_lives_on(f
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
-def test_a_signal_to_the_module_stops_every_thread_between_calls(files, signum):
+def test_a_signal_to_the_module_stops_every_thread_between_calls(files, signum, started):
     module, calls, result = files
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen([sys.executable, module, calls, result, "4", "calls"], pass_fds=[write_fd])
-    os.close(write_fd)
+    proc = subprocess.Popen([sys.executable, module, calls, result, "4", "calls"])
+    started.append(proc)
     wait_for_calls(calls)
     proc.send_signal(signum)
     assert proc.wait(timeout=2.0) == 0  # a clean exit, not killed by the signal
@@ -187,9 +201,10 @@ def test_a_signal_to_the_module_stops_every_thread_between_calls(files, signum):
     assert outcome == ["cancelled: received %s" % signal.Signals(signum).name] * 4
 
 
-def test_a_signal_interrupts_a_long_sleep(files):
+def test_a_signal_interrupts_a_long_sleep(files, started):
     module, calls, result = files
     proc = subprocess.Popen([sys.executable, module, calls, result, "1", "sleep"])
+    started.append(proc)
     deadline = time.monotonic() + 20
     while not os.path.exists(result + ".chain"):
         assert time.monotonic() < deadline
@@ -297,7 +312,7 @@ def test_run_fleet_module_reports_work_that_swallowed_the_cancel_as_cancelled():
     assert _cancel.cancelled() is None  # the watch ended with the work
 
 
-def test_sigterm_stops_a_real_backup_module_in_its_poll_wait(demo, aws, run_module, tmp_path):
+def test_sigterm_stops_a_real_backup_module_in_its_poll_wait(demo, aws, run_module, tmp_path, started):
     """ami_backup_verified in its own process against the sandbox, waiting a 60 s poll interval: SIGTERM ends it at once, cleanly."""
     import json
 
@@ -317,6 +332,7 @@ def test_sigterm_stops_a_real_backup_module_in_its_poll_wait(demo, aws, run_modu
     proc = subprocess.Popen(
         [sys.executable, "-c", code % (REPO, os.path.join(REPO, "collections")), str(args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
+    started.append(proc)
     deadline = time.monotonic() + 60
     while True:
         ops = aws.state.calls.snapshot()["operations"]
