@@ -12,7 +12,13 @@ options:
       - The AWS accounts the instances live in.
       - An account without O(accounts[].role_arn) is reached with the caller's own credentials, which must belong to that account
         (checked once with C(sts:GetCallerIdentity)).
-      - Every other account is reached by C(sts:AssumeRole); credentials are assumed once per module run and never returned.
+      - Every other account is reached by C(sts:AssumeRole). The assumed credentials renew themselves before they expire (botocore
+        refreshable credentials), so a module may run for any length of time; they are never returned or logged.
+      - STS is called at the Regional endpoint of the partition of the account's regions (the module's region when it is in that
+        partition, else the region the account is first used in), never at the global endpoint; a role ARN of another partition than
+        the regions' is an error.
+      - A call that AWS rejects because the credentials expired (C(ExpiredToken), C(RequestExpired)) renews them and is repeated once.
+        Expired credentials of the caller itself cannot be renewed here, so the module fails asking to renew them.
     type: list
     elements: dict
     required: true
@@ -30,6 +36,14 @@ options:
       session_name:
         description: The role session name for this account; defaults to O(role_session_name).
         type: str
+      duration_seconds:
+        description:
+          - The lifetime of each assumed-role session, in seconds, from 900 to 43200. Sessions are renewed before they end, so this is
+            not a limit on the run's length; a shorter one renews more often.
+          - The role's C(MaxSessionDuration) must allow it, and when the caller's credentials are themselves a role session (role
+            chaining, e.g. an instance profile or an AWX credential that assumes a role) AWS allows at most 3600.
+          - Only for an account with O(accounts[].role_arn). Defaults to 3600.
+        type: int
       name:
         description: A label for the account, used in messages only.
         type: str
@@ -39,9 +53,12 @@ options:
     default: cms-patching
   retries:
     description:
-      - How throttled calls (and transient errors of read-only calls) are retried, with full-jitter exponential backoff.
-      - Mutating calls (C(CreateImage), C(SendCommand), ...) are retried on throttling only, so a retry can never create a second AMI or
-        send a command twice.
+      - How throttled calls, and server errors (5xx), failed or broken connections and read timeouts of read-only calls, are retried,
+        with full-jitter exponential backoff.
+      - Mutating calls (C(CreateImage), C(SendCommand), ...) are never blindly retried after such a failure, which they may have
+        survived; they are retried on throttling only, so a retry can never create a second AMI or send a command twice.
+      - Whatever the setting, the module stops before its next AWS call when the run is cancelled (a SIGINT, SIGTERM or SIGHUP to the
+        module, or the C(ansible-playbook) that started it has exited, as on Ctrl-C or an AWX cancel) and fails with C(cancelled=true).
     type: dict
     default: {}
     suboptions:

@@ -77,6 +77,8 @@ ACCOUNT = {
     "role_arn": Field("str"),
     "external_id": Field("str", check=v.external_id_error),
     "session_name": Field("str", check=v.session_name_error),
+    # AssumeRole DurationSeconds: 900 to 43,200 (the role's MaxSessionDuration, and 3,600 for role chaining, are AWS's to enforce).
+    "duration_seconds": Field("int", minimum=900, maximum=43200),
 }
 
 WAVE = {
@@ -260,11 +262,15 @@ def _cross_checks(config, path, problems):
             error = v.role_arn_error(account["role_arn"], account["account_id"])
             if error:
                 problems.append("%s.accounts[%d].role_arn: %s" % (path, i, error))
-        elif account.get("external_id"):
-            problems.append("%s.accounts[%d].external_id: an external ID needs a role_arn to go with it" % (path, i))
+        else:
+            if account.get("external_id"):
+                problems.append("%s.accounts[%d].external_id: an external ID needs a role_arn to go with it" % (path, i))
+            if account.get("duration_seconds") is not None:
+                problems.append("%s.accounts[%d].duration_seconds: only an assumed role has a session duration; give a role_arn or drop it" % (path, i))
     regions = [r for r in config.get("regions") or [] if r]
     if len(set(regions)) != len(regions):
         problems.append("%s.regions: a region is listed twice" % path)
+    _partition_checks(config, regions, path, problems)
     patching = config.get("patching") or {}
     for i, wave in enumerate(patching.get("waves") or []):
         if not wave:
@@ -322,6 +328,25 @@ def wave_warnings(config, source):
         elif kind is None and catch_all is None:
             catch_all = (i, wave.get("name"))
     return warnings
+
+
+def _partition_checks(config, regions, path, problems):
+    """Every account works in every region of the zone, so the regions share one partition, and it is the role ARNs' partition."""
+    partitions = {}
+    for region in regions:
+        partitions.setdefault(v.partition_of(region), []).append(region)
+    partitions.pop(None, None)
+    if len(partitions) > 1:
+        problems.append(
+            "%s.regions: the regions span partitions (%s); an account lives in one partition, so use one landing zone per partition"
+            % (path, "; ".join("%s: %s" % (p, ", ".join(r)) for p, r in sorted(partitions.items())))
+        )
+        return
+    for i, account in enumerate(config.get("accounts") or []):
+        if account and account.get("role_arn") and not v.role_arn_error(account["role_arn"]):
+            error = v.partition_error(account["role_arn"], regions, account.get("account_id"))
+            if error:
+                problems.append("%s.accounts[%d].role_arn: %s" % (path, i, error))
 
 
 def validate(data, source):

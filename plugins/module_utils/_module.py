@@ -3,14 +3,16 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 """What the three fleet modules share: the options that describe a landing zone's
-accounts, input validation that names the bad item, the session factory, and the
-API-cost report every result carries."""
+accounts, input validation that names the bad item, the session factory, the
+cancel watch around the module's work, and the API-cost report every result
+carries."""
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
+from ansible_collections.cms.patching.plugins.module_utils import _cancel
 from ansible_collections.cms.patching.plugins.module_utils import _validate as v
 from ansible_collections.cms.patching.plugins.module_utils._retry import RetryPolicy, error_code
-from ansible_collections.cms.patching.plugins.module_utils._session import FleetError, FleetSession, describe_aws_error
+from ansible_collections.cms.patching.plugins.module_utils._session import MAX_DURATION, MIN_DURATION, FleetError, FleetSession, describe_aws_error
 
 try:
     from botocore.exceptions import BotoCoreError, ClientError
@@ -22,6 +24,7 @@ ACCOUNT_OPTIONS = dict(
     role_arn=dict(type="str"),
     external_id=dict(type="str", no_log=False),
     session_name=dict(type="str"),
+    duration_seconds=dict(type="int"),
     name=dict(type="str"),
 )
 
@@ -82,7 +85,24 @@ def account_problems(accounts):
             error = v.session_name_error(account["session_name"])
             if error:
                 problems.append("%s.session_name: %s" % (where, error))
+        if account.get("duration_seconds") is not None:
+            error = duration_error(account["duration_seconds"])
+            if error:
+                problems.append("%s.duration_seconds: %s" % (where, error))
+            elif not account.get("role_arn"):
+                problems.append("%s.duration_seconds: only an assumed role has a session duration; give a role_arn or drop it" % where)
     return problems
+
+
+def duration_error(value):
+    """AssumeRole's DurationSeconds range (the role's MaxSessionDuration, and 3,600 for role chaining, are AWS's to enforce)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_DURATION <= value <= MAX_DURATION:
+        return "%r is not a role session duration: expected seconds from %d to %d (e.g. 3600; at most 3600 when the caller is itself a role session)" % (
+            value,
+            MIN_DURATION,
+            MAX_DURATION,
+        )
+    return None
 
 
 def region_problems(regions, option="regions"):
@@ -113,6 +133,20 @@ def instance_problems(instances, accounts, option="instances"):
 def fail_on_problems(module, problems):
     if problems:
         module.fail_json(msg="Invalid input: " + "; ".join(problems), problems=problems)
+    for note in region_notes(module.params):
+        module.warn(note)
+
+
+def region_notes(params):
+    """Warnings for regions accepted only by their partition's name pattern (a typo, or a region newer than botocore)."""
+    regions = list(params.get("regions") or [])
+    regions += [i.get("region") for i in params.get("instances") or [] if isinstance(i, dict)]
+    notes = []
+    for region in regions:
+        note = v.region_note(region)
+        if note and note not in notes:
+            notes.append(note)
+    return notes
 
 
 def build_fleet(module):
@@ -126,13 +160,30 @@ def build_fleet(module):
 
 
 def run_fleet_module(module, fleet, work):
-    """Run work(); a FleetError or an AWS error nobody handled on the way becomes a clean failure, never a traceback."""
-    try:
-        result = work()
-    except FleetError as exc:
-        module.fail_json(msg=str(exc), api_calls=fleet.stats.as_dict())
-    except (ClientError, BotoCoreError) as exc:
-        module.fail_json(msg="AWS error: %s" % describe_aws_error(exc), error_code=error_code(exc), api_calls=fleet.stats.as_dict())
+    """Run work() under the cancel watch; a cancel, a FleetError or an AWS error nobody handled becomes a clean failure, never a traceback.
+
+    A cancel (a signal to the module, or the controller gone) stops the work at its next AWS call or sleep. Work that
+    caught the Cancelled per item and returned is still reported as cancelled, with what it had done.
+    """
+    result = failure = reason = None
+    with _cancel.watching():
+        try:
+            result = work()
+        except _cancel.Cancelled as exc:
+            reason = exc.reason
+        except FleetError as exc:
+            failure = dict(msg=str(exc))
+        except (ClientError, BotoCoreError) as exc:
+            failure = dict(msg="AWS error: %s" % describe_aws_error(exc), error_code=error_code(exc))
+        reason = _cancel.cancelled() or reason
+    if reason is not None:
+        # However the work ended (the Cancelled itself, an error wrapping it, or results with per-item "cancelled" errors).
+        result = dict(result or {}, **(failure or {}))
+        result.pop("failed", None)
+        result.update(msg=str(_cancel.Cancelled(reason)), cancelled=True, api_calls=fleet.stats.as_dict())
+        module.fail_json(**result)
+    if failure is not None:
+        module.fail_json(api_calls=fleet.stats.as_dict(), **failure)
     result["api_calls"] = fleet.stats.as_dict()
     if result.pop("failed", False):
         module.fail_json(**result)

@@ -4,18 +4,31 @@
 
 """Retries with jittered backoff, and a count of every AWS call made.
 
-Modelled on amazon.aws's AWSRetry, with three differences that matter for a
-fleet tool:
+Modelled on amazon.aws's AWSRetry, with differences that matter for a fleet
+tool:
 
 * SSM throttles with ``ThrottlingException``, which AWSRetry's default list
   does not retry; the list below covers EC2, SSM and STS.
-* Transient server errors and broken connections are retried only for
-  read-only calls (Describe*/List*/Get*).  Retrying a ``CreateImage`` or a
-  ``SendCommand`` after the request may have reached AWS could create a second
-  AMI or patch twice; those calls are retried on throttling only (a throttled
-  request was rejected before AWS acted on it).
-* Every call, retry and throttle is counted per operation, so modules can
-  report their API cost and tests can assert it.
+* Transient failures - any 5xx (EC2 ``InternalError``/``Unavailable``, SSM
+  ``InternalServerError``, STS ``ServiceUnavailable``), a connection that could
+  not be made or broke (``EndpointConnectionError``, ``ConnectionClosedError``),
+  a read timeout - are retried only for calls without side effects
+  (Describe*/List*/Get*, and ``AssumeRole``, which creates nothing).
+* Writes are never blindly retried.  A ``CreateImage`` or ``SendCommand`` that
+  failed like that may have been carried out: sending it again could create a
+  second AMI or patch twice.  They are retried on throttling only (a throttled
+  request was rejected before AWS acted on it) and on expired credentials
+  (likewise rejected); after a transient failure the caller looks for what
+  the call may have made (``is_transient`` tells it).
+* An answer that the credentials expired (``ExpiredToken``,
+  ``ExpiredTokenException``, ``RequestExpired`` - clock skew can cause one)
+  makes the client ask its session for fresh credentials once and repeat the
+  call once, reads and writes alike.
+* Before every call the cancel watch is checked (``_cancel.check``), so a
+  cancelled run stops between calls in every thread; backoff sleeps are
+  interruptible for the same reason.
+* Every call and retry is counted per operation, so modules can report their
+  API cost and tests can assert it.
 
 botocore's own retry handler is switched off for clients made here
 (``total_max_attempts=1``) so that there is exactly one retry policy.
@@ -26,8 +39,10 @@ import random
 import threading
 import time
 
+from ansible_collections.cms.patching.plugins.module_utils import _cancel
+
 try:
-    from botocore.exceptions import ClientError, ReadTimeoutError
+    from botocore.exceptions import ClientError, HTTPClientError
     from botocore.exceptions import ConnectionError as BotoConnectionError
 
     HAS_BOTOCORE = True
@@ -62,9 +77,18 @@ TRANSIENT_CODES = frozenset(
         "RequestTimeoutException",
     ]
 )
+# The request was rejected because its credentials expired (ExpiredToken / ExpiredTokenException, HTTP 400/403) or its signature's
+# date is too far from AWS's clock (RequestExpired): it was not carried out, whatever the operation, so it may be signed anew and
+# sent again.  "Common Errors": https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html
+EXPIRED_CODES = frozenset(["ExpiredToken", "ExpiredTokenException", "RequestExpired"])
 READ_ONLY_PREFIXES = ("describe_", "list_", "get_")
+# Calls without side effects whose names do not say so: AssumeRole only hands out credentials.
+SAFE_METHODS = frozenset(["assume_role"])
 # Methods of a botocore client that are not API calls.
 _PASSTHROUGH = frozenset(["meta", "exceptions", "get_paginator", "can_paginate", "get_waiter", "close"])
+
+
+_NETWORK_ERRORS = (BotoConnectionError, HTTPClientError) if HAS_BOTOCORE else ()
 
 
 def error_code(exc):
@@ -76,10 +100,12 @@ def error_code(exc):
 def is_transient(exc):
     """True when a call failed in a way that says nothing about whether AWS carried it out.
 
-    A 5xx answer, a broken connection or a read timeout: a write that failed like this may have taken effect,
-    so it is never simply sent again - the caller first looks for what it may have made.
+    A 5xx answer, a connection that failed or broke (botocore's ConnectionError family: EndpointConnectionError,
+    ConnectTimeoutError; its HTTPClientError family: ConnectionClosedError, ReadTimeoutError): a write that failed
+    like this may have taken effect, so it is never simply sent again - the caller first looks for what it may
+    have made.
     """
-    if HAS_BOTOCORE and isinstance(exc, (BotoConnectionError, ReadTimeoutError)):
+    if HAS_BOTOCORE and isinstance(exc, _NETWORK_ERRORS):
         return True
     if error_code(exc) in TRANSIENT_CODES:
         return True
@@ -90,7 +116,7 @@ def is_transient(exc):
 class RetryPolicy:
     """Full-jitter exponential backoff: sleep uniform(0, min(max_delay, base * 2**attempt))."""
 
-    def __init__(self, max_attempts=10, base_delay=1.0, max_delay=30.0, sleep=time.sleep, rng=None):
+    def __init__(self, max_attempts=10, base_delay=1.0, max_delay=30.0, sleep=_cancel.sleep, rng=None):
         self.max_attempts = max(1, int(max_attempts))
         self.base_delay = float(base_delay)
         self.max_delay = float(max_delay)
@@ -165,13 +191,20 @@ class ServerClock:
 
 
 class RetryingClient:
-    """Wraps a botocore client: every API method gets the retry policy and the call counter."""
+    """Wraps a botocore client: every API method gets the retry policy, the call counter and the cancel check.
 
-    def __init__(self, client, policy, stats, server_clock=None):
+    ``on_expired(exc, started, again)`` is the session's answer to expired credentials: it renews them (or raises
+    a FleetError saying why it cannot) and the call is made once more; ``started`` is the monotonic time the
+    failed attempt began (a renewal after it already gave newer credentials), ``again`` says the renewed
+    credentials were rejected too (it must raise).
+    """
+
+    def __init__(self, client, policy, stats, server_clock=None, on_expired=None):
         self._client = client
         self._policy = policy
         self._stats = stats
         self._server_clock = server_clock
+        self._on_expired = on_expired
         self._service = client.meta.service_model.service_name
 
     def __getattr__(self, name):
@@ -179,14 +212,17 @@ class RetryingClient:
         if name in _PASSTHROUGH or name.startswith("_") or not callable(attr):
             return attr
         operation = self._client.meta.method_to_api_mapping.get(name, name)
-        return self._wrap(attr, "%s:%s" % (self._service, operation), name.startswith(READ_ONLY_PREFIXES))
+        return self._wrap(attr, "%s:%s" % (self._service, operation), name.startswith(READ_ONLY_PREFIXES) or name in SAFE_METHODS)
 
     def _wrap(self, method, key, read_only):
-        policy, stats, server_clock = self._policy, self._stats, self._server_clock
+        policy, stats, server_clock, on_expired = self._policy, self._stats, self._server_clock, self._on_expired
 
         def call(**kwargs):
             attempt = 0
+            renewed = False
             while True:
+                _cancel.check()
+                started = time.monotonic()
                 stats.call(key)
                 try:
                     response = method(**kwargs)
@@ -194,11 +230,18 @@ class RetryingClient:
                         server_clock.observe(response)
                     return response
                 except ClientError as exc:
+                    if server_clock is not None:
+                        server_clock.observe(exc.response)  # an error answer carries AWS's Date too
                     code = error_code(exc)
+                    if code in EXPIRED_CODES and on_expired is not None:
+                        on_expired(exc, started, renewed)
+                        renewed = True
+                        stats.retry(key)
+                        continue  # no backoff: nothing is overloaded, the request was refused before it was carried out
                     retryable = code in THROTTLING_CODES or (read_only and is_transient(exc))
                     if not retryable or attempt + 1 >= policy.max_attempts:
                         raise
-                except (BotoConnectionError, ReadTimeoutError):
+                except _NETWORK_ERRORS:
                     if not read_only or attempt + 1 >= policy.max_attempts:
                         raise
                 stats.retry(key)

@@ -8,33 +8,70 @@ A landing zone spans several accounts.  Each account is reached either with
 the caller's own credentials (no ``role_arn``; the caller must *be* that
 account, which is checked once with GetCallerIdentity so a wrong profile
 cannot scan or patch the wrong account under the right name) or by
-``sts:AssumeRole`` with an optional external ID.  Credentials are assumed once
-per module run and cached in memory; they are never returned or logged.
+``sts:AssumeRole`` with an optional external ID.  Credentials are kept in
+memory only; they are never returned or logged.
+
+Assumed-role credentials renew themselves for any run length: they are
+botocore refreshable credentials whose refresh calls AssumeRole again
+(through the retry policy).  botocore renews them in its advisory window
+(trying, without blocking other threads) and at the latest in its mandatory
+window (blocking every call until new credentials are in), so no call is
+signed with credentials that expired.  botocore's windows (15 / 10 minutes
+before expiry) are meant for hour-long sessions: with 15-minute credentials
+they would re-assume on every call, so they are scaled to the lifetime (a
+quarter / a sixth of it, at most 15 / 10 minutes).  Expiry is judged on AWS's
+clock (the ``Date`` of its answers, see ``ServerClock``), not on the
+controller's.  Should AWS still answer ``ExpiredToken`` (clock skew), the
+call is repeated once after a forced renewal (see ``RetryingClient``).
+AssumeRole: https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html
+(DurationSeconds 900 to the role's maximum of up to 43,200; role chaining
+limits it to 3,600).
+
+STS is called in the partition of the account's regions, at the Regional
+endpoint of the module's region when it is in that partition, else of the
+first region the account is used in (never the global endpoint: an aws-cn,
+aws-us-gov, aws-iso* or aws-eusc account cannot be reached through
+us-east-1).  Partitions come from botocore's own data, and a role ARN whose
+partition is not that of the regions is refused before any call.
+Regional STS endpoints: https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_temp_region-endpoints.html
 
 Clients are created under a lock (boto3 sessions are not thread-safe, clients
 are) and cached per (service, account, region), wrapped so every call is
-retried and counted.
+retried, counted and checked for a cancel.
 """
 
+import datetime
+import email.utils
 import threading
+import time
 
+from ansible_collections.cms.patching.plugins.module_utils import _validate as v
+from ansible_collections.cms.patching.plugins.module_utils._errors import FleetError
 from ansible_collections.cms.patching.plugins.module_utils._retry import CallStats, RetryingClient, RetryPolicy, ServerClock, error_code
 
 try:
     import boto3
     import botocore.config
+    import botocore.session
+    from botocore.credentials import CredentialProvider, CredentialResolver, RefreshableCredentials
     from botocore.exceptions import BotoCoreError, ClientError
 
     HAS_BOTO3 = True
 except ImportError:
     HAS_BOTO3 = False
+    RefreshableCredentials = CredentialProvider = object
 
 
 DEFAULT_SESSION_NAME = "cms-patching"
+DEFAULT_DURATION = 3600
+MIN_DURATION = 900
+MAX_DURATION = 43200
+CHAINED_MAX_DURATION = 3600
+# botocore's own refresh windows, used as they are for sessions of an hour or more.
+ADVISORY_WINDOW = 15 * 60
+MANDATORY_WINDOW = 10 * 60
 
-
-class FleetError(Exception):
-    """An error a user can act on; its message is shown as the module's msg."""
+__all__ = ["FleetError", "FleetSession", "describe_aws_error", "is_error", "refresh_windows"]
 
 
 def describe_aws_error(exc):
@@ -47,11 +84,153 @@ def describe_aws_error(exc):
     return "%s: %s" % (type(exc).__name__, exc)
 
 
+def refresh_windows(lifetime):
+    """(advisory, mandatory) seconds before expiry: botocore's 15/10 minutes, scaled down for short sessions."""
+    lifetime = max(0.0, float(lifetime))
+    return min(ADVISORY_WINDOW, lifetime / 4.0), min(MANDATORY_WINDOW, lifetime / 6.0)
+
+
+class _RoleCredentials(RefreshableCredentials):
+    """botocore's refreshable credentials, plus a renewal on demand (AWS said they expired) and per-lifetime windows."""
+
+    def set_windows(self, lifetime):
+        self._advisory_refresh_timeout, self._mandatory_refresh_timeout = refresh_windows(lifetime)
+
+    def force_refresh(self, unless):
+        """Renew now, under botocore's refresh lock, unless unless() says another thread already did."""
+        with self._refresh_lock:
+            if not unless():
+                self._protected_refresh(is_mandatory=True)
+
+
+class _FixedProvider(CredentialProvider):
+    """Hands one credentials object to a botocore session (the public way to give it refreshable credentials)."""
+
+    METHOD = "cms-patching-assume-role"
+    CANONICAL_NAME = "cms-patching-assume-role"
+
+    def __init__(self, credentials):
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self):
+        return self._credentials
+
+
+class _AssumedRole:
+    """One account's role: assumes it, renews it, answers the retry layer's 'credentials expired'."""
+
+    def __init__(self, account, session_name, sts, server_clock, sts_region):
+        self.account = account
+        self.sts = sts
+        self.sts_region = sts_region
+        self.server_clock = server_clock
+        self.duration = int(account.get("duration_seconds") or DEFAULT_DURATION)
+        self.request = dict(RoleArn=account["role_arn"], RoleSessionName=account.get("session_name") or session_name, DurationSeconds=self.duration)
+        if account.get("external_id"):
+            self.request["ExternalId"] = account["external_id"]
+        self.renewed_at = None  # monotonic time of the latest AssumeRole answer
+        self.assumed = 0
+        self._lock = threading.Lock()
+        first = self.fetch()
+        self.credentials = _RoleCredentials(
+            access_key=first["access_key"],
+            secret_key=first["secret_key"],
+            token=first["token"],
+            expiry_time=first["expiry"],
+            refresh_using=self.fetch,
+            method=_FixedProvider.METHOD,
+            time_fetcher=self.aws_now,
+        )
+        self.credentials.set_windows(first["lifetime"])
+
+    def aws_now(self):
+        """AWS's current time as botocore compares it with the expiry (the controller's clock before any answer)."""
+        now = self.server_clock.now()
+        return datetime.datetime.fromtimestamp(time.time() if now is None else now, datetime.timezone.utc)
+
+    def fetch(self):
+        """AssumeRole once more; botocore's refresh metadata (plus the expiry as a datetime and the lifetime)."""
+        account = self.account
+        try:
+            response = self.sts.assume_role(**self.request)
+        except (ClientError, BotoCoreError) as exc:
+            raise FleetError(
+                "could not assume %s for account %s (sts in %s): %s; %s"
+                % (account["role_arn"], account["account_id"], self.sts_region, describe_aws_error(exc), self._hint(exc))
+            ) from None
+        assumed_arn = response.get("AssumedRoleUser", {}).get("Arn", "")
+        if ":%s:" % account["account_id"] not in assumed_arn:
+            raise FleetError("assuming %s returned a session for %s, not for account %s" % (account["role_arn"], assumed_arn, account["account_id"]))
+        creds = response["Credentials"]
+        lifetime = self._lifetime(response)
+        # The expiry on the clock botocore compares it with (aws_now): AWS's, whatever the controller's clock says.
+        expiry = self.aws_now() + datetime.timedelta(seconds=lifetime)
+        self.renewed_at = time.monotonic()
+        self.assumed += 1
+        if getattr(self, "credentials", None) is not None:
+            self.credentials.set_windows(lifetime)
+        return dict(
+            access_key=creds["AccessKeyId"],
+            secret_key=creds["SecretAccessKey"],
+            token=creds["SessionToken"],
+            expiry_time=expiry.isoformat(),
+            expiry=expiry,
+            lifetime=lifetime,
+        )
+
+    def _lifetime(self, response):
+        """Seconds the new credentials are valid: Expiration minus the Date of the same answer (both AWS's clock).
+
+        Without a Date (or with one that contradicts the expiry, as an emulator may), the duration asked for.
+        """
+        expiration = response["Credentials"]["Expiration"]
+        if expiration.tzinfo is None:
+            expiration = expiration.replace(tzinfo=datetime.timezone.utc)
+        date = ((response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}).get("date")
+        try:
+            answered = email.utils.parsedate_to_datetime(date) if date else self.aws_now()
+        except (TypeError, ValueError, IndexError):
+            answered = self.aws_now()
+        lifetime = (expiration - answered).total_seconds()
+        return lifetime if 0 < lifetime <= self.duration + 60 else float(self.duration)
+
+    def _hint(self, exc):
+        code = error_code(exc)
+        if code in ("ExpiredToken", "ExpiredTokenException", "RequestExpired"):
+            return "the caller's own credentials (used to assume the role) have expired: renew them and run again"
+        if code == "ValidationError" and "DurationSeconds" in describe_aws_error(exc):
+            return (
+                "duration_seconds %d is more than the role allows: it must be at most the role's MaxSessionDuration, and at most %d when "
+                "the caller's credentials are themselves a role session (role chaining)" % (self.duration, CHAINED_MAX_DURATION)
+            )
+        return "check that the role's trust policy allows the caller%s" % (" and the external ID" if self.account.get("external_id") else "")
+
+    def on_expired(self, exc, started, again):
+        """AWS rejected a call as signed with expired credentials: renew them once (the call is then repeated once)."""
+        if again:
+            raise FleetError(
+                "account %s: AWS rejected the credentials of %s as expired (%s) even right after renewing them; "
+                "check that the controller's clock is right (AWS allows a few minutes of skew)"
+                % (self.account["account_id"], self.account["role_arn"], describe_aws_error(exc))
+            )
+        with self._lock:
+            # A renewal after the failed call began already gave newer credentials: just repeat the call.
+            self.credentials.force_refresh(lambda: self.renewed_at is not None and self.renewed_at > started)
+
+
+def _caller_expired(exc, _started, _again):
+    raise FleetError(
+        "the caller's own AWS credentials were rejected as expired (%s): renew them (a new session token, 'aws sso login', "
+        "a fresh AWX credential) and run again; if they are fresh, check the controller's clock" % describe_aws_error(exc)
+    )
+
+
 class FleetSession:
     """Sessions and retrying clients for every account of a landing zone.
 
     ``accounts`` is a list of dicts with ``account_id`` and optionally
-    ``role_arn``, ``external_id`` and ``session_name``.
+    ``role_arn``, ``external_id``, ``session_name`` and ``duration_seconds``.
     """
 
     def __init__(self, connection, accounts, session_name=DEFAULT_SESSION_NAME, policy=None, stats=None):
@@ -63,10 +242,13 @@ class FleetSession:
         # AWS's clock, from the Date of every answer: compare AWS timestamps with this, never with time.time().
         self.server_clock = ServerClock()
         self._lock = threading.Lock()
-        self._sessions = {}
+        self._sessions = {}  # account -> (boto3 session, on_expired, partition)
+        self._regions = {}  # account -> regions asked for, in order (for messages)
+        self._roles = {}  # account -> _AssumedRole
         self._clients = {}
+        self._base_clients = {}
         self._base = None
-        self._caller_account = None
+        self._caller_accounts = {}  # partition -> the caller's account there
 
     @classmethod
     def from_module(cls, module, accounts, session_name=None, policy=None):
@@ -105,10 +287,22 @@ class FleetSession:
         with self._lock:
             client = self._clients.get(key)
             if client is None:
-                session = self._session_for(str(account_id))
-                client = RetryingClient(self._raw_client(session, service, region), self.policy, self.stats, self.server_clock)
+                session, on_expired = self._session_for(str(account_id), region)
+                client = RetryingClient(self._raw_client(session, service, region), self.policy, self.stats, self.server_clock, on_expired=on_expired)
                 self._clients[key] = client
             return client
+
+    def assumed_roles(self):
+        """{account: number of AssumeRole answers so far} (the first one and every renewal)."""
+        with self._lock:
+            return {account: role.assumed for account, role in self._roles.items()}
+
+    def sts_region(self, region):
+        """Where STS is called for an account used in region: the module's region if it is in the same partition, else region itself."""
+        partition = v.partition_of(region)
+        if partition is None or v.partition_of(self.default_region) == partition:
+            return self.default_region
+        return region
 
     def _raw_client(self, session, service, region):
         config = botocore.config.Config(
@@ -126,11 +320,19 @@ class FleetSession:
             config=config,
         )
 
+    @staticmethod
+    def _botocore_session():
+        core = botocore.session.Session()
+        # Regional STS endpoints even where a user's environment still asks for the legacy global one.
+        core.set_config_variable("sts_regional_endpoints", "regional")
+        return core
+
     def _base_session(self):
         if self._base is None:
             conn = self._connection
             try:
                 self._base = boto3.session.Session(
+                    botocore_session=self._botocore_session(),
                     profile_name=conn.get("profile_name") or None,
                     aws_access_key_id=conn.get("aws_access_key_id") or None,
                     aws_secret_access_key=conn.get("aws_secret_access_key") or None,
@@ -140,60 +342,63 @@ class FleetSession:
                 raise FleetError("could not create an AWS session from the given credentials/profile: %s" % describe_aws_error(exc)) from None
         return self._base
 
-    def _base_client(self, service):
-        return RetryingClient(self._raw_client(self._base_session(), service, self.default_region), self.policy, self.stats, self.server_clock)
+    def _base_client(self, service, region):
+        """A client with the caller's own credentials (STS: AssumeRole, GetCallerIdentity), one per region; called under the lock."""
+        key = (service, region)
+        client = self._base_clients.get(key)
+        if client is None:
+            raw = self._raw_client(self._base_session(), service, region)
+            client = RetryingClient(raw, self.policy, self.stats, self.server_clock, on_expired=_caller_expired)
+            self._base_clients[key] = client
+        return client
 
-    def _session_for(self, account_id):
-        session = self._sessions.get(account_id)
-        if session is not None:
-            return session
+    def _session_for(self, account_id, region):
         account = self.account(account_id)
+        asked = self._regions.setdefault(account_id, [])
+        if region not in asked:
+            asked.append(region)
+        partition = v.partition_of(region)
+        known = self._sessions.get(account_id)
+        if known is not None:
+            if partition is not None and known[2] is not None and partition != known[2]:
+                raise FleetError(
+                    "account %s (%s) is used in regions of two partitions (%s): an account lives in one partition; "
+                    "list only that partition's regions for it" % (account_id, account.get("role_arn") or "caller's credentials", ", ".join(asked))
+                )
+            return known[:2]
         if account.get("role_arn"):
-            session = self._assume(account)
+            error = v.partition_error(account["role_arn"], asked, account_id)
+            if error:
+                raise FleetError(error)
+            sts_region = self.sts_region(region)
+            role = _AssumedRole(account, self._session_name, self._base_client("sts", sts_region), self.server_clock, sts_region)
+            core = self._botocore_session()
+            core.register_component("credential_provider", CredentialResolver(providers=[_FixedProvider(role.credentials)]))
+            self._roles[account_id] = role
+            entry = (boto3.session.Session(botocore_session=core), role.on_expired, partition)
         else:
-            self._check_caller_is(account_id)
-            session = self._base_session()
-        self._sessions[account_id] = session
-        return session
+            self._check_caller_is(account_id, region)
+            entry = (self._base_session(), _caller_expired, partition)
+        self._sessions[account_id] = entry
+        return entry[:2]
 
-    def _check_caller_is(self, account_id):
-        if self._caller_account is None:
+    def _check_caller_is(self, account_id, region):
+        partition = v.partition_of(region)
+        if partition not in self._caller_accounts:
+            sts_region = self.sts_region(region)
             try:
-                self._caller_account = self._base_client("sts").get_caller_identity()["Account"]
+                self._caller_accounts[partition] = self._base_client("sts", sts_region).get_caller_identity()["Account"]
             except (ClientError, BotoCoreError) as exc:
                 raise FleetError(
-                    "could not identify the caller's AWS account (sts:GetCallerIdentity): %s; check the credentials" % describe_aws_error(exc)
+                    "could not identify the caller's AWS account (sts:GetCallerIdentity in %s, partition %s): %s; check the credentials "
+                    "(they must belong to the partition of the account's regions)" % (sts_region, partition or "unknown", describe_aws_error(exc))
                 ) from None
-        if self._caller_account != account_id:
+        caller = self._caller_accounts[partition]
+        if caller != account_id:
             raise FleetError(
                 "account %s has no role_arn, so the caller's own credentials are used, but they belong to account %s; "
-                "give the account a role_arn or run with credentials of account %s" % (account_id, self._caller_account, account_id)
+                "give the account a role_arn or run with credentials of account %s" % (account_id, caller, account_id)
             )
-
-    def _assume(self, account):
-        request = dict(
-            RoleArn=account["role_arn"],
-            RoleSessionName=account.get("session_name") or self._session_name,
-            DurationSeconds=int(account.get("duration_seconds") or 3600),
-        )
-        if account.get("external_id"):
-            request["ExternalId"] = account["external_id"]
-        try:
-            response = self._base_client("sts").assume_role(**request)
-        except (ClientError, BotoCoreError) as exc:
-            raise FleetError(
-                "could not assume %s for account %s: %s; check that the role's trust policy allows the caller%s"
-                % (account["role_arn"], account["account_id"], describe_aws_error(exc), " and the external ID" if account.get("external_id") else "")
-            ) from None
-        assumed_arn = response.get("AssumedRoleUser", {}).get("Arn", "")
-        if ":%s:" % account["account_id"] not in assumed_arn:
-            raise FleetError("assuming %s returned a session for %s, not for account %s" % (account["role_arn"], assumed_arn, account["account_id"]))
-        creds = response["Credentials"]
-        return boto3.session.Session(
-            aws_access_key_id=creds["AccessKeyId"],
-            aws_secret_access_key=creds["SecretAccessKey"],
-            aws_session_token=creds["SessionToken"],
-        )
 
 
 def is_error(exc, *codes):

@@ -268,7 +268,7 @@ api_calls:
 
 import time
 
-from ansible_collections.cms.patching.plugins.module_utils import _backup, _retention
+from ansible_collections.cms.patching.plugins.module_utils import _backup, _cancel, _retention
 from ansible_collections.cms.patching.plugins.module_utils._module import (
     build_fleet,
     common_problems,
@@ -366,7 +366,7 @@ def main():
             return result
         options = {k: params[k] for k in argument_spec if k not in ("instances", "run_id", "lz", "mode")}
         instances = [dict(i) for i in params["instances"]]
-        run = _backup.BackupRun(fleet, instances, params["run_id"], params["lz"], options, check_mode=module.check_mode)
+        run = _backup.BackupRun(fleet, instances, params["run_id"], params["lz"], options, check_mode=module.check_mode, sleep=_cancel.sleep)
         results = run.run(create=params["mode"] == "create", wait=params["wait"], progress_interval=params["progress_interval"])
         counts, prog = progress(results, run.rounds, int(time.time() - started))
         return dict(

@@ -359,7 +359,7 @@ api_calls:
 import datetime
 import time
 
-from ansible_collections.cms.patching.plugins.module_utils import _patch
+from ansible_collections.cms.patching.plugins.module_utils import _cancel, _patch
 from ansible_collections.cms.patching.plugins.module_utils import _validate as v
 from ansible_collections.cms.patching.plugins.module_utils._module import (
     build_fleet,
@@ -471,7 +471,7 @@ def main():
         options["run_started"] = run_started(params["run_id"], params["lookback_hours"], started)
         if params["comment"]:
             options["wave"] = "%s %s" % (params["wave"], params["comment"])
-        run = _patch.PatchRun(fleet, [dict(i) for i in params["instances"]], params["run_id"], options, module.check_mode, time.time, time.sleep)
+        run = _patch.PatchRun(fleet, [dict(i) for i in params["instances"]], params["run_id"], options, module.check_mode, time.time, _cancel.sleep)
         results = run.run(wait=params["wait"], progress_interval=params["progress_interval"])
         for item in results:
             item["wave"] = params["wave"]

@@ -84,7 +84,7 @@ def test_every_problem_names_file_and_key(tmp_path):
             - account_id: 123456789012
             - account_id: "210987654321"
               role_arn: arn:aws:iam::999999999999:role/x
-          regions: [eu-wset-1]
+          regions: [eu-wset]
           backup:
             retension: {}
             wait_timeout: "30"
@@ -96,7 +96,7 @@ def test_every_problem_names_file_and_key(tmp_path):
     assert all(p.startswith(str(tmp_path)) for p in problems)
     assert "accounts[0].account_id: expected a string, got an integer" in text
     assert "accounts[1].role_arn:" in text and "belongs to account 999999999999" in text
-    assert "regions[0]: 'eu-wset-1' is not a region botocore knows" in text
+    assert "regions[0]: 'eu-wset' is not an AWS region name" in text and "did you mean 'eu-west-" in text
     assert "backup.retension: unknown key (did you mean 'retention'?)" in text
     assert "backup.wait_timeout: expected an integer, got a string" in text
     assert "patching.operation: 'install' is not one of Install, Scan" in text
@@ -156,6 +156,85 @@ def test_redacted_masks_external_ids():
     shown = lz.redacted(config)
     assert all(a.get("external_id") in (None, "********") for a in shown["accounts"])
     assert any(a.get("external_id") == "cms-demo" for a in config["accounts"])
+
+
+def test_duration_seconds_per_account(tmp_path):
+    write_lz(
+        tmp_path,
+        "ok",
+        """
+        cms_patching_landing_zone:
+          accounts:
+            - account_id: "210987654321"
+              role_arn: arn:aws:iam::210987654321:role/R
+              duration_seconds: 900
+          regions: [eu-west-1]
+        """,
+    )
+    _path, config = lz.load("ok", [str(tmp_path)])
+    assert config["accounts"][0]["duration_seconds"] == 900
+    problems = problems_of(
+        tmp_path,
+        """
+        cms_patching_landing_zone:
+          accounts:
+            - account_id: "210987654321"
+              role_arn: arn:aws:iam::210987654321:role/R
+              duration_seconds: 600
+            - account_id: "310987654321"
+              role_arn: arn:aws:iam::310987654321:role/R
+              duration_seconds: 50000
+            - account_id: "123456789012"
+              duration_seconds: 3600
+          regions: [eu-west-1]
+        """,
+    )
+    text = "\n".join(problems)
+    assert "accounts[0].duration_seconds: 600 is below the minimum 900" in text
+    assert "accounts[1].duration_seconds: 50000 is above the maximum 43200" in text
+    assert "accounts[2].duration_seconds: only an assumed role has a session duration" in text
+
+
+def test_newer_partitions_regions_are_accepted(tmp_path):
+    write_lz(
+        tmp_path,
+        "eusc",
+        """
+        cms_patching_landing_zone:
+          accounts:
+            - account_id: "210987654321"
+              role_arn: arn:aws-eusc:iam::210987654321:role/R
+          regions: [eusc-de-east-1]
+        """,
+    )
+    _path, config = lz.load("eusc", [str(tmp_path)])
+    assert config["regions"] == ["eusc-de-east-1"]
+
+
+def test_role_arn_partition_must_be_the_regions_and_regions_one_partition(tmp_path):
+    problems = problems_of(
+        tmp_path,
+        """
+        cms_patching_landing_zone:
+          accounts:
+            - account_id: "210987654321"
+              role_arn: arn:aws:iam::210987654321:role/R
+          regions: [cn-north-1]
+        """,
+    )
+    text = "\n".join(problems)
+    assert "accounts[0].role_arn: account 210987654321: role arn:aws:iam::210987654321:role/R is in partition aws" in text
+    assert "region(s) cn-north-1 are in partition aws-cn" in text
+    problems = problems_of(
+        tmp_path / "two",
+        """
+        cms_patching_landing_zone:
+          accounts:
+            - account_id: "210987654321"
+          regions: [eu-west-1, us-gov-west-1]
+        """,
+    )
+    assert "regions: the regions span partitions (aws: eu-west-1; aws-us-gov: us-gov-west-1)" in "\n".join(problems)
 
 
 def test_an_instance_listed_twice_names_both_places(tmp_path):

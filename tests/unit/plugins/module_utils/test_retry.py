@@ -2,10 +2,10 @@
 
 import botocore.session
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError, ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
 from botocore.stub import Stubber
 
-from ansible_collections.cms.patching.plugins.module_utils._retry import CallStats, RetryingClient, RetryPolicy, paginate
+from ansible_collections.cms.patching.plugins.module_utils._retry import CallStats, RetryingClient, RetryPolicy, error_code, is_transient, paginate
 
 
 def client_and_stubber(service="ec2"):
@@ -163,3 +163,167 @@ def test_server_clock_follows_the_date_header_not_the_controller_clock():
     assert clock.now() == base + 7.5
     clock.observe({"ResponseMetadata": {"HTTPHeaders": {"date": "not a date"}}})
     assert clock.now() == base + 7.5
+
+
+def test_ssm_internal_server_error_is_retried_for_reads():
+    wrapped, stubber, stats, sleeps = make("ssm")
+    stubber.add_client_error("describe_instance_information", service_error_code="InternalServerError", http_status_code=500)
+    stubber.add_response("describe_instance_information", {"InstanceInformationList": []})
+    with stubber:
+        assert wrapped.describe_instance_information() == {"InstanceInformationList": []}
+    assert stats.retries == {"ssm:DescribeInstanceInformation": 1} and len(sleeps) == 1
+
+
+def test_ssm_send_command_is_not_retried_on_internal_server_error():
+    wrapped, stubber, stats, sleeps = make("ssm")
+    stubber.add_client_error("send_command", service_error_code="InternalServerError", http_status_code=500)
+    with stubber, pytest.raises(ClientError):
+        wrapped.send_command(DocumentName="AWS-RunPatchBaseline", InstanceIds=["i-01234567"])
+    assert stats.calls == {"ssm:SendCommand": 1} and not sleeps
+
+
+def test_sts_service_unavailable_is_retried_for_assume_role_and_get_caller_identity():
+    # AssumeRole creates nothing: it is as safe to repeat as a read.
+    wrapped, stubber, stats, _sleeps = make("sts")
+    stubber.add_client_error("assume_role", service_error_code="ServiceUnavailable", http_status_code=503)
+    stubber.add_response(
+        "assume_role",
+        {
+            "Credentials": {"AccessKeyId": "ASIAEXAMPLEEXAMPLE", "SecretAccessKey": "s" * 20, "SessionToken": "t" * 20, "Expiration": "2030-01-01T00:00:00Z"},
+            "AssumedRoleUser": {"AssumedRoleId": "AROA:x", "Arn": "arn:aws:sts::210987654321:assumed-role/R/x"},
+        },
+    )
+    stubber.add_client_error("get_caller_identity", service_error_code="ServiceUnavailable", http_status_code=503)
+    stubber.add_response("get_caller_identity", {"Account": "123456789012", "Arn": "arn:aws:iam::123456789012:user/u", "UserId": "AIDA"})
+    with stubber:
+        wrapped.assume_role(RoleArn="arn:aws:iam::210987654321:role/R", RoleSessionName="xy")
+        wrapped.get_caller_identity()
+    assert stats.retries == {"sts:AssumeRole": 1, "sts:GetCallerIdentity": 1}
+
+
+class _FlakyConnection:
+    """A botocore-like client whose first call of each method raises the given network error."""
+
+    class meta:  # noqa: N801 - mimics botocore's client.meta
+        method_to_api_mapping = {"describe_instances": "DescribeInstances", "create_image": "CreateImage"}
+
+        class service_model:  # noqa: N801
+            service_name = "ec2"
+
+    def __init__(self, error):
+        self.error = error
+        self.calls = []
+
+    def _call(self, name):
+        self.calls.append(name)
+        if self.calls.count(name) == 1:
+            raise self.error
+        return {"ok": name}
+
+    def describe_instances(self, **kwargs):
+        return self._call("describe_instances")
+
+    def create_image(self, **kwargs):
+        return self._call("create_image")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        EndpointConnectionError(endpoint_url="https://ec2.eu-west-1.amazonaws.com"),
+        ConnectionClosedError(endpoint_url="https://ec2.eu-west-1.amazonaws.com"),
+        ReadTimeoutError(endpoint_url="https://ec2.eu-west-1.amazonaws.com"),
+        ConnectTimeoutError(endpoint_url="https://ec2.eu-west-1.amazonaws.com"),
+    ],
+    ids=["EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError", "ConnectTimeoutError"],
+)
+def test_network_errors_are_transient_retried_for_reads_and_never_for_writes(error):
+    fake = _FlakyConnection(error)
+    stats = CallStats()
+    wrapped = RetryingClient(fake, RetryPolicy(sleep=lambda s: None), stats)
+    assert is_transient(error)
+    assert wrapped.describe_instances() == {"ok": "describe_instances"}
+    with pytest.raises(type(error)):
+        wrapped.create_image(InstanceId="i-01234567", Name="n")
+    assert fake.calls == ["describe_instances", "describe_instances", "create_image"]
+    assert stats.retries == {"ec2:DescribeInstances": 1}
+
+
+@pytest.mark.parametrize("code", ["ExpiredToken", "ExpiredTokenException", "RequestExpired"])
+@pytest.mark.parametrize("operation", ["describe_images", "create_tags"])
+def test_expired_credentials_renew_once_and_repeat_the_call_reads_and_writes_alike(code, operation):
+    wrapped, stubber, stats, sleeps = make()
+    renewals = []
+    wrapped = RetryingClient(wrapped._client, wrapped._policy, stats, on_expired=lambda exc, started, again: renewals.append((error_code(exc), again)))
+    params = {"describe_images": {}, "create_tags": {"Resources": ["ami-12345678"], "Tags": [{"Key": "k", "Value": "v"}]}}[operation]
+    stubber.add_client_error(operation, service_error_code=code, http_status_code=400)
+    stubber.add_response(operation, {"Images": []} if operation == "describe_images" else {})
+    with stubber:
+        getattr(wrapped, operation)(**params)
+        stubber.assert_no_pending_responses()
+    assert renewals == [(code, False)]
+    assert sum(stats.calls.values()) == 2 and not sleeps
+
+
+def test_expired_again_after_renewal_is_handed_to_the_session_which_raises():
+    from ansible_collections.cms.patching.plugins.module_utils._errors import FleetError
+
+    wrapped, stubber, stats, _sleeps = make()
+    seen = []
+
+    def on_expired(exc, started, again):
+        seen.append(again)
+        if again:
+            raise FleetError("still expired")
+
+    wrapped = RetryingClient(wrapped._client, wrapped._policy, stats, on_expired=on_expired)
+    stubber.add_client_error("describe_images", service_error_code="ExpiredToken", http_status_code=400)
+    stubber.add_client_error("describe_images", service_error_code="ExpiredToken", http_status_code=400)
+    with stubber, pytest.raises(FleetError, match="still expired"):
+        wrapped.describe_images()
+    assert seen == [False, True] and stats.calls == {"ec2:DescribeImages": 2}
+
+
+def test_without_a_session_hook_expired_credentials_are_raised():
+    wrapped, stubber, stats, _sleeps = make()
+    stubber.add_client_error("describe_images", service_error_code="ExpiredToken", http_status_code=400)
+    with stubber, pytest.raises(ClientError):
+        wrapped.describe_images()
+    assert stats.calls == {"ec2:DescribeImages": 1}
+
+
+def test_an_error_answer_moves_the_server_clock_too():
+    from ansible_collections.cms.patching.plugins.module_utils._retry import ServerClock
+
+    client, stubber = client_and_stubber()
+    clock = ServerClock(monotonic=lambda: 0.0)
+    wrapped = RetryingClient(client, RetryPolicy(sleep=lambda s: None), CallStats(), clock)
+    stubber.add_client_error(
+        "describe_images",
+        service_error_code="UnauthorizedOperation",
+        http_status_code=403,
+        response_meta={"HTTPHeaders": {"date": "Tue, 01 Dec 2026 12:00:00 GMT"}},
+    )
+    with stubber, pytest.raises(ClientError):
+        wrapped.describe_images()
+    assert clock.now() == 1796126400.0
+
+
+def test_every_call_checks_for_a_cancel_first(monkeypatch):
+    from ansible_collections.cms.patching.plugins.module_utils import _cancel
+
+    wrapped, stubber, stats, _sleeps = make()
+    stubber.add_response("describe_images", {"Images": []})
+    with stubber:
+        wrapped.describe_images()
+    monkeypatch.setitem(_cancel._state, "reason", "received SIGTERM")
+    with stubber, pytest.raises(_cancel.Cancelled, match="cancelled: received SIGTERM"):
+        wrapped.create_image(InstanceId="i-01234567", Name="n")
+    # The cancelled call was never made (the stubber had no answer queued for it) nor counted.
+    assert stats.calls == {"ec2:DescribeImages": 1}
+
+
+def test_default_backoff_sleep_is_interruptible():
+    from ansible_collections.cms.patching.plugins.module_utils import _cancel
+
+    assert RetryPolicy().sleep is _cancel.sleep

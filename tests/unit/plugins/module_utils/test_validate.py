@@ -18,9 +18,50 @@ def test_account_id_rejects_anything_else(value):
 def test_region_known_and_unknown():
     assert v.region_error("eu-west-1") is None
     assert v.region_error("us-gov-west-1") is None
-    assert "not a region botocore knows" in v.region_error("eu-wset-1")
-    assert "not an AWS region name" in v.region_error("us_east_1")
+    assert "not an AWS region name" in v.region_error("us_east_1") and "did you mean 'us-east-1'?" in v.region_error("us_east_1")
+    assert "expected e.g. 'eu-west-1'" in v.region_error("mars")
     assert "not an AWS region name" in v.region_error("")
+
+
+@pytest.mark.parametrize("region", ["eusc-de-east-1", "us-isob-east-1", "us-isof-south-1", "eu-isoe-west-1", "cn-northwest-1", "il-central-1"])
+def test_every_region_botocore_knows_is_accepted(region):
+    # The old REGION_RE refused eusc-de-east-1 and us-isob-east-1.
+    assert v.region_error(region) is None
+
+
+def test_every_region_of_botocores_data_is_accepted():
+    import botocore.session
+
+    session = botocore.session.get_session()
+    regions = {r for p in session.get_available_partitions() for r in session.get_available_regions("ec2", partition_name=p)}
+    assert len(regions) > 30
+    assert [r for r in sorted(regions) if v.region_error(r)] == []
+
+
+def test_a_region_newer_than_botocore_fits_its_partition_pattern_and_is_noted():
+    # Not (yet) named in botocore's data, but shaped like the partition's regions: accepted, with a note.
+    assert v.region_error("eusc-de-west-2") is None and v.partition_of("eusc-de-west-2") == "aws-eusc"
+    assert v.region_error("us-isob-west-7") is None and v.partition_of("us-isob-west-7") == "aws-iso-b"
+    note = v.region_note("eu-wset-1")
+    assert "'eu-wset-1' is not one botocore names" in note and "did you mean 'eu-west-1'?" in note
+    assert v.region_note("eu-west-1") is None
+
+
+@pytest.mark.parametrize(
+    "region,partition",
+    [("eu-west-1", "aws"), ("cn-north-1", "aws-cn"), ("us-gov-west-1", "aws-us-gov"), ("us-iso-east-1", "aws-iso"), ("eusc-de-east-1", "aws-eusc")],
+)
+def test_partition_of_uses_botocores_data(region, partition):
+    assert v.partition_of(region) == partition
+
+
+def test_role_arn_partition_must_match_the_regions():
+    assert v.role_arn_error("arn:aws-eusc:iam::210987654321:role/R") is None
+    assert "botocore does not know" in v.role_arn_error("arn:aws-moon:iam::210987654321:role/R")
+    assert v.partition_error("arn:aws-cn:iam::210987654321:role/R", ["cn-north-1"], "210987654321") is None
+    error = v.partition_error("arn:aws:iam::210987654321:role/R", ["cn-north-1", "cn-northwest-1"], "210987654321")
+    assert "account 210987654321" in error and "arn:aws:iam::210987654321:role/R" in error
+    assert "cn-north-1, cn-northwest-1" in error and "partition aws-cn" in error
 
 
 def test_role_arn_must_match_its_account():

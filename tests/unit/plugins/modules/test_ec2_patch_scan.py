@@ -87,7 +87,7 @@ def test_bad_input_fails_before_any_aws_call(demo, aws, run_module):
         ec2_patch_scan,
         dict(
             ARGS,
-            regions=["eu-west-1", "eu-wset-1"],
+            regions=["eu-west-1", "eu-wset"],
             accounts=[{"account_id": "12345"}, {"account_id": OTHER_ACCOUNT, "role_arn": "arn:aws:iam::1:role/x"}],
             instance_ids=["i-123"],
         ),
@@ -96,7 +96,7 @@ def test_bad_input_fails_before_any_aws_call(demo, aws, run_module):
     text = " ".join(result["problems"])
     assert "accounts[0].account_id: '12345' is not an AWS account ID" in text
     assert "accounts[1].role_arn" in text
-    assert "regions[1]: 'eu-wset-1'" in text or "regions" in text
+    assert "regions[1]: 'eu-wset' is not an AWS region name" in text and "did you mean 'eu-west-" in text
     assert aws.state.calls.snapshot()["total"] == 0
 
 
