@@ -15,12 +15,15 @@ MAPPINGS = [{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": "snap-a"}}, {"Devi
 
 def backup(state="available", mappings=None):
     b = Backup(dict(INSTANCE))
-    b.image = {
-        "ImageId": "ami-1",
-        "State": state,
-        "BlockDeviceMappings": MAPPINGS if mappings is None else mappings,
-        "CreationDate": "2026-11-27T10:00:00.000Z",
-    }
+    # As DescribeImages shows it.
+    b.adopt(
+        {
+            "ImageId": "ami-1",
+            "State": state,
+            "BlockDeviceMappings": MAPPINGS if mappings is None else mappings,
+            "CreationDate": "2026-11-27T10:00:00.000Z",
+        }
+    )
     return b
 
 
