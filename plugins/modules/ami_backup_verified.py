@@ -356,11 +356,12 @@ def main():
     def work():
         if params["mode"] == "retain":
             locations = [(a["account_id"], r) for a in params["accounts"] for r in params["regions"]]
-            removed, kept, errors = _retention.apply(
+            removed, kept, errors, orphans = _retention.apply(
                 fleet, locations, params["lz"], params["retention"], params["run_id"], check_mode=module.check_mode, max_workers=params["max_workers"]
             )
-            result = dict(mode="retain", run_id=params["run_id"], changed=bool(removed), removed=removed, kept=kept, errors=errors, instances=[])
-            result.update(summary={"removed": len(removed), "kept": len(kept)}, pending=0, progress={"phase": "retention", "line": ""})
+            result = dict(mode="retain", run_id=params["run_id"], changed=bool(removed or orphans), removed=removed, kept=kept, errors=errors, instances=[])
+            result.update(orphan_snapshots=orphans, pending=0, progress={"phase": "retention", "line": ""})
+            result.update(summary={"removed": len(removed), "kept": len(kept), "orphan_snapshots": len(orphans)})
             if errors:
                 result.update(failed=True, msg="Retention met %d problem(s): %s" % (len(errors), "; ".join(errors)))
             return result
