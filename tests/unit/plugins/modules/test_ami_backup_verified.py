@@ -77,7 +77,8 @@ def eventually_consistent(aws, invisible_seconds):
             if now - created < invisible_seconds:
                 continue
             if image["State"] == "pending":
-                image = dict(image, BlockDeviceMappings=[dict(m, Ebs={k: v for k, v in m["Ebs"].items() if k != "SnapshotId"}) for m in image["BlockDeviceMappings"]])
+                mappings = [dict(m, Ebs={k: v for k, v in m["Ebs"].items() if k != "SnapshotId"}) for m in image["BlockDeviceMappings"]]
+                image = dict(image, BlockDeviceMappings=mappings)
             images.append(image)
         return dict(answer, Images=images)
 
@@ -351,7 +352,8 @@ def test_a_failed_poll_round_changes_no_status_and_creates_nothing_blind(aws, ta
     run = run_with(aws, fleet, targets[:3])
     first = run.run(wait=False)
     assert [r["backup_status"] for r in first] == ["pending"] * 3
-    assert all("could not read AMI state" in run.backups[r["instance_id"]].reason and "RequestLimitExceeded" in run.backups[r["instance_id"]].reason for r in first)
+    reasons = [run.backups[r["instance_id"]].reason for r in first]
+    assert all("could not read AMI state" in reason and "RequestLimitExceeded" in reason for reason in reasons)
     # Nothing was created where the run's AMIs could not be looked up (a resume's AMIs may be there).
     assert "ec2:CreateImage" not in ops(aws)
     results = run_with(aws, fleet, targets[:3]).run()
