@@ -36,7 +36,7 @@ import time
 from ansible_collections.cms.patching.plugins.module_utils import _tags
 from ansible_collections.cms.patching.plugins.module_utils._batching import by_location, chunks
 from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_out
-from ansible_collections.cms.patching.plugins.module_utils._retry import is_transient, paginate
+from ansible_collections.cms.patching.plugins.module_utils._retry import THROTTLING_CODES, error_code, is_transient, paginate
 from ansible_collections.cms.patching.plugins.module_utils._session import FleetError, describe_aws_error, is_error
 
 FAILED_IMAGE_STATES = ("failed", "error", "invalid", "deregistered", "disabled")
@@ -532,6 +532,10 @@ class BackupRun:
                 backup.create_state = "retry"
                 backup.error = "CreateImage failed: %s (the AMI may exist; looking for it)" % describe_aws_error(outcome.error)
                 self.changed = True
+            elif error_code(outcome.error) in THROTTLING_CODES:
+                # Still throttled after the client's retries: AWS refused it before acting, so the next round simply asks again.
+                backup.create_state = "retry"
+                backup.error = "CreateImage throttled: %s (asking again next round)" % describe_aws_error(outcome.error)
             else:
                 backup.status, backup.reason = "failed", "CreateImage failed: %s" % describe_aws_error(outcome.error)
         for location, backups in duplicates.items():
