@@ -366,9 +366,11 @@ class BackupRun:
         newest = {}
         for image in self._images(location):
             tags = _tags.as_dict(image.get("Tags"))
-            if self.run_id and tags.get(_tags.LZ, self.lz) != self.lz:
-                # The run ID is another landing zone's: never adopt its AMIs (the caller stops the run before creating anything).
-                self.foreign.append((image["ImageId"], location[0], location[1], tags[_tags.LZ]))
+            if tags.get(_tags.LZ) != self.lz:
+                # A run belongs to its landing zone: never adopt another's AMIs (the caller stops the run before creating anything).
+                # An AMI without the tag was not made by this collection (every version tagged it) and is left alone.
+                if self.run_id and tags.get(_tags.LZ):
+                    self.foreign.append((image["ImageId"], location[0], location[1], tags[_tags.LZ]))
                 continue
             owner = tags.get(_tags.INSTANCE_ID)
             if owner in self.backups and (owner not in newest or image.get("CreationDate", "") > newest[owner].get("CreationDate", "")):

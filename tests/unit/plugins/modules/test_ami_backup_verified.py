@@ -248,6 +248,14 @@ def test_module_input_errors_name_the_option(aws, targets, run_module):
     assert aws.state.calls.snapshot()["total"] == 0
 
 
+def test_module_refuses_a_name_template_too_long_for_its_identifiers(aws, targets, run_module):
+    args = dict(accounts=DEMO_ACCOUNTS, lz="demo", run_id="r" * 64, instances=targets[:1], name_template="x" * 50 + "-{instance_id}-{run_id}")
+    result = run_module(ami_backup_verified, args)
+    assert result.failed
+    assert "name_template: is 134 characters long without {name} and {lz}" in result["msg"]
+    assert aws.state.calls.snapshot()["total"] == 0
+
+
 def test_verify_mode_checks_the_newest_ami_and_creates_nothing(aws, fleet, targets):
     backup_run(aws, fleet, targets[:3], run_id="run-a").run()
     aws.state.clock.advance(60)

@@ -164,6 +164,8 @@ def test_module_retain_mode(aws, history, run_module, monkeypatch):
     result = run_module(ami_backup_verified, args, check_mode=True)
     assert not result.failed, result.get("msg")
     assert result["changed"] is True and len(result["removed"]) == 4 and result["summary"]["removed"] == 4
+    assert result["orphan_snapshots"] == [] and result["summary"]["orphan_snapshots"] == 0
+    assert all(r["plan"].startswith("would deregister ami-") for r in result["removed"])
     result = run_module(ami_backup_verified, args)
     assert len(result["removed"]) == 4
     again = run_module(ami_backup_verified, args)
