@@ -252,7 +252,7 @@ def test_module_refuses_a_name_template_too_long_for_its_identifiers(aws, target
     args = dict(accounts=DEMO_ACCOUNTS, lz="demo", run_id="r" * 64, instances=targets[:1], name_template="x" * 50 + "-{instance_id}-{run_id}")
     result = run_module(ami_backup_verified, args)
     assert result.failed
-    assert "name_template: is 134 characters long without {name} and {lz}" in result["msg"]
+    assert "name_template: is 135 characters long without {name} and {lz}" in result["msg"]
     assert aws.state.calls.snapshot()["total"] == 0
 
 
