@@ -105,7 +105,9 @@ def images_in_use(fleet, location):
 
     DescribeLaunchTemplateVersions describes all versions only per template (for all templates at once, only $Latest /
     $Default: DescribeLaunchTemplateVersions, EC2 API reference), so it is one call per template - made only when
-    something would be removed.  No MaxResults: moto cuts pages at MaxResults without a NextToken.
+    something would be removed.  No MaxResults: moto cuts pages at MaxResults without a NextToken.  An ImageId of
+    ``resolve:ssm:<name|ARN>[:version|:label]`` is resolved at launch ("Use a Systems Manager parameter instead of an
+    AMI ID", EC2 User Guide), so the parameter's value is looked up the same way, with GetParameters.
     """
     ec2 = fleet.client("ec2", *location)
     used, aliases = {}, {}

@@ -408,6 +408,15 @@ def test_a_create_image_answered_500_is_found_not_made_twice(aws, fleet, targets
     assert len(images) == 3 and {i.id for i in images} == {r["ami_id"] for r in results}
 
 
+def test_a_create_image_answered_500_is_looked_for_before_anything_is_sent_again(aws, fleet, targets):
+    calls = {}
+    unkind(fleet, create_image=_create_then_fail(calls, 1))
+    results = run_with(aws, fleet, targets[:3], poll_interval=1).run()
+    assert [r["backup_status"] for r in results] == ["verified"] * 3 and all(r["created"] for r in results)
+    # Found by its run-ID tag: no second CreateImage at all.
+    assert set(calls.values()) == {1} and len(our_images(aws, "run-1")) == 3
+
+
 def test_a_create_image_answered_500_that_made_nothing_is_sent_again(aws, fleet, targets):
     calls = {}
     unkind(fleet, create_image=_create_then_fail(calls, 2, create_first=False))
