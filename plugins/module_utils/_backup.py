@@ -377,6 +377,8 @@ class BackupRun:
                 newest[owner] = image
         for backup in open_:
             if backup.instance_id in newest:
+                # After a CreateImage of this call whose answer was lost (or a Duplicate), the image found is the one it asked for.
+                backup.created = backup.created or backup.create_state is not None
                 backup.adopt(newest[backup.instance_id])
         self._find_duplicates(location, [b for b in open_ if b.image is None and b.create_state == "duplicate"])
         wanted = {s for b in open_ for s in b.snapshot_ids() if self.snapshots.get(s, {}).get("State") != "completed"}

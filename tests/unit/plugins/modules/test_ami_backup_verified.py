@@ -9,10 +9,9 @@ from conftest import DEMO_ACCOUNTS, DEMO_REGIONS, OWN_ACCOUNT
 from fleet_helpers import BACKUP_OPTIONS, backup_run, demo_targets, fleet_for, ops
 from moto.ec2.models import ec2_backends
 
+from ansible_collections.cms.patching.plugins.module_utils import _tags
 from ansible_collections.cms.patching.plugins.module_utils._backup import BackupRun
 from ansible_collections.cms.patching.plugins.module_utils._session import FleetError
-
-from ansible_collections.cms.patching.plugins.module_utils import _tags
 from ansible_collections.cms.patching.plugins.modules import ami_backup_verified
 
 
