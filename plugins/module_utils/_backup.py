@@ -11,25 +11,45 @@ else by the deadline is ``failed`` with the reason.
 
 Fleet-first: AMIs are created concurrently within a bound; each poll round
 costs one DescribeImages and at most one DescribeSnapshots per account/region
-for the whole batch, found by the run-ID tag (so an image that is not yet
-visible right after CreateImage is "pending", never an InvalidAMIID.NotFound).
-A re-run with the same run ID finds the AMIs it made instead of making more.
+for the whole batch, found by the run-ID tag.  A re-run with the same run ID
+finds the AMIs it made instead of making more.
+
+EC2 is eventually consistent ("Eventual consistency in the Amazon EC2 API",
+EC2 API reference): right after CreateImage the image may be missing from
+DescribeImages, and a ``pending`` image may list mappings without a SnapshotId.
+Both are ``pending`` here, never ``failed``; only the deadline fails a backup,
+and the deadline runs from the image's CreationDate on AWS's own clock (the
+``Date`` of its answers), not the controller's.  A poll round that fails
+changes nobody's status either: the error is kept and shown if the deadline
+passes.  CreateImage has no ClientToken (CreateImage, EC2 API reference), so a
+failed call whose outcome is unknown is never simply repeated: the AMI name is
+unique per instance and run, so re-sending it either creates the image or
+answers ``InvalidAMIName.Duplicate``, and the image of that name is then looked
+up and adopted when its tags say it is this run's.
 """
 
 import datetime
 import re
+import string
 import time
 
 from ansible_collections.cms.patching.plugins.module_utils import _tags
 from ansible_collections.cms.patching.plugins.module_utils._batching import by_location, chunks
 from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_out
-from ansible_collections.cms.patching.plugins.module_utils._retry import paginate
-from ansible_collections.cms.patching.plugins.module_utils._session import describe_aws_error, is_error
+from ansible_collections.cms.patching.plugins.module_utils._retry import THROTTLING_CODES, error_code, is_transient, paginate
+from ansible_collections.cms.patching.plugins.module_utils._session import FleetError, describe_aws_error, is_error
 
 FAILED_IMAGE_STATES = ("failed", "error", "invalid", "deregistered", "disabled")
 TEMPLATE_FIELDS = ("instance_id", "name", "run_id", "lz", "account_id", "region", "date")
+# Free text is shortened to make a name or description fit; the identifiers that make a name unique never are.
+FREE_TEXT_FIELDS = ("name", "lz")
+# The longest value each identifier can take, to check a template before any AMI is named.
+IDENTIFIER_MAX = {"instance_id": 19, "account_id": 12, "region": 25, "date": 8}
+NAME_LIMIT = 128
+DESCRIPTION_LIMIT = 255
 # AMI names: 3-128 characters of letters, digits and ( ) [ ] space . / - ' @ _
 _AMI_NAME_BAD = re.compile(r"[^A-Za-z0-9()\[\] ./\-'@_]")
+DUPLICATE_NAME = "InvalidAMIName.Duplicate"
 TAG_BATCH = 200
 ID_FILTER_BATCH = 200
 
@@ -45,8 +65,46 @@ def template_error(template):
     return None
 
 
-def render_name(template, fields):
-    name = _AMI_NAME_BAD.sub("-", template.format(**fields))[:128]
+def template_length_error(template, limit, run_id):
+    """None when the template fits ``limit`` with every identifier at its longest and the free text left out."""
+    fields = dict({f: "" for f in FREE_TEXT_FIELDS}, run_id=run_id or "", **{k: "x" * n for k, n in IDENTIFIER_MAX.items()})
+    length = len(template.format(**fields))
+    if length > limit:
+        return "is %d characters long without {name} and {lz} (for run ID %s); at most %d fit" % (length, run_id, limit)
+    return None
+
+
+def _placeholder_counts(template):
+    counts = {}
+    for _literal, field, _spec, _conv in string.Formatter().parse(template):
+        if field:
+            counts[field] = counts.get(field, 0) + 1
+    return counts
+
+
+def render_name(template, fields, limit=NAME_LIMIT, clean=True):
+    """The template filled in, at most ``limit`` characters, its identifiers always whole.
+
+    The identifiers ({instance_id}, {run_id}, ...) are what makes the name unique per instance and run; cutting
+    them off (a long Name tag used to push them out) makes the next run collide with InvalidAMIName.Duplicate.
+    So the template is measured with the free text left out, and the free text gets what is left.
+    """
+    values = {k: (_AMI_NAME_BAD.sub("-", str(v)) if clean else str(v)) for k, v in fields.items()}
+    counts = _placeholder_counts(template)
+    room = limit - len(template.format(**dict(values, **{f: "" for f in FREE_TEXT_FIELDS})))
+    if room < 0:
+        raise FleetError("%r is %d characters too long even without {name} and {lz} (limit %d)" % (template, -room, limit))
+    for field in FREE_TEXT_FIELDS:  # {name} gives way first, then {lz}
+        used = sum(counts.get(f, 0) * len(values.get(f, "")) for f in FREE_TEXT_FIELDS)
+        if used > room and counts.get(field):
+            over = used - room
+            cut = -(-over // counts[field])  # ceil: every occurrence shrinks by the same amount
+            values[field] = values[field][: max(0, len(values[field]) - cut)]
+    name = template.format(**values)
+    if not clean:
+        return name
+    # The template's own text may hold characters AMI names refuse too (one for one: the length stays).
+    name = _AMI_NAME_BAD.sub("-", name)
     return name if len(name) >= 3 else (name + "---")[:3]
 
 
@@ -62,17 +120,43 @@ def _parse_time(value):
 class Backup:
     """State of one instance's backup during a module run."""
 
-    __slots__ = ("instance", "image", "created", "created_at", "status", "reason", "verified_at", "error")
+    __slots__ = (
+        "instance",
+        "image",
+        "seen",
+        "created",
+        "created_at",
+        "since",
+        "status",
+        "reason",
+        "verified_at",
+        "error",
+        "ami_name",
+        "create_state",
+        "note",
+        "plan",
+    )
 
     def __init__(self, instance):
         self.instance = instance
         self.image = None
+        # Whether DescribeImages has shown the image (False for the placeholder CreateImage's answer leaves).
+        self.seen = False
         self.created = False
+        # AWS time of this call's first CreateImage for the instance, and of the first look at it: deadlines before the image shows.
         self.created_at = None
+        self.since = None
         self.status = "pending"
         self.reason = ""
         self.verified_at = None
+        # The last failure of a poll round or of a CreateImage whose outcome is unknown; shown if the deadline passes.
         self.error = None
+        self.ami_name = None
+        # None, "retry" (CreateImage failed transiently: the AMI may exist) or "duplicate" (the name is taken: find the image by name).
+        self.create_state = None
+        # What CreateImage's Duplicate answer said, while the image of that name is looked for.
+        self.note = ""
+        self.plan = ""
 
     @property
     def instance_id(self):
@@ -83,10 +167,16 @@ class Backup:
             return []
         return [m["Ebs"]["SnapshotId"] for m in self.image.get("BlockDeviceMappings", []) if m.get("Ebs", {}).get("SnapshotId")]
 
+    def adopt(self, image):
+        self.image, self.seen, self.create_state, self.note, self.error = image, True, None, "", None
+
     def started(self):
-        if self.created_at is not None:
-            return self.created_at
-        return _parse_time((self.image or {}).get("CreationDate"))
+        """When the deadline started, on AWS's clock: the image's CreationDate, else this call's CreateImage, else its first look."""
+        created = _parse_time((self.image or {}).get("CreationDate")) if self.seen else None
+        for value in (created, self.created_at, self.since):
+            if value is not None:
+                return value
+        return None
 
     def result(self, now):
         started = self.started()
@@ -97,13 +187,14 @@ class Backup:
             "region": self.instance["region"],
             "name": self.instance.get("name", ""),
             "ami_id": (self.image or {}).get("ImageId", ""),
-            "ami_name": (self.image or {}).get("Name", ""),
-            "image_state": (self.image or {}).get("State", ""),
+            "ami_name": (self.image or {}).get("Name", "") or (self.ami_name if self.image else ""),
+            "image_state": (self.image or {}).get("State", "") if self.seen else "",
             "snapshot_ids": self.snapshot_ids(),
             "backup_status": self.status,
             "reason": self.reason,
+            "plan": self.plan,
             "created": self.created,
-            "seconds": int(round(end - started)) if started else 0,
+            "seconds": max(0, int(round(end - started))) if started else 0,
         }
 
 
@@ -113,7 +204,9 @@ def evaluate(backup, snapshots, now, deadline):
         return
     image = backup.image
     if image is None:
-        pending_reason = "the AMI is not visible yet"
+        pending_reason = backup.note or "the AMI is not visible yet"
+    elif not backup.seen:
+        pending_reason = "AMI %s was created; DescribeImages does not show it yet" % image["ImageId"]
     else:
         state = image.get("State")
         if state in FAILED_IMAGE_STATES:
@@ -128,6 +221,8 @@ def evaluate(backup, snapshots, now, deadline):
             backup.status, backup.reason, backup.verified_at = "verified", "", now
             return
         pending_reason = "AMI %s is %s; %s" % (image["ImageId"], state, "; ".join(waiting) if waiting else "all snapshots completed")
+    if backup.error:
+        pending_reason = "%s; last error: %s" % (pending_reason, backup.error)
     if now >= deadline:
         backup.status, backup.reason = "failed", "not verified within wait_timeout: %s" % pending_reason
     else:
@@ -137,12 +232,14 @@ def evaluate(backup, snapshots, now, deadline):
 def _snapshot_problems(backup, snapshots):
     """(problems, still-waiting notes) for the image's snapshots and the instance's volume coverage."""
     problems, waiting = [], []
+    available = backup.image.get("State") == "available"
     mappings = [m for m in backup.image.get("BlockDeviceMappings", []) if "Ebs" in m]
     covered_volumes, covered_devices = set(), set()
     done = 0
     for mapping in mappings:
         snap_id = mapping["Ebs"].get("SnapshotId")
         if not snap_id:
+            # A pending image lists its mappings before their snapshots exist (eventual consistency): wait, the deadline decides.
             waiting.append("%s has no snapshot yet" % mapping.get("DeviceName"))
             continue
         snap = snapshots.get(snap_id)
@@ -161,6 +258,8 @@ def _snapshot_problems(backup, snapshots):
             )
         else:
             waiting.append("snapshot %s is %s %s" % (snap_id, status, snap.get("Progress", "")))
+    if not mappings and not available:
+        waiting.append("no block device mappings listed yet")
     if waiting and done:
         waiting.insert(0, "%d/%d snapshots completed" % (done, len(mappings)))
     if not waiting:
@@ -170,8 +269,19 @@ def _snapshot_problems(backup, snapshots):
                     "volume %s (%s) is attached to the instance but not in AMI %s" % (volume["volume_id"], volume["device_name"], backup.image["ImageId"])
                 )
         if not mappings:
+            # Only an image AWS calls available with no EBS mapping at all is that; a pending one may not list them yet.
             problems.append("AMI %s has no EBS snapshot at all" % backup.image["ImageId"])
     return problems, waiting
+
+
+def _foreign_message(run_id, lz, foreign):
+    owners = sorted({f[3] for f in foreign})
+    ami, account, region, other = foreign[0]
+    return (
+        "run ID %s belongs to landing zone %s, not %s: AMI %s in %s/%s (and %d more) is tagged %s=%s. A run ID is used in one landing zone "
+        "only, and nothing was created; start a new run for landing zone %s (a new run_id), or resume that run with lz=%s."
+        % (run_id, " and ".join(owners), lz, ami, account, region, len(foreign) - 1, _tags.LZ, other, lz, other)
+    )
 
 
 class BackupRun:
@@ -183,6 +293,7 @@ class BackupRun:
         self.lz = lz
         self.options = options
         self.check_mode = check_mode
+        # The controller's clock: only a fallback for AWS's (fleet.server_clock) before AWS has answered, and for progress_interval.
         self.clock = clock
         self.sleep = sleep
         self.backups = {i["instance_id"]: Backup(i) for i in instances}
@@ -191,21 +302,36 @@ class BackupRun:
         self.snapshots = {}
         self.changed = False
         self.create = True
+        # Locations whose last poll round failed: nothing is created there until a round succeeds.
+        self.unread = set(self.groups)
+        # (ami, account, region, lz) of this run ID's AMIs tagged with another landing zone.
+        self.foreign = []
+
+    def now(self):
+        """AWS's time (from the Date of its answers); the controller's clock only before AWS has answered at all."""
+        server_clock = getattr(self.fleet, "server_clock", None)
+        now = server_clock.now() if server_clock is not None else None
+        return now if now is not None else self.clock()
 
     # -- AWS reads --------------------------------------------------------------------------------
 
     def _images(self, location):
-        """This run's AMIs; in verify mode without a run ID, every pre-patch AMI of the landing zone (the newest per instance wins)."""
+        """This run's AMIs (by run ID; the landing zone is checked by the caller); without a run ID, the landing zone's (newest wins)."""
         ec2 = self.fleet.client("ec2", *location)
         filters = [_tags.tag_filter(_tags.PATCHING, _tags.PRE_PATCH)]
         filters.append(_tags.tag_filter(_tags.RUN_ID, self.run_id) if self.run_id else _tags.tag_filter(_tags.LZ, self.lz))
         return list(paginate(ec2.describe_images, "Images", Owners=["self"], Filters=filters, MaxResults=1000))
 
+    def _images_named(self, location, names):
+        ec2 = self.fleet.client("ec2", *location)
+        for chunk in chunks(sorted(names), ID_FILTER_BATCH):
+            yield from paginate(ec2.describe_images, "Images", Owners=["self"], Filters=[{"Name": "name", "Values": chunk}], MaxResults=1000)
+
     def _snapshots(self, location, snapshot_ids):
-        """One call for the whole run by its tag; across runs (verify without run ID) by ID, 200 a call."""
+        """One call for the whole run by its tags; across runs (verify without run ID) by ID, 200 a call."""
         ec2 = self.fleet.client("ec2", *location)
         if self.run_id:
-            batches = [[_tags.tag_filter(_tags.RUN_ID, self.run_id)]]
+            batches = [[_tags.tag_filter(_tags.RUN_ID, self.run_id), _tags.tag_filter(_tags.LZ, self.lz)]]
         else:
             batches = [[{"Name": "snapshot-id", "Values": chunk}] for chunk in chunks(sorted(snapshot_ids), ID_FILTER_BATCH)]
         for filters in batches:
@@ -239,11 +365,22 @@ class BackupRun:
             return
         newest = {}
         for image in self._images(location):
-            owner = _tags.as_dict(image.get("Tags")).get(_tags.INSTANCE_ID)
+            tags = _tags.as_dict(image.get("Tags"))
+            if tags.get(_tags.LZ) != self.lz:
+                # A run belongs to its landing zone: never adopt another's AMIs (the caller stops the run before creating anything).
+                # An AMI without the tag was not made by this collection (every version tagged it) and is left alone.
+                if self.run_id and tags.get(_tags.LZ):
+                    self.foreign.append((image["ImageId"], location[0], location[1], tags[_tags.LZ]))
+                continue
+            owner = tags.get(_tags.INSTANCE_ID)
             if owner in self.backups and (owner not in newest or image.get("CreationDate", "") > newest[owner].get("CreationDate", "")):
                 newest[owner] = image
         for backup in open_:
-            backup.image = newest.get(backup.instance_id, backup.image)
+            if backup.instance_id in newest:
+                # After a CreateImage of this call whose answer was lost (or a Duplicate), the image found is the one it asked for.
+                backup.created = backup.created or backup.create_state is not None
+                backup.adopt(newest[backup.instance_id])
+        self._find_duplicates(location, [b for b in open_ if b.image is None and b.create_state == "duplicate"])
         wanted = {s for b in open_ for s in b.snapshot_ids() if self.snapshots.get(s, {}).get("State") != "completed"}
         if wanted:
             for snap in self._snapshots(location, wanted):
@@ -251,6 +388,33 @@ class BackupRun:
             untagged = sorted(s for s in wanted if s not in self.snapshots)
             if untagged and self.create and not self.check_mode:
                 self._tag_snapshots(location, untagged, members)
+
+    def _find_duplicates(self, location, backups):
+        """CreateImage said the name is taken: adopt the image of that name if its tags say it is this run's backup of the instance."""
+        if not backups:
+            return
+        by_name = {b.ami_name: b for b in backups}
+        for image in self._images_named(location, by_name):
+            backup = by_name.get(image.get("Name"))
+            if backup is None or backup.image is not None:
+                continue
+            tags = _tags.as_dict(image.get("Tags"))
+            if (tags.get(_tags.RUN_ID), tags.get(_tags.INSTANCE_ID), tags.get(_tags.LZ)) == (self.run_id, backup.instance_id, self.lz):
+                backup.adopt(image)
+                backup.created = True
+                continue
+            backup.status = "failed"
+            backup.reason = (
+                "CreateImage: the AMI name %s is already used by %s (%s), which is not this run's backup of %s; "
+                "keep {instance_id} and {run_id} in name_template so names are unique per instance and run, or deregister %s"
+                % (
+                    backup.ami_name,
+                    image["ImageId"],
+                    ", ".join("%s=%s" % (k, tags[k]) for k in (_tags.RUN_ID, _tags.INSTANCE_ID, _tags.LZ) if k in tags) or "not tagged by cms.patching",
+                    backup.instance_id,
+                    image["ImageId"],
+                )
+            )
 
     def _tag_snapshots(self, location, snapshot_ids, members):
         """Snapshots that CreateImage did not tag (snapshot_tags_on_create=false, or AWS dropped them) get the run's tags here."""
@@ -277,35 +441,44 @@ class BackupRun:
         self.rounds += 1
         outcomes = fan_out(self._poll_location, list(self.groups), self.options.get("max_workers", 8))
         for outcome in outcomes:
-            if not outcome.ok:
-                for item in self.groups[outcome.item]:
-                    backup = self.backups[item["instance_id"]]
-                    if backup.status == "pending":
-                        backup.status, backup.reason = (
-                            "failed",
-                            "could not read AMI state in %s/%s: %s" % (outcome.item[0], outcome.item[1], describe_aws_error(outcome.error)),
-                        )
-        now = self.clock()
+            members = [self.backups[item["instance_id"]] for item in self.groups[outcome.item]]
+            if outcome.ok:
+                self.unread.discard(outcome.item)
+                for backup in members:
+                    if backup.create_state != "retry":
+                        backup.error = None
+                continue
+            # A failed round says nothing about the AMIs: keep every status, remember the error for the deadline's reason.
+            self.unread.add(outcome.item)
+            error = "could not read AMI state in %s/%s: %s" % (outcome.item[0], outcome.item[1], describe_aws_error(outcome.error))
+            for backup in members:
+                backup.error = error
+        now = self.now()
         for backup in self.backups.values():
-            if not self.create and backup.image is None and backup.status == "pending":
+            if backup.since is None:
+                backup.since = now
+            location = (backup.instance["account_id"], backup.instance["region"])
+            if not self.create and backup.image is None and backup.status == "pending" and location not in self.unread:
                 where = "run %s" % self.run_id if self.run_id else "landing zone %s" % self.lz
                 backup.status, backup.reason = "failed", "no pre-patch AMI of this instance found for %s" % where
-            started = backup.started() or now
-            evaluate(backup, self.snapshots, now, started + self.options["wait_timeout"])
+            evaluate(backup, self.snapshots, now, (backup.started() or now) + self.options["wait_timeout"])
 
     # -- creating -----------------------------------------------------------------------------------
 
-    def _create_one(self, backup):
-        inst = backup.instance
-        fields = dict(
+    def _fields(self, inst):
+        return dict(
             instance_id=inst["instance_id"],
             name=inst.get("name") or inst["instance_id"],
             run_id=self.run_id,
             lz=self.lz,
             account_id=inst["account_id"],
             region=inst["region"],
-            date=datetime.datetime.fromtimestamp(self.clock(), datetime.timezone.utc).strftime("%Y%m%d"),
+            date=datetime.datetime.fromtimestamp(self.now(), datetime.timezone.utc).strftime("%Y%m%d"),
         )
+
+    def _create_one(self, backup):
+        inst = backup.instance
+        fields = self._fields(inst)
         tags = _tags.as_list(_tags.backup_tags(self.run_id, inst["instance_id"], self.lz, self.options.get("tags")))
         specs = [{"ResourceType": "image", "Tags": tags}]
         if self.options.get("snapshot_tags_on_create", True):
@@ -313,35 +486,74 @@ class BackupRun:
         ec2 = self.fleet.client("ec2", inst["account_id"], inst["region"])
         response = ec2.create_image(
             InstanceId=inst["instance_id"],
-            Name=render_name(self.options["name_template"], fields),
-            Description=self.options["description_template"].format(**fields)[:255],
+            Name=backup.ami_name,
+            Description=render_name(self.options["description_template"], fields, DESCRIPTION_LIMIT, clean=False),
             NoReboot=bool(self.options.get("no_reboot", True)),
             TagSpecifications=specs,
         )
         return response["ImageId"]
 
     def create_missing(self):
-        """CreateImage for every instance without an AMI in this run, max_concurrent_creates at a time."""
-        todo = [b for b in self.backups.values() if b.status == "pending" and b.image is None]
+        """CreateImage for every instance without an AMI in this run, max_concurrent_creates at a time.
+
+        Only where the last look succeeded (an unread location may already hold this run's AMIs), and never for an instance whose
+        name CreateImage already found taken (that image is looked up by name each round instead).
+        """
+        todo = [
+            b
+            for b in self.backups.values()
+            if b.status == "pending"
+            and b.image is None
+            and b.create_state != "duplicate"
+            and (b.instance["account_id"], b.instance["region"]) not in self.unread
+        ]
+        for backup in todo:
+            if backup.ami_name is None:
+                # The same name on every attempt: a re-sent CreateImage of an AMI that was made answers Duplicate instead of making a second.
+                backup.ami_name = render_name(self.options["name_template"], self._fields(backup.instance))
         if self.check_mode:
             for backup in todo:
-                backup.status, backup.reason = "skipped", "check mode: would create an AMI"
+                backup.status, backup.reason, backup.plan = "skipped", "", "would create AMI %s" % backup.ami_name
             self.changed = self.changed or bool(todo)
             return
+        now = self.now()
+        duplicates = {}
         for outcome in fan_out(self._create_one, todo, self.options.get("max_concurrent_creates", 10)):
             backup = outcome.item
+            if backup.created_at is None:
+                backup.created_at = now
             if outcome.ok:
-                backup.created, backup.created_at = True, self.clock()
-                backup.image = {"ImageId": outcome.result, "State": "pending", "BlockDeviceMappings": []}
+                backup.created, backup.create_state, backup.error = True, None, None
+                # A placeholder until DescribeImages shows the image (it may not, for a while).
+                backup.image, backup.seen = {"ImageId": outcome.result, "State": "pending", "BlockDeviceMappings": []}, False
                 self.changed = True
+            elif is_error(outcome.error, DUPLICATE_NAME):
+                backup.create_state = "duplicate"
+                backup.note = "CreateImage: %s; looking for that image" % describe_aws_error(outcome.error)
+                duplicates.setdefault((backup.instance["account_id"], backup.instance["region"]), []).append(backup)
+            elif is_transient(outcome.error):
+                # The AMI may have been made: look for it by tag next round, and re-send the same name if it is not there.
+                backup.create_state = "retry"
+                backup.error = "CreateImage failed: %s (the AMI may exist; looking for it)" % describe_aws_error(outcome.error)
+                self.changed = True
+            elif error_code(outcome.error) in THROTTLING_CODES:
+                # Still throttled after the client's retries: AWS refused it before acting, so the next round simply asks again.
+                backup.create_state = "retry"
+                backup.error = "CreateImage throttled: %s (asking again next round)" % describe_aws_error(outcome.error)
             else:
                 backup.status, backup.reason = "failed", "CreateImage failed: %s" % describe_aws_error(outcome.error)
+        for location, backups in duplicates.items():
+            try:
+                self._find_duplicates(location, backups)
+            except Exception as exc:  # pylint: disable=broad-except  # the next poll round looks again
+                for backup in backups:
+                    backup.error = "could not look up AMI %s: %s" % (backup.ami_name, describe_aws_error(exc))
 
     def tag_verified(self):
         """Mark verified AMIs so the patch gate (and people) can tell them from unverified ones."""
         if self.check_mode:
             return
-        stamp = datetime.datetime.fromtimestamp(self.clock(), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = datetime.datetime.fromtimestamp(self.now(), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         for location in self.groups:
             ids = [
                 b.image["ImageId"]
@@ -364,6 +576,8 @@ class BackupRun:
         for location, members in self.groups.items():
             self._fill_volumes(location, [self.backups[i["instance_id"]] for i in members])
         self.poll()
+        if self.foreign:
+            raise FleetError(_foreign_message(self.run_id, self.lz, self.foreign))
         if create:
             self.create_missing()
             if self.changed and not self.check_mode:
@@ -375,6 +589,10 @@ class BackupRun:
                 break
             self.sleep(self.options["poll_interval"])
             self.poll()
+            if create:
+                # Instances whose CreateImage failed in a way that leaves its outcome unknown, or whose location could not be read.
+                self.create_missing()
         if create:
             self.tag_verified()
-        return [self.backups[i["instance_id"]].result(self.clock()) for members in self.groups.values() for i in members]
+        now = self.now()
+        return [self.backups[i["instance_id"]].result(now) for members in self.groups.values() for i in members]

@@ -15,13 +15,23 @@ description:
   - Each AMI and its snapshots are tagged C(cms:patching=pre-patch), C(cms:patching:run-id), C(cms:patching:instance-id) and
     C(cms:patching:lz); verified AMIs also get C(cms:patching:verified-at), which M(cms.patching.ssm_patch_run) requires before patching.
   - Idempotent per run ID - a re-run with the same O(run_id) finds the AMIs it already made (by tag) and only creates the missing ones.
+    A run belongs to its landing zone - when AMIs of O(run_id) carry another C(cms:patching:lz), the module fails before creating
+    anything.
   - Each poll round costs one C(DescribeImages) and at most one C(DescribeSnapshots) per account and region for the whole batch.
+  - "EC2 is eventually consistent: an AMI not yet returned by C(DescribeImages), or C(pending) without snapshot IDs, is C(pending);
+    only O(wait_timeout), counted from the AMI's C(CreationDate) on AWS's clock, fails it. A poll round that fails changes no status;
+    its error is in the reason if the deadline passes."
+  - "C(CreateImage) is never blindly retried: after a server error the AMI may exist, so it is looked up by tag and, if not found,
+    requested again with the same name; C(InvalidAMIName.Duplicate) for an AMI tagged as this run's backup of the instance adopts it,
+    for any other AMI fails the instance naming that AMI."
   - O(mode=verify) checks the existing pre-patch AMIs of the instances (of O(run_id) if given, else the newest per instance) and creates
     nothing.
   - O(mode=retain) applies the retention policy O(retention) to this landing zone's pre-patch AMIs in O(accounts) x O(regions).
     Only AMIs tagged C(cms:patching=pre-patch) for O(lz) are ever touched; an AMI of the current O(run_id), one that is not
-    C(available), and one used by the latest or default version of a launch template are always kept. Removal deregisters the
-    image, then deletes its snapshots.
+    C(available), an instance's newest verified AMI, and one used by any version of any launch template (C(resolve:ssm:) aliases
+    resolved) or by a launch configuration are always kept. Removal is C(DeregisterImage) with C(DeleteAssociatedSnapshots); a
+    snapshot AWS did not delete is deleted, retried for about a minute while C(InvalidSnapshot.InUse), and reported in RV(errors) if
+    it remains. Snapshots tagged for O(lz) whose AMI no longer exists (left by older versions) are deleted too.
 author:
   - CMS Platform Engineering (@cms-platform)
 options:
@@ -60,11 +70,13 @@ options:
   name_template:
     description:
       - The AMI name. Placeholders C({instance_id}), C({name}), C({run_id}), C({lz}), C({account_id}), C({region}), C({date}).
-      - Characters AMI names do not allow become C(-); the result is cut to 128 characters.
+      - Characters AMI names do not allow become C(-). To fit 128 characters the free text (C({name}), then C({lz})) is shortened;
+        the identifiers (C({instance_id}), C({run_id}), ...) never are, so keep C({instance_id}) and C({run_id}) in it - names must be
+        unique per instance and run.
     type: str
     default: cms-patching-{instance_id}-{run_id}
   description_template:
-    description: The AMI description, with the same placeholders as O(name_template); cut to 255 characters.
+    description: The AMI description, with the same placeholders as O(name_template); free text shortened to fit 255 characters.
     type: str
     default: Pre-patch backup of {instance_id} ({name}) for run {run_id} in landing zone {lz}
   tags:
@@ -111,7 +123,9 @@ options:
     default: {}
     suboptions:
       keep_last:
-        description: Keep the newest this many available pre-patch AMIs of each instance.
+        description:
+          - Keep the newest this many B(verified) pre-patch AMIs of each instance (C(available) and tagged C(cms:patching:verified-at)).
+          - AMIs that failed verification do not count; the newest verified AMI is always kept.
         type: int
         default: 3
       max_age_days:
@@ -128,7 +142,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Reads as usual; creates, tags and deletes nothing, and reports what it would do.
+    details: Reads as usual; creates, tags and deletes nothing, and reports what it would do in RV(instances[].plan) / RV(removed[].plan).
   diff_mode:
     support: none
   idempotent:
@@ -137,7 +151,8 @@ attributes:
 notes:
   - "IAM permissions: O(mode=create) needs C(ec2:CreateImage), C(ec2:CreateTags), C(ec2:DescribeImages), C(ec2:DescribeSnapshots) (and
     C(ec2:DescribeInstances) when volumes are not given); O(mode=verify) needs the describe permissions only; O(mode=retain) needs
-    C(ec2:DescribeImages), C(ec2:DescribeLaunchTemplateVersions), C(ec2:DeregisterImage), C(ec2:DeleteSnapshot)."
+    C(ec2:DescribeImages), C(ec2:DescribeSnapshots), C(ec2:DescribeLaunchTemplates), C(ec2:DescribeLaunchTemplateVersions),
+    C(ssm:GetParameters), C(autoscaling:DescribeLaunchConfigurations), C(ec2:DeregisterImage), C(ec2:DeleteSnapshot)."
 """
 
 EXAMPLES = r"""
@@ -222,9 +237,13 @@ instances:
       type: str
       sample: verified
     reason:
-      description: Why it is not verified (empty when it is).
+      description: Why it is not verified (empty when it is, and in check mode).
       type: str
       sample: "snapshot snap-0123 of /dev/sdf is error"
+    plan:
+      description: In check mode, what the module would do for the instance; empty otherwise.
+      type: str
+      sample: would create AMI cms-patching-i-0123456789abcdef0-20261127T101500Z
     created:
       description: Whether this call created the AMI.
       type: bool
@@ -232,7 +251,7 @@ instances:
       description: Seconds from the AMI's creation to its verification (or to now, when not verified).
       type: int
 summary:
-  description: Counts of RV(instances[].backup_status).
+  description: Counts of RV(instances[].backup_status); for O(mode=retain), C(removed), C(kept) and C(orphan_snapshots).
   returned: always
   type: dict
   sample: {"verified": 17, "failed": 1, "pending": 0, "skipped": 0}
@@ -246,7 +265,19 @@ progress:
   type: dict
   sample: {"phase": "backup", "rounds": 3, "elapsed": 45, "line": "backup round 3: 12 verified, 5 pending, 1 failed of 18"}
 removed:
-  description: The AMIs O(mode=retain) removed (or would remove, in check mode), with their snapshots and the reason.
+  description:
+    - The AMIs O(mode=retain) removed (or would remove, in check mode), with their snapshots and the reason.
+    - Each has C(ami_id), C(ami_name), C(instance_id), C(run_id), C(account_id), C(region), C(creation_date), C(state), C(verified),
+      C(snapshot_ids), C(snapshots_left) (snapshots still there after the retries, also in RV(errors)), C(reason) and C(plan)
+      (check mode).
+  returned: when O(mode=retain)
+  type: list
+  elements: dict
+orphan_snapshots:
+  description:
+    - Snapshots tagged as this landing zone's whose AMI no longer exists, deleted by O(mode=retain) (in check mode, to be deleted, with
+      C(plan)). Only those older than O(retention.max_age_days).
+    - Each has C(snapshot_id), C(ami_id), C(instance_id), C(run_id), C(account_id), C(region), C(start_time), C(reason), C(plan), C(deleted).
   returned: when O(mode=retain)
   type: list
   elements: dict
@@ -298,8 +329,10 @@ def input_problems(params):
         for key in ("keep_last", "max_age_days"):
             if params["retention"][key] < 1:
                 problems.append("retention.%s: must be at least 1" % key)
-    for key in ("name_template", "description_template"):
+    for key, limit in (("name_template", _backup.NAME_LIMIT), ("description_template", _backup.DESCRIPTION_LIMIT)):
         error = _backup.template_error(params[key])
+        if not error and mode == "create" and params["run_id"]:
+            error = _backup.template_length_error(params[key], limit, params["run_id"])
         if error:
             problems.append("%s: %s" % (key, error))
     for key in ("wait_timeout", "poll_interval", "max_concurrent_creates", "max_workers"):
@@ -356,11 +389,12 @@ def main():
     def work():
         if params["mode"] == "retain":
             locations = [(a["account_id"], r) for a in params["accounts"] for r in params["regions"]]
-            removed, kept, errors = _retention.apply(
+            removed, kept, errors, orphans = _retention.apply(
                 fleet, locations, params["lz"], params["retention"], params["run_id"], check_mode=module.check_mode, max_workers=params["max_workers"]
             )
-            result = dict(mode="retain", run_id=params["run_id"], changed=bool(removed), removed=removed, kept=kept, errors=errors, instances=[])
-            result.update(summary={"removed": len(removed), "kept": len(kept)}, pending=0, progress={"phase": "retention", "line": ""})
+            result = dict(mode="retain", run_id=params["run_id"], changed=bool(removed or orphans), removed=removed, kept=kept, errors=errors, instances=[])
+            result.update(orphan_snapshots=orphans, pending=0, progress={"phase": "retention", "line": ""})
+            result.update(summary={"removed": len(removed), "kept": len(kept), "orphan_snapshots": len(orphans)})
             if errors:
                 result.update(failed=True, msg="Retention met %d problem(s): %s" % (len(errors), "; ".join(errors)))
             return result

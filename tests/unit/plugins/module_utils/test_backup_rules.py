@@ -2,7 +2,8 @@
 
 import pytest
 
-from ansible_collections.cms.patching.plugins.module_utils._backup import Backup, evaluate, render_name, template_error
+from ansible_collections.cms.patching.plugins.module_utils._backup import Backup, evaluate, render_name, template_error, template_length_error
+from ansible_collections.cms.patching.plugins.module_utils._session import FleetError
 
 INSTANCE = {
     "instance_id": "i-1",
@@ -15,12 +16,15 @@ MAPPINGS = [{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": "snap-a"}}, {"Devi
 
 def backup(state="available", mappings=None):
     b = Backup(dict(INSTANCE))
-    b.image = {
-        "ImageId": "ami-1",
-        "State": state,
-        "BlockDeviceMappings": MAPPINGS if mappings is None else mappings,
-        "CreationDate": "2026-11-27T10:00:00.000Z",
-    }
+    # As DescribeImages shows it.
+    b.adopt(
+        {
+            "ImageId": "ami-1",
+            "State": state,
+            "BlockDeviceMappings": MAPPINGS if mappings is None else mappings,
+            "CreationDate": "2026-11-27T10:00:00.000Z",
+        }
+    )
     return b
 
 
@@ -95,6 +99,56 @@ def test_templates():
     assert "unknown placeholder {host}" in template_error("x-{host}")
     assert render_name("pre {name}: {instance_id}!", {"name": "web#1", "instance_id": "i-1"}) == "pre web-1- i-1-"
     assert len(render_name("{name}", {"name": "x" * 300})) == 128
+
+
+FIELDS = {"instance_id": "i-0123456789abcdef0", "run_id": "20261127T101500Z-nightly", "lz": "prod", "name": "w" * 300}
+
+
+def test_a_long_name_tag_never_pushes_the_identifiers_out():
+    name = render_name("cms-{name}-{instance_id}-{run_id}", FIELDS)
+    assert len(name) == 128 and name.endswith("-i-0123456789abcdef0-20261127T101500Z-nightly") and name.startswith("cms-www")
+    # Every occurrence of the free text gives way; the identifiers stay whole.
+    twice = render_name("{name}/{name}/{instance_id}", FIELDS)
+    assert len(twice) <= 128 and twice.endswith("/i-0123456789abcdef0")
+    # {lz} gives way after {name}.
+    lz = render_name("{name}{lz}{instance_id}{run_id}", dict(FIELDS, lz="l" * 300))
+    assert len(lz) == 128 and "w" not in lz and lz.endswith("i-0123456789abcdef020261127T101500Z-nightly")
+
+
+def test_descriptions_keep_their_identifiers_in_255_characters():
+    text = render_name("Pre-patch backup of {instance_id} ({name}) for run {run_id}", FIELDS, limit=255, clean=False)
+    assert len(text) == 255 and text.endswith(") for run 20261127T101500Z-nightly")
+
+
+def test_a_template_too_long_without_its_free_text_is_refused():
+    assert template_length_error("cms-{instance_id}-{run_id}", 128, "r" * 64) is None
+    error = template_length_error("{account_id}-{region}-{instance_id}-{date}-" + "x" * 60 + "-{run_id}", 128, "r" * 64)
+    assert error.startswith("is 193 characters long without {name} and {lz}")
+    with pytest.raises(FleetError):
+        render_name("x" * 120 + "{run_id}", FIELDS)
+
+
+def test_a_pending_image_without_mappings_is_pending_an_available_one_fails():
+    b = backup(state="pending", mappings=[])
+    evaluate(b, {}, now=1, deadline=200)
+    assert b.status == "pending" and "no block device mappings listed yet" in b.reason
+    b = backup(state="available", mappings=[])
+    evaluate(b, {}, now=1, deadline=200)
+    assert b.status == "failed" and "AMI ami-1 has no EBS snapshot at all" in b.reason
+
+
+def test_an_image_created_but_not_visible_is_pending_until_the_deadline():
+    b = Backup(dict(INSTANCE))
+    b.image = {"ImageId": "ami-9", "State": "pending", "BlockDeviceMappings": []}
+    evaluate(b, {}, now=1, deadline=200)
+    assert b.status == "pending" and b.reason == "AMI ami-9 was created; DescribeImages does not show it yet"
+    b.error = "could not read AMI state in 1/r: InternalError: try again"
+    evaluate(b, {}, now=201, deadline=200)
+    assert b.status == "failed"
+    assert b.reason == (
+        "not verified within wait_timeout: AMI ami-9 was created; DescribeImages does not show it yet; "
+        "last error: could not read AMI state in 1/r: InternalError: try again"
+    )
 
 
 @pytest.mark.parametrize("state", ["failed", "error", "invalid", "deregistered", "disabled"])

@@ -6,11 +6,14 @@ DAY = 86400.0
 NOW = 1_800_000_000.0
 
 
-def image(n, days_old, run="run-old", state="available"):
+def image(n, days_old, run="run-old", state="available", verified=True):
     import datetime
 
     created = datetime.datetime.fromtimestamp(NOW - days_old * DAY, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    return {"ImageId": "ami-%d" % n, "State": state, "CreationDate": created, "Tags": [{"Key": "cms:patching:run-id", "Value": run}]}
+    tags = [{"Key": "cms:patching:run-id", "Value": run}]
+    if verified:
+        tags.append({"Key": "cms:patching:verified-at", "Value": created})
+    return {"ImageId": "ami-%d" % n, "State": state, "CreationDate": created, "Tags": tags}
 
 
 def ids(pairs):
@@ -32,7 +35,7 @@ def test_young_images_beyond_keep_last_stay():
 
 def test_current_run_pending_and_in_use_are_never_removed():
     images = [image(1, 100, run="run-now"), image(2, 100, state="pending"), image(3, 100), image(4, 100), image(5, 100)]
-    remove, keep = decide(images, {"keep_last": 1, "max_age_days": 30}, "run-now", NOW, {"ami-4": "lt-1 version 2"})
+    remove, keep = decide(images, {"keep_last": 1, "max_age_days": 30}, "run-now", NOW, {"ami-4": "launch template lt-1 version 2"})
     reasons = {i["ImageId"]: r for i, r in keep}
     assert reasons["ami-1"] == "made by the current run"
     assert reasons["ami-2"] == "state is pending"
@@ -44,3 +47,19 @@ def test_current_run_counts_as_one_of_the_newest():
     images = [image(1, 0, run="run-now"), image(2, 100)]
     remove, _keep = decide(images, {"keep_last": 1, "max_age_days": 30}, "run-now", NOW, {})
     assert ids(remove) == ["ami-2"]
+
+
+def test_keep_last_counts_only_verified_amis():
+    # The two newest failed verification: they are no backup, so the two verified ones behind them are the ones kept.
+    images = [image(1, 40, verified=False), image(2, 50, verified=False), image(3, 60), image(4, 70), image(5, 80)]
+    remove, keep = decide(images, {"keep_last": 2, "max_age_days": 30}, "run-now", NOW, {})
+    assert ids(remove) == ["ami-1", "ami-2", "ami-5"]
+    reasons = {i["ImageId"]: r for i, r in keep}
+    assert reasons == {"ami-3": "the instance's newest verified AMI", "ami-4": "one of the newest 2 verified"}
+    assert dict((i["ImageId"], r) for i, r in remove)["ami-1"] == "older than 30 days and never verified"
+
+
+def test_the_newest_verified_ami_is_never_removed():
+    images = [image(1, 100, verified=False), image(2, 200)]
+    remove, keep = decide(images, {"keep_last": 0, "max_age_days": 1}, "run-now", NOW, {})
+    assert ids(remove) == ["ami-1"] and ids(keep) == ["ami-2"]

@@ -1,17 +1,98 @@
 """ami_backup_verified against the sandbox: whole-machine verification, the failure modes, idempotence, cost."""
 
+import datetime
+
 import boto3
 import pytest
-from conftest import DEMO_ACCOUNTS, OWN_ACCOUNT
-from fleet_helpers import backup_run, demo_targets, fleet_for, ops
+from botocore.exceptions import ClientError
+from conftest import DEMO_ACCOUNTS, DEMO_REGIONS, OWN_ACCOUNT
+from fleet_helpers import BACKUP_OPTIONS, backup_run, demo_targets, fleet_for, ops
+from moto.ec2.models import ec2_backends
 
 from ansible_collections.cms.patching.plugins.module_utils import _tags
+from ansible_collections.cms.patching.plugins.module_utils._backup import BackupRun
+from ansible_collections.cms.patching.plugins.module_utils._session import FleetError
 from ansible_collections.cms.patching.plugins.modules import ami_backup_verified
+
+
+class SandboxTime:
+    """AWS's clock as the sandbox keeps it: its resources live on the sandbox clock, which tests move forward.
+
+    (The sandbox's HTTP Date header follows the wall clock, so the fleet's ServerClock would not see those jumps.)
+    """
+
+    def __init__(self, state, offset=0.0):
+        self.state, self.offset = state, offset
+
+    def observe(self, response):
+        pass
+
+    def now(self):
+        return self.state.now() + self.offset
 
 
 @pytest.fixture
 def fleet(demo, aws):
-    return fleet_for(aws)
+    fleet = fleet_for(aws)
+    fleet.server_clock = SandboxTime(aws.state)
+    return fleet
+
+
+class Unkind:
+    """An EC2 client that answers some calls as AWS may where the sandbox is still kind; overrides get (real client, **kwargs)."""
+
+    def __init__(self, client, overrides):
+        self._client, self._overrides = client, overrides
+
+    def __getattr__(self, name):
+        if name in self._overrides:
+            return lambda **kwargs: self._overrides[name](self._client, **kwargs)
+        return getattr(self._client, name)
+
+
+def unkind(fleet, **overrides):
+    real = fleet.client
+
+    def client(service, account_id, region):
+        found = real(service, account_id, region)
+        return Unkind(found, overrides) if service == "ec2" else found
+
+    fleet.client = client
+
+
+def aws_error(code, operation, status=500, message="We encountered an internal error. Please try again."):
+    return ClientError({"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, operation)
+
+
+def eventually_consistent(aws, invisible_seconds):
+    """DescribeImages as EC2 answers right after CreateImage: a new image is missing for a while, then pending without snapshot IDs."""
+
+    def describe_images(client, **kwargs):
+        answer = client.describe_images(**kwargs)
+        now = aws.state.now()
+        images = []
+        for image in answer["Images"]:
+            created = datetime.datetime.strptime(image["CreationDate"][:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc).timestamp()
+            if now - created < invisible_seconds:
+                continue
+            if image["State"] == "pending":
+                mappings = [dict(m, Ebs={k: v for k, v in m["Ebs"].items() if k != "SnapshotId"}) for m in image["BlockDeviceMappings"]]
+                image = dict(image, BlockDeviceMappings=mappings)
+            images.append(image)
+        return dict(answer, Images=images)
+
+    return describe_images
+
+
+def our_images(aws, run_id):
+    images = []
+    for account in DEMO_ACCOUNTS:
+        for region in DEMO_REGIONS:
+            backend = ec2_backends[account["account_id"]][region]
+            images.extend(
+                i for i in backend.amis.values() if backend.tags.get(i.id, {}).get(_tags.RUN_ID) == run_id
+            )
+    return images
 
 
 @pytest.fixture
@@ -137,7 +218,9 @@ def test_check_mode_creates_nothing(aws, targets, run_module):
     assert not result.failed, result.get("msg")
     assert result["changed"] is True
     assert {r["backup_status"] for r in result["instances"]} == {"skipped"}
-    assert all("check mode" in r["reason"] for r in result["instances"])
+    # A plan, not an error: the reason stays empty so a dry run reports no failures.
+    assert [r["reason"] for r in result["instances"]] == [""] * 4
+    assert [r["plan"] for r in result["instances"]] == ["would create AMI cms-patching-%s-run-check" % t["instance_id"] for t in targets[:4]]
     assert not [op for op in ops(aws) if op.startswith(("ec2:Create", "ec2:Deregister", "ec2:Delete"))]
 
 
@@ -161,6 +244,14 @@ def test_module_input_errors_name_the_option(aws, targets, run_module):
     assert "instances[0]: 'i-123' is not an EC2 instance ID" in text
     assert "instances[1]: missing account_id, region" in text
     assert "name_template: unknown placeholder {host}" in text
+    assert aws.state.calls.snapshot()["total"] == 0
+
+
+def test_module_refuses_a_name_template_too_long_for_its_identifiers(aws, targets, run_module):
+    args = dict(accounts=DEMO_ACCOUNTS, lz="demo", run_id="r" * 64, instances=targets[:1], name_template="x" * 50 + "-{instance_id}-{run_id}")
+    result = run_module(ami_backup_verified, args)
+    assert result.failed
+    assert "name_template: is 135 characters long without {name} and {lz}" in result["msg"]
     assert aws.state.calls.snapshot()["total"] == 0
 
 
@@ -195,15 +286,6 @@ def test_backup_cost_beyond_create_image_at_scale(aws):
     assert sum(calls.values()) / len(targets) <= 0.1, calls
 
 
-def test_an_aws_error_reading_state_fails_the_instances_with_the_reason(aws, targets, run_module):
-    aws.state.faults.add("throttle", operation="ec2:DescribeImages", rate=1.0)
-    args = dict(accounts=DEMO_ACCOUNTS, lz="demo", run_id="run-err", instances=targets[:2], retries={"max_attempts": 2, "base_delay": 0.01})
-    result = run_module(ami_backup_verified, args)
-    assert not result.failed
-    assert [r["backup_status"] for r in result["instances"]] == ["failed", "failed"]
-    assert all("could not read AMI state" in r["reason"] and "RequestLimitExceeded" in r["reason"] for r in result["instances"])
-
-
 def test_an_aws_error_outside_any_instance_is_a_clean_module_failure(aws, targets, run_module):
     aws.state.faults.add("throttle", operation="ec2:DescribeInstances", rate=1.0)
     bare = [{k: t[k] for k in ("instance_id", "account_id", "region")} for t in targets[:2]]
@@ -212,3 +294,175 @@ def test_an_aws_error_outside_any_instance_is_a_clean_module_failure(aws, target
     assert result.failed
     assert result["msg"].startswith("AWS error: RequestLimitExceeded") and result["error_code"] == "RequestLimitExceeded"
     assert result["api_calls"]["retries"]["ec2:DescribeInstances"] == 1
+
+
+def run_with(aws, fleet, instances, run_id="run-1", lz="demo", clock=None, **options):
+    return BackupRun(
+        fleet, [dict(i) for i in instances], run_id, lz, dict(BACKUP_OPTIONS, **options), clock=clock or aws.state.now, sleep=aws.state.clock.advance
+    )
+
+
+def test_a_new_image_not_yet_visible_or_without_snapshot_ids_is_pending_not_failed(aws, fleet, targets):
+    unkind(fleet, describe_images=eventually_consistent(aws, invisible_seconds=2))
+    run = run_with(aws, fleet, targets[:3], poll_interval=1)
+    first = run.run(wait=False)
+    assert [r["backup_status"] for r in first] == ["pending"] * 3
+    assert all("DescribeImages does not show it yet" in run.backups[r["instance_id"]].reason for r in first)
+    aws.state.clock.advance(2)
+    run.poll()
+    # Visible now, pending, its mappings without snapshot IDs yet.
+    assert all(b.status == "pending" and b.seen and "has no snapshot yet" in b.reason for b in run.backups.values())
+    results = run.run()
+    assert [r["backup_status"] for r in results] == ["verified"] * 3
+    assert all(r["created"] for r in results)
+
+
+def test_the_deadline_runs_on_aws_clock_from_the_image_creation_date(aws, fleet, targets):
+    first = run_with(aws, fleet, targets[:3], poll_interval=1).run(progress_interval=1)
+    assert {r["backup_status"] for r in first} == {"pending"}
+    # A resumed call from a controller whose clock is an hour ahead of AWS: the AMIs are minutes old, not an hour.
+    ahead = run_with(aws, fleet, targets[:3], clock=lambda: aws.state.now() + 3600).run()
+    assert [r["backup_status"] for r in ahead] == ["verified"] * 3
+    assert all(r["seconds"] < 60 for r in ahead)
+
+
+def test_a_controller_clock_behind_aws_still_fails_a_stuck_ami_at_the_deadline(aws, fleet, targets):
+    victim = targets[0]
+    aws.state.faults.add("ami_stuck", instance_id=victim["instance_id"])
+    run_with(aws, fleet, [victim]).run(wait=False)
+    # Resumed from a controller whose clock is an hour behind AWS: the deadline is still CreationDate + 60 s on AWS's clock.
+    result = run_with(aws, fleet, [victim], clock=lambda: aws.state.now() - 3600, wait_timeout=60).run()[0]
+    assert result["backup_status"] == "failed" and result["reason"].startswith("not verified within wait_timeout")
+    assert 60 <= result["seconds"] < 70
+
+
+def test_aws_clock_falls_back_to_the_local_clock_only_before_any_answer():
+    class Fleet:
+        server_clock = SandboxTime(None)
+
+    class Never:
+        def now(self):
+            return None
+
+    run = BackupRun(Fleet(), [], "run-1", "demo", BACKUP_OPTIONS, clock=lambda: 42.0)
+    Fleet.server_clock = Never()
+    assert run.now() == 42.0
+    Fleet.server_clock = type("Known", (), {"now": lambda self: 1000.0})()
+    assert run.now() == 1000.0
+
+
+def test_a_failed_poll_round_changes_no_status_and_creates_nothing_blind(aws, targets):
+    fleet = fleet_for(aws)
+    fleet.server_clock = SandboxTime(aws.state)
+    fleet.policy.max_attempts = 2
+    aws.state.faults.add("throttle", operation="ec2:DescribeImages", rate=1.0, count=2)
+    run = run_with(aws, fleet, targets[:3])
+    first = run.run(wait=False)
+    assert [r["backup_status"] for r in first] == ["pending"] * 3
+    reasons = [run.backups[r["instance_id"]].reason for r in first]
+    assert all("could not read AMI state" in reason and "RequestLimitExceeded" in reason for reason in reasons)
+    # Nothing was created where the run's AMIs could not be looked up (a resume's AMIs may be there).
+    assert "ec2:CreateImage" not in ops(aws)
+    results = run_with(aws, fleet, targets[:3]).run()
+    assert [r["backup_status"] for r in results] == ["verified"] * 3
+    assert len(our_images(aws, "run-1")) == 3
+
+
+def test_only_the_deadline_fails_a_backup_whose_state_cannot_be_read(aws, fleet, targets):
+    run = run_with(aws, fleet, targets[:2], wait_timeout=60)
+    run.run(wait=False)
+    aws.state.faults.add("throttle", operation="ec2:DescribeImages", rate=1.0)
+    fleet.policy.max_attempts = 2
+    results = run.run()
+    assert [r["backup_status"] for r in results] == ["failed"] * 2
+    for r in results:
+        assert r["reason"].startswith("not verified within wait_timeout: AMI ami-")
+        assert "last error: could not read AMI state in" in r["reason"] and "RequestLimitExceeded" in r["reason"]
+
+
+def _create_then_fail(made, fail_times, create_first=True):
+    """CreateImage answers 500 (the first fail_times calls per instance), having made the image or not."""
+
+    def create_image(client, **kwargs):
+        instance_id = kwargs["InstanceId"]
+        made.setdefault(instance_id, 0)
+        made[instance_id] += 1
+        if made[instance_id] <= fail_times:
+            if create_first:
+                client.create_image(**kwargs)
+            raise aws_error("InternalError", "CreateImage")
+        return client.create_image(**kwargs)
+
+    return create_image
+
+
+def test_a_create_image_answered_500_is_found_not_made_twice(aws, fleet, targets):
+    calls = {}
+    unkind(fleet, create_image=_create_then_fail(calls, 1), describe_images=eventually_consistent(aws, invisible_seconds=3))
+    results = run_with(aws, fleet, targets[:3], poll_interval=1).run()
+    assert [r["backup_status"] for r in results] == ["verified"] * 3
+    # The retry re-sent the same name and got Duplicate (the image was invisible): one AMI per instance, adopted.
+    assert set(calls.values()) == {2}
+    images = our_images(aws, "run-1")
+    assert len(images) == 3 and {i.id for i in images} == {r["ami_id"] for r in results}
+
+
+def test_a_create_image_answered_500_is_looked_for_before_anything_is_sent_again(aws, fleet, targets):
+    calls = {}
+    unkind(fleet, create_image=_create_then_fail(calls, 1))
+    results = run_with(aws, fleet, targets[:3], poll_interval=1).run()
+    assert [r["backup_status"] for r in results] == ["verified"] * 3 and all(r["created"] for r in results)
+    # Found by its run-ID tag: no second CreateImage at all.
+    assert set(calls.values()) == {1} and len(our_images(aws, "run-1")) == 3
+
+
+def test_a_create_image_answered_500_that_made_nothing_is_sent_again(aws, fleet, targets):
+    calls = {}
+    unkind(fleet, create_image=_create_then_fail(calls, 2, create_first=False))
+    results = run_with(aws, fleet, targets[:2], poll_interval=1).run()
+    assert [r["backup_status"] for r in results] == ["verified"] * 2
+    assert set(calls.values()) == {3} and len(our_images(aws, "run-1")) == 2
+
+
+def test_a_resume_racing_an_earlier_create_adopts_this_run_own_ami(aws, fleet, targets):
+    earlier = {r["instance_id"]: r["ami_id"] for r in backup_run(aws, fleet, targets[:2]).run(wait=False)}
+    # The resumed call does not see those images yet: its CreateImage of the same names answers Duplicate.
+    unkind(fleet, describe_images=eventually_consistent(aws, invisible_seconds=3))
+    results = run_with(aws, fleet, targets[:2], poll_interval=1).run()
+    assert {r["instance_id"]: r["ami_id"] for r in results} == earlier
+    assert [r["backup_status"] for r in results] == ["verified"] * 2
+    assert len(our_images(aws, "run-1")) == 2
+
+
+def test_a_duplicate_name_of_an_image_that_is_not_this_run_fails_naming_it(aws, fleet, targets):
+    old = {r["instance_id"]: r["ami_id"] for r in run_with(aws, fleet, targets[:2], run_id="run-a", name_template="bk-{instance_id}").run()}
+    results = run_with(aws, fleet, targets[:2], run_id="run-b", name_template="bk-{instance_id}").run()
+    for r in results:
+        assert r["backup_status"] == "failed"
+        assert "already used by %s" % old[r["instance_id"]] in r["reason"] and "not this run's backup" in r["reason"]
+        assert "cms:patching:run-id=run-a" in r["reason"]
+
+
+def test_ami_names_keep_instance_and_run_ids_whatever_the_name_tag(aws, fleet, targets):
+    long_named = [dict(t, name="n" * 200) for t in targets[:2]]
+    results = run_with(aws, fleet, long_named, run_id="run-long", name_template="pre-patch {name} {instance_id} {run_id}").run()
+    assert [r["backup_status"] for r in results] == ["verified"] * 2
+    for r in results:
+        assert len(r["ami_name"]) == 128 and r["ami_name"].endswith(" %s run-long" % r["instance_id"])
+
+
+def test_a_run_id_of_another_landing_zone_fails_up_front_and_creates_nothing(aws, fleet, targets, run_module):
+    run_with(aws, fleet, targets[:2], run_id="run-shared").run()
+    aws.state.calls.reset()
+    with pytest.raises(FleetError) as info:
+        run_with(aws, fleet, targets[:3], run_id="run-shared", lz="other").run()
+    message = str(info.value)
+    assert "run ID run-shared belongs to landing zone demo, not other" in message and "nothing was created" in message
+    assert "ec2:CreateImage" not in ops(aws)
+    args = dict(accounts=DEMO_ACCOUNTS, lz="other", run_id="run-shared", instances=targets[:3], poll_interval=1)
+    result = run_module(ami_backup_verified, args)
+    assert result.failed and "belongs to landing zone demo" in result["msg"]
+    assert "ec2:CreateImage" not in ops(aws)
+    # Verifying that run from the other landing zone fails the same way instead of adopting demo's AMIs.
+    result = run_module(ami_backup_verified, dict(args, mode="verify"))
+    assert result.failed and "belongs to landing zone demo" in result["msg"]
