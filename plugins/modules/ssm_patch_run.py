@@ -348,7 +348,6 @@ api_calls:
   type: dict
 """
 
-import datetime
 import time
 
 from ansible_collections.cms.patching.plugins.module_utils import _patch
@@ -361,6 +360,7 @@ from ansible_collections.cms.patching.plugins.module_utils._module import (
     instance_problems,
     run_fleet_module,
 )
+from ansible_collections.cms.patching.plugins.module_utils._runcommand import COMMENT_MAX, comment_for
 
 CHECK_OPTIONS = dict(
     ssm_online=dict(type="bool", default=False),
@@ -371,14 +371,19 @@ CHECK_OPTIONS = dict(
 )
 
 
-def run_started(run_id, lookback_hours, now):
-    """The run's start from its timestamp prefix; else now minus the lookback (commands are listed from then on)."""
-    try:
-        stamp = datetime.datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc).timestamp()
-        # A little slack: the run ID is made a moment before the first command.
-        return stamp - 60
-    except ValueError:
-        return now - lookback_hours * 3600
+def comment_problems(params):
+    """Every command's comment (run, landing zone, label) must fit SendCommand's 100 characters whole: a cut label could match another's."""
+    if not params["lz"] or any(c.isspace() or c == "/" for c in params["lz"]):
+        return ["lz: the landing zone's name, without spaces or '/' (it is part of every command's comment)"]
+    wave = "%s %s" % (params["wave"], params["comment"]) if params["comment"] else params["wave"]
+    longest = comment_for(params["run_id"], params["lz"], "post-check wave=%s windows" % wave)
+    full = "cms.patching run=%s lz=%s post-check wave=%s windows" % (params["run_id"], params["lz"], wave)
+    if longest != full:
+        return [
+            "wave/comment: the command comment 'cms.patching run=<run_id> lz=<lz> post-check wave=<wave> windows' would be %d characters; "
+            "SendCommand allows %d - shorten the wave name or the comment" % (len(full), COMMENT_MAX)
+        ]
+    return []
 
 
 def input_problems(params):
@@ -391,6 +396,7 @@ def input_problems(params):
         ("install_override_list", params["install_override_list"] and v.s3_url_error(params["install_override_list"])),
     )
     problems.extend("%s: %s" % (key, error) for key, error in checks if error)
+    problems.extend(comment_problems(params))
     if not 30 <= params["delivery_timeout"] <= 2592000:
         problems.append("delivery_timeout: must be between 30 and 2592000 seconds (the SendCommand TimeoutSeconds range)")
     for key in ("execution_timeout", "wait_timeout", "poll_interval", "max_workers"):
@@ -404,29 +410,46 @@ def input_problems(params):
 
 
 def progress(results, run, elapsed, wave):
-    """Counts of the final statuses, and a progress line that uses SSM's own per-command counts while invocations run."""
+    """Counts of the statuses, and a progress line: sent, done, failed, in flight (running, Pending or Delayed), queued for a slot."""
     counts = {}
     for item in results:
         counts[item["patch_status"]] = counts.get(item["patch_status"], 0) + 1
     targets, completed, errors = run.batch.counts()
-    skipped = counts.get("skipped", 0)
-    line = "patching wave %s round %d: %d done (%d failed), %d in progress, %d skipped of %d (%ds)" % (
+    in_flight = run.batch.in_flight()
+    line = "patching wave %s round %d: %d done (%d failed), %d in flight (of at most %d), %d waiting for a slot, %d skipped, %d not run of %d (%ds)" % (
         wave,
         run.rounds,
         completed,
         errors,
-        targets - completed,
-        skipped,
+        in_flight,
+        run.concurrency,
+        len(run.queue),
+        counts.get("skipped", 0),
+        counts.get("not_run", 0),
         len(results),
         elapsed,
     )
-    return counts, {"phase": "patching", "wave": wave, "rounds": run.rounds, "elapsed": elapsed, "line": line}
+    return counts, {
+        "phase": "patching",
+        "wave": wave,
+        "rounds": run.rounds,
+        "elapsed": elapsed,
+        "sent": targets,
+        "completed": completed,
+        "failed": errors,
+        "in_flight": in_flight,
+        "queued": len(run.queue),
+        "max_concurrency": run.concurrency,
+        "error_budget": run.error_budget,
+        "line": line,
+    }
 
 
 def main():
     argument_spec = dict(
         instances=dict(type="list", elements="dict", required=True),
         run_id=dict(type="str", required=True),
+        lz=dict(type="str", required=True),
         wave=dict(type="str", default="all"),
         operation=dict(type="str", choices=["Scan", "Install"], required=True),
         reboot_option=dict(type="str", choices=["RebootIfNeeded", "NoReboot"], default="RebootIfNeeded"),
@@ -456,18 +479,19 @@ def main():
     params = module.params
     fail_on_problems(module, common_problems(params) + input_problems(params))
     fleet = build_fleet(module)
-    started = time.time()
+    started = time.monotonic()
 
     def work():
         options = dict(params)
-        options["run_started"] = run_started(params["run_id"], params["lookback_hours"], started)
         if params["comment"]:
             options["wave"] = "%s %s" % (params["wave"], params["comment"])
-        run = _patch.PatchRun(fleet, [dict(i) for i in params["instances"]], params["run_id"], options, module.check_mode, time.time, time.sleep)
+        # The controller's clock only measures its own waits (progress_interval, check timeouts); everything compared
+        # with AWS timestamps uses AWS's clock (fleet.server_clock).
+        run = _patch.PatchRun(fleet, [dict(i) for i in params["instances"]], params["run_id"], options, module.check_mode, time.monotonic, time.sleep)
         results = run.run(wait=params["wait"], progress_interval=params["progress_interval"])
         for item in results:
             item["wave"] = params["wave"]
-        counts, prog = progress(results, run, int(time.time() - started), params["wave"])
+        counts, prog = progress(results, run, int(time.monotonic() - started), params["wave"])
         return dict(
             changed=run.changed,
             run_id=params["run_id"],
@@ -475,7 +499,7 @@ def main():
             instances=results,
             summary=counts,
             pending=counts.get("pending", 0),
-            verdict=_patch.wave_verdict(results, params["max_failure_rate"]),
+            verdict=_patch.wave_verdict(results, params["max_failure_rate"], run.stopped),
             progress=prog,
             planned=[{"account_id": loc[0], "region": loc[1], "instance_ids": ids} for loc, ids in run.planned],
             parameters=run.parameters(),

@@ -1,17 +1,48 @@
 """ssm_patch_run against the sandbox: the backup gate, 50-ID chunks, outcomes, resume, checks, check mode."""
 
+import datetime
+import time
+
 import boto3
 import pytest
 from conftest import DEMO_ACCOUNTS, OWN_ACCOUNT
-from fleet_helpers import backup_run, demo_targets, fleet_for, ops, patch_run
+import fleet_helpers
+from fleet_helpers import backup_run, demo_targets, fleet_for, ops
 
-from ansible_collections.cms.patching.plugins.module_utils._patch import snapshot_id_for
+from ansible_collections.cms.patching.plugins.module_utils._patch import PatchRun, snapshot_id_for
+from ansible_collections.cms.patching.plugins.module_utils._session import FleetError
 from ansible_collections.cms.patching.plugins.modules import ssm_patch_run
+
+
+class SandboxTime:
+    """AWS's clock as the module sees it (fleet.server_clock), here the sandbox's own clock - which tests move by sleeping."""
+
+    def __init__(self, sandbox):
+        self.sandbox = sandbox
+
+    def observe(self, response):
+        pass
+
+    def now(self):
+        return self.sandbox.state.now()
+
+
+def aws_fleet(aws, **kwargs):
+    fleet = fleet_for(aws, **kwargs)
+    fleet.server_clock = SandboxTime(aws)
+    return fleet
+
+
+def patch_run(aws, fleet, instances, **options):
+    """A PatchRun of landing zone demo (the one backup_run tags), on the sandbox's clock."""
+    options.setdefault("lz", "demo")
+    options.setdefault("lookback_hours", 168)
+    return fleet_helpers.patch_run(aws, fleet, instances, **options)
 
 
 @pytest.fixture
 def fleet(demo, aws):
-    return fleet_for(aws)
+    return aws_fleet(aws)
 
 
 @pytest.fixture
@@ -25,6 +56,32 @@ def verified(aws, fleet, targets):
     results = {r["instance_id"]: r["backup_status"] for r in backup_run(aws, fleet, targets).run()}
     aws.state.calls.reset()
     return [t for t in targets if results[t["instance_id"]] == "verified"]
+
+
+def patch_sends(aws):
+    """{instance_id: number of AWS-RunPatchBaseline commands it was sent}, from the sandbox's own command records."""
+    counts = {}
+    for command in aws.state.commands.all():
+        if command.document.name == "AWS-RunPatchBaseline":
+            for instance_id in command.instance_ids():
+                counts[instance_id] = counts.get(instance_id, 0) + 1
+    return counts
+
+
+def peak_running(aws, document="AWS-RunPatchBaseline"):
+    """The most invocations of ``document`` that were running (delivered, not ended) at the same moment, from the sandbox's timelines."""
+    edges = []
+    for command in aws.state.commands.all():
+        if command.document.name != document:
+            continue
+        for timeline in aws.state.commands.timelines(command):
+            if timeline.executed_from is not None:
+                edges += [(timeline.executed_from, 1), (timeline.ended, -1)]
+    peak = running = 0
+    for _when, step in sorted(edges, key=lambda e: (e[0], e[1])):
+        running += step
+        peak = max(peak, running)
+    return peak
 
 
 def named(targets, *names):
@@ -112,26 +169,28 @@ def test_resume_finds_the_commands_already_sent(aws, fleet, verified):
     batch = verified[:6]
     first = patch_run(aws, fleet, batch)
     first.run(progress_interval=1)
-    sent = ops(aws)["ssm:SendCommand"]
-    assert sent >= 1
+    assert ops(aws)["ssm:SendCommand"] >= 1
     second = patch_run(aws, fleet, batch).run()
-    assert ops(aws)["ssm:SendCommand"] == sent
     assert all(r["patch_status"] in ("success", "failed") for r in second)
-    # Another wave name is another batch.
-    patch_run(aws, fleet, batch[:1], wave="again").run()
-    assert ops(aws)["ssm:SendCommand"] == sent + 1
+    assert patch_sends(aws) == {i["instance_id"]: 1 for i in batch}
+    # Another wave of the same run never patches them again: at most one patch per instance per run.
+    sent = ops(aws)["ssm:SendCommand"]
+    again = patch_run(aws, fleet, batch[:1], wave="again").run()
+    assert ops(aws)["ssm:SendCommand"] == sent
+    assert again[0]["patch_status"] == "skipped" and "at most once per run" in again[0]["error"]
 
 
 def test_chunks_of_fifty_per_account_and_region(aws):
     aws.seed({"synthetic": {"count": 120, "accounts": [OWN_ACCOUNT], "regions": ["us-east-1"], "managed_ratio": 1.0, "reservations": 2}})
-    fleet = fleet_for(aws, accounts=[{"account_id": OWN_ACCOUNT}])
+    fleet = aws_fleet(aws, accounts=[{"account_id": OWN_ACCOUNT}])
     from ansible_collections.cms.patching.plugins.module_utils._scan import scan
 
     records, _errors = scan(fleet, [OWN_ACCOUNT], ["us-east-1"], {}, {"instance_states": ["running"]})
     targets = [r for r in records if r["target"]]
     assert len(targets) == 120
     aws.state.calls.reset()
-    run = patch_run(aws, fleet, targets, require_backup=False, operation="Scan")
+    # 100%: every slot free, so each round sends one command of up to 50 per account/region.
+    run = patch_run(aws, fleet, targets, require_backup=False, operation="Scan", max_concurrency="100%")
     results = run.run()
     assert ops(aws)["ssm:SendCommand"] == 3
     assert sorted(len(ids) for _loc, ids in run.planned) == [20, 50, 50]
@@ -142,13 +201,15 @@ def test_chunks_of_fifty_per_account_and_region(aws):
 
 
 def test_check_mode_sends_nothing_and_shows_the_plan(aws, verified, run_module):
-    args = dict(accounts=DEMO_ACCOUNTS, run_id="run-1", instances=verified[:3], operation="Install", wave="canary")
+    args = dict(accounts=DEMO_ACCOUNTS, run_id="run-1", lz="demo", instances=verified[:3], operation="Install", wave="canary")
     result = run_module(ssm_patch_run, args, check_mode=True)
     assert not result.failed, result.get("msg")
     assert "ssm:SendCommand" not in ops(aws)
     assert result["changed"] is True and result["planned"]
     assert sum(len(p["instance_ids"]) for p in result["planned"]) == 3
-    assert all(r["patch_status"] == "skipped" and "check mode: would send AWS-RunPatchBaseline" in r["error"] for r in result["instances"])
+    # The plan goes to its own field; error stays empty, so a dry run reports no errors.
+    assert all(r["patch_status"] == "skipped" and r["plan"].startswith("would send AWS-RunPatchBaseline") for r in result["instances"])
+    assert all(r["error"] == "" for r in result["instances"])
     assert result["parameters"]["Operation"] == ["Install"]
 
 
@@ -156,6 +217,7 @@ def test_module_input_errors(aws, verified, run_module):
     args = dict(
         accounts=DEMO_ACCOUNTS,
         run_id="run 1",
+        lz="demo/../x",
         instances=verified[:1],
         operation="Install",
         max_concurrency="0",
@@ -166,6 +228,69 @@ def test_module_input_errors(aws, verified, run_module):
     result = run_module(ssm_patch_run, args)
     assert result.failed
     text = " | ".join(result["problems"])
-    for expected in ("run_id:", "max_concurrency:", "max_errors:", "snapshot_id:", "delivery_timeout:"):
+    for expected in ("run_id:", "lz:", "max_concurrency:", "max_errors:", "snapshot_id:", "delivery_timeout:"):
         assert expected in text
     assert aws.state.calls.snapshot()["total"] == 0
+
+
+# -- AWS's clock, run IDs and landing zones (issue 7: clocks; issue 8: a run belongs to its landing zone) ----------------
+
+
+def stamp(epoch_seconds, suffix="abc123"):
+    return datetime.datetime.fromtimestamp(epoch_seconds, datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + suffix
+
+
+def test_deadlines_follow_aws_clock_not_the_controllers(aws, fleet, verified):
+    """A controller clock 3 hours ahead of AWS must not time out patches that AWS started a moment ago."""
+    batch = named(verified, "web-01", "db-01")
+    opts = dict(fleet_helpers.PATCH_OPTIONS, lz="demo", lookback_hours=168, run_started=aws.state.now() - 3600)
+    controller = lambda: aws.state.now() + 3 * 3600  # noqa: E731
+    run = PatchRun(fleet, [dict(i) for i in batch], "run-1", opts, False, controller, aws.state.clock.advance)
+    results = run.run()
+    assert {r["patch_status"] for r in results} == {"success"}
+    assert "ssm:CancelCommand" not in ops(aws)
+
+
+def test_a_run_id_from_the_future_is_rejected(aws, fleet, verified):
+    future = stamp(aws.state.now() + 2 * 3600)
+    with pytest.raises(FleetError, match="ahead of AWS's clock"):
+        patch_run(aws, fleet, named(verified, "web-01"), run_id=future).run()
+    assert "ssm:SendCommand" not in ops(aws)
+
+
+def test_commands_of_another_landing_zone_stop_the_run_before_anything_is_sent(aws, fleet, verified):
+    web = named(verified, "web-01")[0]
+    ssm = boto3.client("ssm", region_name=web["region"], endpoint_url=aws.endpoint, aws_access_key_id="testing", aws_secret_access_key="testing")
+    ssm.send_command(
+        DocumentName="AWS-RunPatchBaseline",
+        InstanceIds=[web["instance_id"]],
+        Parameters={"Operation": ["Scan"]},
+        Comment="cms.patching run=run-1 lz=other wave=canary",
+    )
+    aws.state.calls.reset()
+    with pytest.raises(FleetError, match="run ID run-1 belongs to landing zone other"):
+        patch_run(aws, fleet, named(verified, "web-01", "db-01")).run()
+    assert "ssm:SendCommand" not in ops(aws)
+
+
+def test_comment_names_run_and_landing_zone(aws, fleet, verified):
+    patch_run(aws, fleet, named(verified, "db-01"), wave="canary").run()
+    comments = {c.request["Comment"] for c in aws.state.commands.all()}
+    assert comments == {"cms.patching run=run-1 lz=demo wave=canary"}
+
+
+def test_resume_with_a_controller_clock_ahead_patches_once(aws, demo, run_module):
+    """The run ID is stamped by a controller 10 minutes ahead of AWS: its commands are still found (from the AMIs' own
+    CreationDate, not the run ID's timestamp), so no instance is sent AWS-RunPatchBaseline twice."""
+    fleet = aws_fleet(aws)
+    targets = named(demo_targets(aws, fleet), "web-01", "db-01")
+    run_id = stamp(time.time() + 600)
+    backups = backup_run(aws, fleet, targets, run_id=run_id).run()
+    assert {b["backup_status"] for b in backups} == {"verified"}
+    args = dict(accounts=DEMO_ACCOUNTS, run_id=run_id, lz="demo", instances=targets, operation="Install", poll_interval=1, max_concurrency="100%")
+    result = run_module(ssm_patch_run, args)
+    assert not result.failed, result.get("msg")
+    assert {r["patch_status"] for r in result["instances"]} == {"success"}
+    again = run_module(ssm_patch_run, args)
+    assert not again.failed and again["changed"] is False
+    assert patch_sends(aws) == {t["instance_id"]: 1 for t in targets}
