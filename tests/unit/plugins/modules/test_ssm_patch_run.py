@@ -294,3 +294,114 @@ def test_resume_with_a_controller_clock_ahead_patches_once(aws, demo, run_module
     again = run_module(ssm_patch_run, args)
     assert not again.failed and again["changed"] is False
     assert patch_sends(aws) == {t["instance_id"]: 1 for t in targets}
+
+
+# -- server errors: a failed round changes nothing, a write is never blindly repeated ----------------------------------
+
+
+def server_error(operation):
+    from botocore.exceptions import ClientError
+
+    return ClientError(
+        {"Error": {"Code": "InternalServerError", "Message": "We encountered an internal error"}, "ResponseMetadata": {"HTTPStatusCode": 500}}, operation
+    )
+
+
+class Unkind:
+    """Wraps fleet.client: chosen SSM operations fail as AWS fails them, after the retry layer gave up (or, for writes, at once).
+
+    ``fail[operation]`` = how many calls to fail next; ``lose_answer`` = SendCommand reaches AWS but its answer is lost.
+    """
+
+    def __init__(self, fleet):
+        self.fleet = fleet
+        self.fail = {}
+        self.lose_answer = 0
+        self.real = fleet.client
+        fleet.client = self.client
+
+    def client(self, service, account_id, region):
+        real = self.real(service, account_id, region)
+        unkind = self
+
+        class Proxy:
+            def __getattr__(self, name):
+                method = getattr(real, name)
+                if not callable(method):
+                    return method
+
+                def call(**kwargs):
+                    if unkind.fail.get(name, 0) > 0:
+                        unkind.fail[name] -= 1
+                        raise server_error(name)
+                    if name == "send_command" and unkind.lose_answer > 0:
+                        unkind.lose_answer -= 1
+                        method(**kwargs)
+                        raise server_error(name)
+                    return method(**kwargs)
+
+                return call
+
+        return Proxy()
+
+
+def test_a_failed_listing_round_changes_no_status_and_sends_nothing_again(aws, fleet, verified):
+    batch = named(verified, "web-01", "web-02", "db-01")
+    first = patch_run(aws, fleet, batch, max_concurrency="100%")
+    first.start()  # sent, nothing finished yet
+    assert sum(patch_sends(aws).values()) == 3
+    unkind = Unkind(fleet)
+    # The resumed call's first rounds cannot list the commands: it must neither fail the instances nor send again.
+    unkind.fail["list_commands"] = 6
+    resumed = patch_run(aws, fleet, batch, max_concurrency="100%")
+    resumed.start()
+    assert {resumed.status_of(i["instance_id"])[0] for i in batch} == {"pending"}
+    results = resumed.run()
+    assert {r["patch_status"] for r in results} == {"success"}
+    assert patch_sends(aws) == {i["instance_id"]: 1 for i in batch}
+
+
+def test_send_command_whose_answer_was_lost_is_not_sent_again(aws, fleet, verified):
+    batch = named(verified, "web-01", "web-02")
+    unkind = Unkind(fleet)
+    unkind.lose_answer = 5
+    results = patch_run(aws, fleet, batch, max_concurrency="100%").run()
+    assert {r["patch_status"] for r in results} == {"success"}
+    assert patch_sends(aws) == {i["instance_id"]: 1 for i in batch}
+
+
+def test_send_command_that_failed_before_reaching_aws_is_sent_once_later(aws, fleet, verified):
+    batch = named(verified, "web-01", "web-02")
+    unkind = Unkind(fleet)
+    unkind.fail["send_command"] = 1
+    results = patch_run(aws, fleet, batch, max_concurrency="100%").run()
+    assert {r["patch_status"] for r in results} == {"success"}
+    assert patch_sends(aws) == {i["instance_id"]: 1 for i in batch}
+
+
+def test_health_commands_are_sent_once_per_check_round_despite_lost_answers(aws, fleet, verified):
+    batch = named(verified, "web-01", "web-02")
+    unkind = Unkind(fleet)
+    checks = {"command": "true", "timeout": 120}
+    run = patch_run(aws, fleet, batch, max_concurrency="100%", post_checks=checks)
+    run.start()
+    unkind.lose_answer = 5  # the post-check command's answer is lost
+    results = run.run()
+    assert {r["post_checks"]["status"] for r in results} == {"passed"}
+    sends = [i for c in aws.state.commands.all() if c.document.name == "AWS-RunShellScript" for i in c.instance_ids()]
+    assert sorted(sends) == sorted(i["instance_id"] for i in batch)
+
+
+# -- InvalidInstanceId: one bad instance must not sink its 49 neighbours -----------------------------------------------
+
+
+def test_invalid_instance_is_undeliverable_and_the_rest_are_sent(aws, fleet, targets):
+    batch = [t for t in targets if t["account_id"] == OWN_ACCOUNT and t["region"] == "us-east-1"][:3]
+    gone = batch[1]
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=aws.endpoint, aws_access_key_id="testing", aws_secret_access_key="testing")
+    ec2.terminate_instances(InstanceIds=[gone["instance_id"]])
+    results = {r["instance_id"]: r for r in patch_run(aws, fleet, batch, require_backup=False, operation="Scan", max_concurrency="100%").run()}
+    assert results[gone["instance_id"]]["patch_status"] == "undeliverable"
+    assert "InvalidInstanceId" in results[gone["instance_id"]]["error"]
+    assert {results[i["instance_id"]]["patch_status"] for i in batch if i is not gone} == {"success"}
+    assert gone["instance_id"] not in patch_sends(aws)
