@@ -273,7 +273,7 @@ class PatchRun:
         )
         for command in [c for c in self.batch.commands.values() if c.get("Status") not in TERMINAL_COMMAND and not c.get("_stop_cancelled")]:
             try:
-                waiting = self.batch.not_started(command)
+                waiting = self.batch.read_running(command)
             except Exception:  # pylint: disable=broad-except  # tried again next round
                 continue
             if waiting:
@@ -347,11 +347,13 @@ class PatchRun:
         for command_id, ids in late.items():
             command = self.batch.commands[command_id]
             try:
-                waiting = set(self.batch.not_started(command))
+                # Its other invocations may have ended long ago: read them, so only the ones still going count as late.
+                waiting = set(self.batch.read_running(command))
             except Exception:  # pylint: disable=broad-except  # then the reason cannot say which never started
                 waiting = set()
-            if not self.check_mode:
-                self.batch.cancel([command])
+            ids = [i for i in ids if self.batch.outcome(i)[0] == "pending"]
+            if not self.check_mode and ids:
+                self.batch.cancel([command], set(ids))
             for instance_id in ids:
                 if instance_id in waiting:
                     self.late[instance_id] = "undeliverable"

@@ -324,14 +324,16 @@ class CommandBatch:
             for invocation in outcome.result:
                 self.invocations[invocation["InstanceId"]] = invocation
 
-    def not_started(self, command):
-        """Instance IDs of a running command whose invocations have not started (Pending / Delayed)."""
+    def read_running(self, command):
+        """Read a running command's invocations (Details): keep the ended ones; return the IDs not started (Pending / Delayed)."""
         ssm = self.fleet.client("ssm", *command["_location"])
-        return [
-            i["InstanceId"]
-            for i in paginate(ssm.list_command_invocations, "CommandInvocations", CommandId=command["CommandId"], MaxResults=50)
-            if i.get("Status") in NOT_STARTED
-        ]
+        waiting = []
+        for invocation in paginate(ssm.list_command_invocations, "CommandInvocations", CommandId=command["CommandId"], Details=True, MaxResults=50):
+            if invocation.get("Status") in NOT_STARTED:
+                waiting.append(invocation["InstanceId"])
+            elif invocation_status(invocation) != "pending":
+                self.invocations[invocation["InstanceId"]] = invocation
+        return waiting
 
     def cancel(self, commands, instance_ids=None):
         """Ask SSM to cancel commands (or, with ``instance_ids``, only those of their invocations)."""

@@ -405,3 +405,25 @@ def test_invalid_instance_is_undeliverable_and_the_rest_are_sent(aws, fleet, tar
     assert "InvalidInstanceId" in results[gone["instance_id"]]["error"]
     assert {results[i["instance_id"]]["patch_status"] for i in batch if i is not gone} == {"success"}
     assert gone["instance_id"] not in patch_sends(aws)
+
+
+# -- offline targets stay Delayed until the command expires, as on AWS ---------------------------------------------------
+
+
+def test_delayed_target_is_pending_counted_in_flight_and_cancelled_at_the_deadline(aws, fleet, verified):
+    offline, fine = named(verified, "web-01")[0], named(verified, "db-01")[0]
+    aws.state.update_settings(undeliverable_seconds=10**6)  # AWS keeps retrying an offline target until ExpiresAfter
+    aws.state.faults.add("agent_offline", instance_id=offline["instance_id"])
+    run = patch_run(aws, fleet, [offline, fine], max_concurrency="100%", wait_timeout=300, poll_interval=30)
+    run.start()
+    aws.state.clock.advance(60)
+    run.poll()
+    assert run.status_of(offline["instance_id"])[0] == "pending"
+    assert run.batch.in_flight() == 1  # the Delayed invocation holds its slot; the other one has completed
+    run.wait(True, 0)
+    run.finish()
+    result = run.result(offline)
+    assert result["patch_status"] == "undeliverable"
+    assert "never started: still Delayed" in result["error"]
+    assert ops(aws)["ssm:CancelCommand"] >= 1
+    assert run.result(fine)["patch_status"] == "success"
