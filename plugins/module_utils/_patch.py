@@ -16,7 +16,6 @@ of this run and wave by their comment, the verified AMIs by their tags.
 """
 
 import datetime
-import re
 import uuid
 
 from ansible_collections.cms.patching.plugins.module_utils import _tags
@@ -39,8 +38,6 @@ DOCUMENT = "AWS-RunPatchBaseline"
 FAILURE_STATUSES = ("failed", "timed_out", "cancelled", "undeliverable")
 # Namespace for SnapshotIds derived from run IDs: the same run always gets the same patch snapshot.
 SNAPSHOT_NAMESPACE = uuid.UUID("5d4f8a2e-8f0b-4b8e-9a57-0c3a1f6e2b10")
-# What AWS-RunPatchBaseline prints when RebootIfNeeded reboots (exit 194 on Linux, 3010 on Windows).
-REBOOT_MARKERS = re.compile(r"(?i)(reboot(ing)? (the )?(instance|node|system)|initiating reboot|exit code (194|3010)|rebooted)")
 # Commands of a batch are listed from this long before the earliest verified AMI of the batch: every patch command of
 # the run was sent after its instance's AMI existed, and both timestamps are AWS's own.
 LOOKUP_MARGIN = 3600
@@ -79,22 +76,44 @@ def rate_limit(value, total, minimum):
 
 
 def compliance_of(state):
+    """COMPLIANT / NON_COMPLIANT from a patch state of this command; 'stale' when AWS never reported one (see PatchRun)."""
     if not state:
-        return ""
+        return "stale"
     bad = state.get("MissingCount", 0) + state.get("FailedCount", 0) + state.get("InstalledPendingRebootCount", 0)
     return "NON_COMPLIANT" if bad else "COMPLIANT"
 
 
-def reboot_of(operation, reboot_option, invocation, state):
-    """'yes', 'no', or 'pending' (installed, waiting for a reboot that NoReboot forbids)."""
+def _installed(state):
+    return (state.get("InstalledCount") or 0) + (state.get("InstalledOtherCount") or 0)
+
+
+def reboot_of(operation, state, before):
+    """Whether the patch operation rebooted the instance, from patch states only (never from output text).
+
+    The rule, from the InstancePatchState reference (SSM API): reboots are attempted for Install only; with
+    ``RebootIfNeeded`` Patch Manager reboots when it installed any patch or found any InstalledPendingReboot; with
+    ``NoReboot`` it never reboots and what it installed counts in ``InstalledPendingRebootCount`` (and
+    ``LastNoRebootInstallOperationTime`` is set). The state after the operation alone cannot tell whether anything
+    was installed, so ``before`` (the state read before this command's operation ended) is compared with it:
+
+    * ``no``: a Scan, ``NoReboot``, or ``RebootIfNeeded`` with nothing installed and nothing pending before;
+    * ``pending``: ``InstalledPendingRebootCount`` > 0 after the operation (installed, reboot still outstanding);
+    * ``yes``: ``RebootIfNeeded`` and more patches installed than before, or a reboot was pending before;
+    * ``unknown``: no patch state of this command, or no state from before it (a call that resumed after it ended).
+    """
     if operation == "Scan":
         return "no"
-    if state and state.get("InstalledPendingRebootCount", 0) > 0:
+    if not state:
+        return "unknown"
+    if (state.get("InstalledPendingRebootCount") or 0) > 0:
         return "pending"
-    if reboot_option == "NoReboot":
+    if state.get("RebootOption") == "NoReboot":
         return "no"
-    text = " ".join((p.get("Output") or "") for p in (invocation or {}).get("CommandPlugins") or [])
-    return "yes" if REBOOT_MARKERS.search(text) else "no"
+    if not before:
+        return "unknown"
+    if _installed(state) > _installed(before) or (before.get("InstalledPendingRebootCount") or 0) > 0:
+        return "yes"
+    return "no"
 
 
 class PatchRun:
@@ -133,7 +152,10 @@ class PatchRun:
         self.stopped = ""  # why dispatching stopped
         self.pre_checks = {}
         self.post_checks = {}
-        self.states = {}
+        self.states = {}  # instance_id -> its patch state from this command (OperationEndTime >= RequestedDateTime)
+        self.before = {}  # instance_id -> its patch state from before this command's operation ended
+        self.before_read = set()  # instances whose earlier state this call has asked for once
+        self.stale = {}  # instance_id -> why no patch state of this command was found in time
         self.planned = []  # [(location, [ids])] SendCommand calls made (or planned in check mode)
         self.timed_out = {}
         self.late = {}  # instance_id -> status at the deadline (timed_out, or undeliverable when it never started)
@@ -241,6 +263,7 @@ class PatchRun:
             raise FleetError(str(exc))
         self.batch.collect_finished()
         self._enforce_deadlines()
+        self._read_compliance()
 
     def _triage_queue(self):
         """Drop from the queue what has a command now; an instance patched by another wave of this run is never sent again."""
@@ -305,6 +328,8 @@ class PatchRun:
             ids = self.batch.sendable(location, [i["instance_id"] for i in groups[location]])[: min(free, MAX_INSTANCE_IDS)]
             if not ids:
                 continue
+            if self.options["operation"] == "Install":
+                self.read_before(location, ids)
             # SSM's own MaxConcurrency/MaxErrors stay a second line of defence inside each command.
             sent = self.batch.send(location, ids, max_concurrency=len(ids), max_errors=remaining_errors)
             if sent:
@@ -377,6 +402,8 @@ class PatchRun:
                 return "cancelled", self.not_run[instance_id]
             if status == "cancelled" and instance_id in self.not_run:
                 return status, self.not_run[instance_id]
+            if status == "success" and self.awaiting_compliance(instance_id):
+                return "pending", "patched; waiting for AWS to report its patch state"
             return status, error
         if instance_id in self.skipped:
             return "skipped", self.skipped[instance_id]
@@ -455,17 +482,76 @@ class PatchRun:
                 found[state["InstanceId"]] = state
         return found
 
+    def awaiting_compliance(self, instance_id):
+        return (
+            instance_id in self.batch.invocations
+            and instance_id not in self.states
+            and instance_id not in self.stale
+            and self.batch.outcome(instance_id)[0] == "success"
+        )
+
+    def _read_compliance(self):
+        """Patch states in the same rounds, 50 a call: this command's for the instances that succeeded, and once per call
+        the state from before the operation for those still running (to tell whether it rebooted).
+
+        The agent reports compliance some time after the invocation ends (not atomically with it): a state whose
+        OperationEndTime is before the command's RequestedDateTime belongs to an earlier operation. We wait for this
+        command's up to compliance_wait seconds after the invocation ended (AWS time), then report compliance 'stale'.
+        """
+        wanted = [i for i in self.instances if self.awaiting_compliance(i["instance_id"])]
+        wanted += (
+            []
+            if self.options["operation"] != "Install"
+            else [
+                i
+                for i in self.instances
+                if i["instance_id"] in self.batch.by_instance
+                and i["instance_id"] not in self.before
+                and i["instance_id"] not in self.batch.invocations
+                and i["instance_id"] not in self.before_read
+            ]
+        )
+        if not wanted:
+            return
+        self.before_read.update(i["instance_id"] for i in wanted)
+        groups = {loc: [i["instance_id"] for i in members] for loc, members in by_location(wanted).items()}
+        for outcome in fan_out(lambda loc: self._read_states(loc, groups[loc]), sorted(groups), self.options.get("max_workers", 8)):
+            if outcome.ok:
+                for instance_id, state in outcome.result.items():
+                    self._take_state(instance_id, state)
+        now = self.aws_now()
+        for item in wanted:
+            instance_id = item["instance_id"]
+            if not self.awaiting_compliance(instance_id):
+                continue
+            ended = invocation_finished_at(self.batch.invocations[instance_id]) or self.batch.requested_at(instance_id)
+            if ended is not None and now >= ended + self.options.get("compliance_wait", 300):
+                self.stale[instance_id] = "no patch state of this command reported within compliance_wait (%ss) after it ended" % self.options.get(
+                    "compliance_wait", 300
+                )
+
+    def _take_state(self, instance_id, state):
+        requested = self.batch.requested_at(instance_id)
+        ended = aws_time(state.get("OperationEndTime"))
+        if requested is not None and ended is not None and ended >= requested:
+            if instance_id in self.batch.invocations:
+                self.states[instance_id] = state
+        else:
+            self.before.setdefault(instance_id, state)
+
+    def read_before(self, location, ids):
+        """Patch states of instances about to be sent the patch (one call per 50): what 'rebooted' is measured against."""
+        try:
+            for instance_id, state in self._read_states(location, ids).items():
+                self.before.setdefault(instance_id, state)
+        except Exception:  # pylint: disable=broad-except  # then reboot may be reported 'unknown'; patching goes on
+            pass
+
     def finish(self):
-        """Compliance and post-checks for the instances that succeeded - only once nothing is pending."""
+        """Post-checks for the instances that succeeded - only once nothing is pending (patch states included)."""
         if self.pending():
             return
         succeeded = [i for i in self.instances if self.status_of(i["instance_id"])[0] == "success"]
-        groups = {}
-        for item in [i for i in self.instances if i["instance_id"] in self.batch.invocations]:
-            groups.setdefault((item["account_id"], item["region"]), []).append(item["instance_id"])
-        for outcome in fan_out(lambda loc: self._read_states(loc, groups[loc]), list(groups), self.options.get("max_workers", 8)):
-            if outcome.ok:
-                self.states.update(outcome.result)
         if succeeded and self.options.get("post_checks") and not self.check_mode:
             checks = HealthChecks(
                 self.fleet, self.options["post_checks"], self.run_id, "post-check wave=%s" % self.options["wave"], self.check_options(), self.clock, self.sleep
@@ -498,8 +584,9 @@ class PatchRun:
             "failed_count": state.get("FailedCount"),
             "operation": state.get("Operation", self.options["operation"] if command_id else ""),
             "operation_end_time": str(state.get("OperationEndTime", "")),
-            "reboot": reboot_of(self.options["operation"], self.options["reboot_option"], invocation, state) if status == "success" else "",
+            "reboot": reboot_of(self.options["operation"], state, self.before.get(instance_id)) if status == "success" else "",
             "compliance": compliance_of(state) if status == "success" else "",
+            "compliance_note": self.stale.get(instance_id, "") if status == "success" else "",
             "pre_checks": self.pre_checks.get(instance_id, {}),
             "post_checks": self.post_checks.get(instance_id, {}),
         }

@@ -194,9 +194,7 @@ class CommandBatch:
         """Of these instances, the ones that may be sent a command now: the location was listed this round and shows none."""
         if location not in self.listed:
             return []
-        return [
-            i for i in instance_ids if not self.has_command(i) and i not in self.uncertain and i not in self.errors and i not in self.undeliverable
-        ]
+        return [i for i in instance_ids if not self.has_command(i) and i not in self.uncertain and i not in self.errors and i not in self.undeliverable]
 
     def _request(self, instance_ids, max_concurrency, max_errors):
         request = dict(

@@ -14,13 +14,31 @@ description:
   - B(The backup gate) - unless O(require_backup=false), an instance is patched only when an C(available) AMI of it from this
     O(run_id) carries the C(cms:patching:verified-at) tag that M(cms.patching.ami_backup_verified) sets after verifying the image and
     every snapshot. Other instances are reported C(skipped) with the reason.
-  - Waits for all invocations of the batch together (one paginated C(ListCommands) per account and region per poll round; per-instance
-    details with C(ListCommandInvocations) once per finished command), then reads patch compliance with
-    C(DescribeInstancePatchStates) (50 instances a call).
+  - B(Rate control is the wave's) - O(max_concurrency) and O(max_errors) count across every account, region and command of the
+    batch. Each poll round lists the commands (one paginated C(ListCommands) per account and region), reads finished ones
+    (C(ListCommandInvocations) with details, once per command), then dispatches into the free slots - at most one C(SendCommand) per
+    account and region, up to 50 IDs, with C(MaxConcurrency) = its number of instances, so SSM starts them at once and no instance waits
+    inside a command past its delivery timeout. Once O(max_errors) invocations have failed, nothing more is sent, invocations sent
+    but not started are cancelled, and the instances never sent are reported C(not_run) with the reason. SSM's per-command
+    C(MaxConcurrency)/C(MaxErrors) remain a second line of defence.
+  - B(At most one patch per instance per run) - right before sending, the same round's C(ListCommands) must have answered for that
+    account and region and show no C(AWS-RunPatchBaseline) command of this run and landing zone (any wave) for the instance. A round
+    whose listing fails changes no status and sends nothing there. C(SendCommand) is never blindly retried - after a server error or
+    a broken connection the instances stay blocked until a later listing shows whether the command went out. Health-check commands
+    follow the same rule, once per instance per check round.
+  - C(SendCommand) rejected with C(InvalidInstanceId) (one invalid ID rejects all 50) - the module asks C(DescribeInstanceInformation)
+    which instances SSM cannot reach, reports them C(undeliverable) with the reason, and sends the rest.
+  - Patch compliance and C(reboot) come from C(DescribeInstancePatchStates) (50 instances a call, in the same rounds) - only a state
+    whose C(OperationEndTime) is at or after the command's C(RequestedDateTime) counts; the module waits up to O(compliance_wait) for
+    it, else reports compliance C(stale). Never from the command's output, which SSM cuts at 2,500 characters.
+  - B(AWS's clock) - every comparison with an AWS timestamp (deadlines, the look-up of earlier commands) uses AWS's own time (the
+    C(Date) of its answers), never the controller's clock.
   - Optional O(pre_checks) (an unhealthy instance is not patched) and O(post_checks) (a patched instance must come back healthy) -
     SSM agent online, EC2 status checks C(ok), and a command of your own run through SSM.
-  - B(Resumable) - every command's comment names the run and wave, so a second call with the same O(run_id) and O(wave) (after a progress
-    return, Ctrl-C, an AWX cancel or a timeout) finds the commands already sent instead of sending them again.
+  - B(Resumable) - every command's comment is C(cms.patching run=<run_id> lz=<lz> wave=<wave>), so a second call with the same O(run_id)
+    and O(wave) (after a progress return, Ctrl-C, an AWX cancel or a timeout) finds the commands already sent instead of sending them
+    again. Commands are listed from one hour before the earliest C(CreationDate) of the batch's verified AMIs (both AWS timestamps);
+    a run ID whose commands carry another landing zone fails before anything is sent.
 author:
   - CMS Platform Engineering (@cms-platform)
 options:
@@ -32,7 +50,17 @@ options:
     elements: dict
     required: true
   run_id:
-    description: The run; it names the commands (for resuming) and must match the run ID of the verified backups.
+    description:
+      - The run; it names the commands (for resuming) and must match the run ID of the verified backups.
+      - A run ID that starts with a UTC timestamp (C(YYYYmmddTHHMMSSZ), as the playbooks make them) more than 15 minutes ahead of AWS's
+        clock is refused - a run ID is made when its run starts.
+    type: str
+    required: true
+  lz:
+    description:
+      - The landing zone's name (as on its AMIs' C(cms:patching:lz) tag). It is part of every command's comment; the backup gate
+        requires an AMI of this landing zone, and a run ID whose commands belong to another landing zone fails.
+      - The comment C(cms.patching run=<run_id> lz=<lz> post-check wave=<wave> windows) must fit SendCommand's 100 characters.
     type: str
     required: true
   wave:
@@ -62,11 +90,18 @@ options:
       - Defaults to a UUID derived from O(run_id), so every wave of a run (and a resumed run) uses the same one.
     type: str
   max_concurrency:
-    description: SendCommand C(MaxConcurrency) per command (a number or a percentage). A percentage scales with each chunk of up to 50.
+    description:
+      - How many instances of the batch (the wave) may be patching at once, across every account, region and command - a number, or a
+        percentage of the batch's instances (rounded down, at least 1). An invocation holds its slot from sending until it ends,
+        including while SSM keeps it C(Delayed) because the instance is offline or stopped.
     type: str
     default: "10%"
   max_errors:
-    description: SendCommand C(MaxErrors) per command; once exceeded, SSM starts no further invocations of that command.
+    description:
+      - How many invocations of the batch may fail (C(Failed) or timed out while running, as SSM's C(ErrorCount) counts them) before
+        the module stops dispatching - a number, or a percentage of the batch's instances (rounded down). Dispatching stops when that
+        many have failed (V(0) - at the first failure); invocations sent but not started are cancelled, instances not sent are
+        C(not_run). At most O(max_errors) plus the invocations already running when the last one failed can fail.
     type: str
     default: "0"
   delivery_timeout:
@@ -86,8 +121,9 @@ options:
     default: true
   wait_timeout:
     description:
-      - Seconds from the first command of this batch (as SSM recorded it) after which commands still running are cancelled and
-        reported C(timed_out). A resumed batch keeps the deadline of its first command.
+      - Seconds from the first command of this batch (as SSM recorded it, compared with AWS's clock) after which commands still running
+        are cancelled and reported C(timed_out) (C(undeliverable) when they never started), and instances still waiting for a slot are
+        reported C(not_run). A resumed batch keeps the deadline of its first command.
     type: int
     default: 10800
   poll_interval:
@@ -155,10 +191,16 @@ options:
     suboptions: *checks
   lookback_hours:
     description:
-      - This run's commands are looked up from the UTC timestamp its O(run_id) starts with (C(YYYYmmddTHHMMSSZ), as the playbooks make
-        them); for any other run ID, from this many hours back.
+      - Without verified AMIs to date the batch from (O(require_backup=false)), this run's commands are looked up from this many hours
+        before AWS's current time.
     type: int
     default: 168
+  compliance_wait:
+    description:
+      - Seconds after an invocation ended (AWS time) to wait for the instance's patch state of this command (C(OperationEndTime) at or
+        after the command's C(RequestedDateTime)) - the agent reports it some time after the command. Then compliance is C(stale).
+    type: int
+    default: 300
   max_workers:
     description: How many accounts/regions are worked on at the same time.
     type: int
@@ -174,7 +216,8 @@ attributes:
   check_mode:
     support: full
     details:
-      - Sends nothing; reports the commands (chunks and parameters) it would send.
+      - Sends nothing; reports the commands (chunks and parameters) it would send, and per instance a RV(instances[].plan) (the
+        status stays C(skipped), the error empty).
       - A dry run has made no backups, so an instance without a verified backup yet is shown in the plan with a note that it waits for
         one; outside check mode such an instance is refused.
   diff_mode:
@@ -186,14 +229,16 @@ notes:
   - "IAM permissions: C(ssm:SendCommand) on the documents and instances, C(ssm:ListCommands), C(ssm:ListCommandInvocations),
     C(ssm:CancelCommand), C(ssm:DescribeInstancePatchStates), C(ec2:DescribeImages) (the gate), and for checks
     C(ssm:DescribeInstanceInformation) and C(ec2:DescribeInstanceStatus)."
-  - MaxConcurrency and MaxErrors apply per command, as in SSM; with more than 50 instances in one account and region there is more than
-    one command.
+  - O(max_concurrency) and O(max_errors) apply to the whole batch (wave), not per command as SSM's own parameters do; an offline
+    target holds its slot while SSM keeps it C(Delayed) (up to C(delivery_timeout) + C(execution_timeout)), so use O(pre_checks)
+    (C(ssm_online)) to keep such instances out of a wave with few slots.
 """
 
 EXAMPLES = r"""
 - name: Patch the instances whose backup was verified in this run
   cms.patching.ssm_patch_run:
     accounts: "{{ lz.accounts }}"
+    lz: prod
     run_id: "{{ run_id }}"
     wave: canary
     instances: "{{ backup.instances | selectattr('backup_status', 'eq', 'verified') | list }}"
@@ -209,6 +254,7 @@ EXAMPLES = r"""
 - name: Scan only (no backup needed, nothing installed)
   cms.patching.ssm_patch_run:
     accounts: "{{ lz.accounts }}"
+    lz: prod
     run_id: "{{ run_id }}"
     instances: "{{ scan.instances | selectattr('target') | list }}"
     operation: Scan
@@ -217,6 +263,7 @@ EXAMPLES = r"""
 - name: Show progress every minute while a long wave runs
   cms.patching.ssm_patch_run:
     accounts: "{{ lz.accounts }}"
+    lz: prod
     run_id: "{{ run_id }}"
     wave: rest
     instances: "{{ wave_instances }}"
@@ -258,12 +305,18 @@ instances:
       type: str
     patch_status:
       description:
-        - C(success), C(failed), C(timed_out), C(cancelled), C(undeliverable), C(skipped) (the gate, a pre-check, or check mode), or
-          C(pending) (only when returning early for progress).
+        - C(success), C(failed), C(timed_out), C(cancelled) (also sent but not started when the error budget was spent),
+          C(undeliverable) (SSM could not reach it - C(InvalidInstanceId), or never started before the deadline), C(not_run) (never sent
+          - the wave's error budget was spent or its wait_timeout ran out first), C(skipped) (the gate, a pre-check, an earlier patch
+          command of this run in another wave, or check mode), or C(pending) (only when returning early for progress; also while a
+          patched instance's patch state has not been reported yet).
       type: str
       sample: success
     error:
-      description: Why it did not succeed; for failures, the status details and the trimmed output of the patch step.
+      description: Why it did not succeed; for failures, the status details and the trimmed output of the patch step. Empty in check mode.
+      type: str
+    plan:
+      description: In check mode, what would be done (C(would send AWS-RunPatchBaseline in command 1 of 2 ...)); empty otherwise.
       type: str
     output:
       description: The trimmed output of the patch step.
@@ -290,10 +343,20 @@ instances:
       description: When the patch operation ended.
       type: str
     reboot:
-      description: C(yes) (rebooted), C(no), or C(pending) (installed, waiting for a reboot).
+      description:
+        - From patch states only. C(pending) - C(InstalledPendingRebootCount) > 0 after the operation; C(no) - a Scan, C(NoReboot), or
+          C(RebootIfNeeded) with no more patches installed than before and no reboot pending before; C(yes) - C(RebootIfNeeded) and
+          more patches installed than before (C(InstalledCount) + C(InstalledOtherCount)) or a reboot pending before (Patch Manager
+          reboots in exactly these cases); C(unknown) - no patch state of this command, or none from before it (never scanned, or the
+          module resumed after the operation ended).
       type: str
     compliance:
-      description: C(COMPLIANT) when nothing is missing, failed or pending a reboot, else C(NON_COMPLIANT).
+      description:
+        - C(COMPLIANT) when nothing is missing, failed or pending a reboot, else C(NON_COMPLIANT) - from the patch state of this command;
+          C(stale) when none was reported within O(compliance_wait) (the counts are then empty).
+      type: str
+    compliance_note:
+      description: Why compliance is C(stale).
       type: str
     pre_checks:
       description: The pre-check result (C(status) C(passed)/C(failed), C(reason)), when pre-checks ran.
@@ -325,15 +388,25 @@ verdict:
       description: The failed share in percent.
       type: float
     stop:
-      description: Whether the failure rate exceeds O(max_failure_rate), so a wave-by-wave caller should stop.
+      description:
+        - Whether the failure rate exceeds O(max_failure_rate) or the error budget (O(max_errors)) stopped dispatching, so a wave-by-wave
+          caller should stop.
       type: bool
-  sample: {"sent": 16, "failed": 1, "failure_rate": 6.2, "stop": false}
+    reason:
+      description: Why RV(verdict.stop) is true; empty otherwise.
+      type: str
+  sample: {"sent": 16, "failed": 1, "failure_rate": 6.2, "stop": false, "reason": ""}
 progress:
-  description: Where the wait stands, for progress displays; C(line) is a one-line summary.
+  description:
+    - Where the wait stands, for progress displays; C(line) is a one-line summary. C(in_flight) counts invocations sent and not ended
+      (running, C(Pending) or C(Delayed)), C(queued) the instances waiting for a free slot, C(max_concurrency) and C(error_budget) the
+      wave's limits as numbers.
   returned: always
   type: dict
 planned:
-  description: The SendCommand calls made (or, in check mode, that would be made) - account, region and instance IDs of each.
+  description:
+    - The SendCommand calls this call made - account, region and instance IDs of each. In check mode the commands (up to 50 IDs per
+      account and region) that would be sent as slots free up.
   returned: always
   type: list
   elements: dict
@@ -399,6 +472,8 @@ def input_problems(params):
     problems.extend(comment_problems(params))
     if not 30 <= params["delivery_timeout"] <= 2592000:
         problems.append("delivery_timeout: must be between 30 and 2592000 seconds (the SendCommand TimeoutSeconds range)")
+    if params["compliance_wait"] < 0:
+        problems.append("compliance_wait: must be 0 or more seconds")
     for key in ("execution_timeout", "wait_timeout", "poll_interval", "max_workers"):
         if params[key] < 1:
             problems.append("%s: must be at least 1" % key)
@@ -473,6 +548,7 @@ def main():
         pre_checks=dict(type="dict", default={}, options=CHECK_OPTIONS),
         post_checks=dict(type="dict", default={}, options=CHECK_OPTIONS),
         lookback_hours=dict(type="int", default=168),
+        compliance_wait=dict(type="int", default=300),
         max_workers=dict(type="int", default=8),
     )
     module = fleet_module(argument_spec)

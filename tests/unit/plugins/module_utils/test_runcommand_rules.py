@@ -51,15 +51,22 @@ def test_snapshot_id_is_stable_per_run():
     assert len(snapshot_id_for("run-1")) == 36
 
 
-def test_compliance_and_reboot():
+def test_compliance_and_reboot_come_from_patch_states_only():
     assert compliance_of({"MissingCount": 0, "FailedCount": 0, "InstalledPendingRebootCount": 0}) == "COMPLIANT"
     assert compliance_of({"MissingCount": 2}) == "NON_COMPLIANT"
-    assert compliance_of({}) == ""
-    rebooted = {"CommandPlugins": [{"Output": "Installed 3 updates. Rebooting the instance to finish the installation."}]}
-    assert reboot_of("Install", "RebootIfNeeded", rebooted, {"InstalledPendingRebootCount": 0}) == "yes"
-    assert reboot_of("Install", "RebootIfNeeded", {"CommandPlugins": [{"Output": "No patches to install."}]}, {}) == "no"
-    assert reboot_of("Install", "NoReboot", rebooted, {"InstalledPendingRebootCount": 2}) == "pending"
-    assert reboot_of("Scan", "RebootIfNeeded", rebooted, {}) == "no"
+    assert compliance_of({}) == "stale"
+    before = {"InstalledCount": 10, "InstalledOtherCount": 300, "InstalledPendingRebootCount": 0}
+    installed = {"InstalledCount": 13, "InstalledOtherCount": 300, "InstalledPendingRebootCount": 0, "RebootOption": "RebootIfNeeded"}
+    nothing = dict(before, RebootOption="RebootIfNeeded")
+    assert reboot_of("Install", installed, before) == "yes"
+    assert reboot_of("Install", nothing, before) == "no"
+    # A reboot that was pending before is done by RebootIfNeeded even when nothing new is installed.
+    assert reboot_of("Install", nothing, dict(before, InstalledPendingRebootCount=2)) == "yes"
+    assert reboot_of("Install", dict(installed, RebootOption="NoReboot", InstalledPendingRebootCount=3), before) == "pending"
+    assert reboot_of("Install", dict(nothing, RebootOption="NoReboot"), before) == "no"
+    assert reboot_of("Install", installed, None) == "unknown"
+    assert reboot_of("Install", {}, before) == "unknown"
+    assert reboot_of("Scan", {}, None) == "no"
 
 
 def test_wave_verdict_counts_post_check_failures_and_ignores_skipped():

@@ -427,3 +427,79 @@ def test_delayed_target_is_pending_counted_in_flight_and_cancelled_at_the_deadli
     assert "never started: still Delayed" in result["error"]
     assert ops(aws)["ssm:CancelCommand"] >= 1
     assert run.result(fine)["patch_status"] == "success"
+
+
+# -- reboot and compliance from this command's patch state ---------------------------------------------------------------
+
+
+class LateCompliance(Unkind):
+    """DescribeInstancePatchStates answers the previous operation's state (ended a day before) until ``late`` calls have passed."""
+
+    def __init__(self, fleet, late):
+        super().__init__(fleet)
+        self.late = late
+
+    def client(self, service, account_id, region):
+        proxy = super().client(service, account_id, region)
+        real_states = getattr(proxy, "describe_instance_patch_states", None)
+        unkind = self
+
+        class WithOldStates:
+            def __getattr__(self, name):
+                if name != "describe_instance_patch_states":
+                    return getattr(proxy, name)
+
+                def call(**kwargs):
+                    page = real_states(**kwargs)
+                    if unkind.late > 0:
+                        unkind.late -= 1
+                        day = datetime.timedelta(days=1)
+                        page["InstancePatchStates"] = [
+                            dict(s, OperationEndTime=s["OperationEndTime"] - day, OperationStartTime=s["OperationStartTime"] - day, MissingCount=3)
+                            for s in page["InstancePatchStates"]
+                        ]
+                    return page
+
+                return call
+
+        return WithOldStates()
+
+
+def test_compliance_waits_for_this_commands_patch_state(aws, fleet, verified):
+    batch = named(verified, "db-01")
+    LateCompliance(fleet, late=3)
+    result = patch_run(aws, fleet, batch, compliance_wait=300).run()[0]
+    assert result["patch_status"] == "success"
+    assert result["compliance"] == "COMPLIANT" and result["missing_count"] == 0
+
+
+def test_compliance_is_stale_when_this_commands_state_never_comes(aws, fleet, verified):
+    batch = named(verified, "db-01")
+    LateCompliance(fleet, late=10**6)
+    result = patch_run(aws, fleet, batch, compliance_wait=60).run()[0]
+    assert result["patch_status"] == "success"
+    assert result["compliance"] == "stale" and result["missing_count"] is None
+    assert "compliance_wait" in result["compliance_note"]
+    assert result["reboot"] == "unknown"
+
+
+def test_reboot_is_read_from_patch_states(aws, fleet, verified):
+    from sandbox.ssm.patch_catalog import missing_count
+
+    has_patches = [i for i in verified if missing_count(i["instance_id"]) > 0][:3]
+    up_to_date = [i for i in verified if missing_count(i["instance_id"]) == 0][:1]
+    assert len(has_patches) == 3 and up_to_date
+    batch = has_patches + up_to_date
+    # Never scanned: no state from before the operation, so whether it rebooted cannot be told.
+    first = patch_run(aws, fleet, has_patches[:1], run_id="run-0", require_backup=False, max_concurrency="100%").run()[0]
+    assert first["patch_status"] == "success" and first["reboot"] == "unknown"
+    # A scan (another run) leaves the state the install is compared with.
+    patch_run(aws, fleet, batch[1:], run_id="scan-1", operation="Scan", require_backup=False, max_concurrency="100%").run()
+    results = {r["instance_id"]: r for r in patch_run(aws, fleet, batch[1:], max_concurrency="100%").run()}
+    has_patches = has_patches[1:]
+    assert {results[i["instance_id"]]["reboot"] for i in has_patches} == {"yes"}
+    assert {results[i["instance_id"]]["reboot"] for i in up_to_date} == {"no"}
+    # What the sandbox really did, for the instances of this run's commands.
+    run_commands = {r["command_id"] for r in results.values()}
+    rebooted = {r["instance_id"] for r in aws.state.commands.reboots(aws.state.now()) if r["command_id"] in run_commands}
+    assert rebooted == {i["instance_id"] for i in has_patches}
