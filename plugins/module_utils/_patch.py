@@ -256,14 +256,26 @@ class PatchRun:
     def poll(self):
         """One round of reading: commands (a location that does not answer changes nothing), finished results, deadlines."""
         self.rounds += 1
-        self.batch.refresh(self.locations, self.since)
+        self.batch.refresh(self.active_locations(), self.since)
+        self._check_foreign()
+        self.batch.collect_finished()
+        self._enforce_deadlines()
+        self._read_compliance()
+
+    def _check_foreign(self):
         try:
             self.batch.check_foreign()
         except ForeignRunError as exc:
             raise FleetError(str(exc))
-        self.batch.collect_finished()
-        self._enforce_deadlines()
-        self._read_compliance()
+
+    def active_locations(self):
+        """Where this round must list commands: everywhere at first, then only where commands of this wave still run or are unread,
+        or a send's effect is unknown. Locations that only have queued instances are listed by dispatch, when a slot is free."""
+        if self.rounds <= 1:
+            return self.locations
+        active = {c["_location"] for c in self.batch.commands.values() if c.get("Status") not in TERMINAL_COMMAND or not c.get("_read")}
+        active |= {location for location, _error in self.batch.uncertain.values()}
+        return sorted(active)
 
     def _triage_queue(self):
         """Drop from the queue what has a command now; an instance patched by another wave of this run is never sent again."""
@@ -325,7 +337,13 @@ class PatchRun:
         for location in order:
             if free <= 0:
                 break
-            ids = self.batch.sendable(location, [i["instance_id"] for i in groups[location]])[: min(free, MAX_INSTANCE_IDS)]
+            if location not in self.batch.listed:
+                # Right before sending: this round's listing of the location must show no command of this run for them.
+                self.batch.refresh([location], self.since, new_round=False)
+                self._check_foreign()
+                self._triage_queue()
+            queued = {i["instance_id"] for i in self.queue}
+            ids = self.batch.sendable(location, [i["instance_id"] for i in groups[location] if i["instance_id"] in queued])[: min(free, MAX_INSTANCE_IDS)]
             if not ids:
                 continue
             if self.options["operation"] == "Install":

@@ -134,13 +134,15 @@ class CommandBatch:
         filters = [{"key": "DocumentName", "value": self.document}, {"key": "InvokedAfter", "value": iso(since)}]
         return list(paginate(ssm.list_commands, "Commands", Filters=filters, MaxResults=50))
 
-    def refresh(self, locations, since):
+    def refresh(self, locations, since, new_round=True):
         """Read this document's commands since ``since`` ({location: AWS epoch}) - one paginated call per location.
 
-        Returns {location: error text} for the locations that did not answer; nothing about them changes.
+        Returns {location: error text} for the locations that did not answer; nothing about them changes. A new round
+        forgets which locations were listed: a send may only follow a listing of the same round.
         """
         errors = {}
-        self.listed = set()
+        if new_round:
+            self.listed = set()
         outcomes = fan_out(lambda loc: self._list_commands(loc, since[loc]), locations, self.options.get("max_workers", 8))
         for outcome in outcomes:
             if not outcome.ok:

@@ -9,7 +9,7 @@ from conftest import DEMO_ACCOUNTS, OWN_ACCOUNT
 import fleet_helpers
 from fleet_helpers import backup_run, demo_targets, fleet_for, ops
 
-from ansible_collections.cms.patching.plugins.module_utils._patch import PatchRun, snapshot_id_for
+from ansible_collections.cms.patching.plugins.module_utils._patch import PatchRun, snapshot_id_for, wave_verdict
 from ansible_collections.cms.patching.plugins.module_utils._session import FleetError
 from ansible_collections.cms.patching.plugins.modules import ssm_patch_run
 
@@ -503,3 +503,54 @@ def test_reboot_is_read_from_patch_states(aws, fleet, verified):
     run_commands = {r["command_id"] for r in results.values()}
     rebooted = {r["instance_id"] for r in aws.state.commands.reboots(aws.state.now()) if r["command_id"] in run_commands}
     assert rebooted == {i["instance_id"] for i in has_patches}
+
+
+# -- fleet-wide rate control per wave (issue 8 item 1) ---------------------------------------------------------------------
+
+TWELVE_REGIONS = [
+    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-west-2",
+    "eu-west-3", "eu-central-1", "eu-north-1", "ap-southeast-1", "ap-southeast-2", "ap-northeast-1",
+]  # fmt: skip
+
+
+@pytest.fixture
+def thin_fleet(aws):
+    """36 instances, 3 in each of 12 account/regions - the spread where per-command percentages ran far above the wave's."""
+    summary = aws.seed({"synthetic": {"count": 36, "accounts": [OWN_ACCOUNT], "regions": TWELVE_REGIONS, "managed_ratio": 1.0, "reservations": 12}})
+    instances = [
+        {"instance_id": r["instance_id"], "account_id": r["account"], "region": r["region"], "name": r["name"], "platform": "linux"}
+        for r in summary["instances"]
+    ]
+    assert len({(i["account_id"], i["region"]) for i in instances}) == 12
+    aws.state.update_settings(invocation_seconds=6)  # each patch lasts several poll rounds
+    aws.state.calls.reset()
+    return instances
+
+
+def test_wave_concurrency_counts_across_every_account_region_and_command(aws, thin_fleet):
+    fleet = aws_fleet(aws, accounts=[{"account_id": OWN_ACCOUNT}])
+    run = patch_run(aws, fleet, thin_fleet, require_backup=False, max_concurrency="10%", max_errors="100%", poll_interval=2)
+    results = run.run()
+    assert {r["patch_status"] for r in results} == {"success"}
+    assert run.concurrency == 3
+    assert peak_running(aws) <= 3
+    # The budget is used, not wasted: slots are refilled as invocations end.
+    assert peak_running(aws) >= 3
+    assert patch_sends(aws) == {i["instance_id"]: 1 for i in thin_fleet}
+
+
+def test_error_budget_stops_dispatch_and_reports_the_rest(aws, thin_fleet):
+    fleet = aws_fleet(aws, accounts=[{"account_id": OWN_ACCOUNT}])
+    faulty = thin_fleet[::3]  # a third of the wave fails its patch
+    for item in faulty:
+        aws.state.faults.add("patch_fail", instance_id=item["instance_id"])
+    run = patch_run(aws, fleet, thin_fleet, require_backup=False, max_concurrency="10%", max_errors="5", poll_interval=2)
+    results = run.run()
+    statuses = [r["patch_status"] for r in results]
+    failed = statuses.count("failed")
+    assert 5 <= failed <= 5 + run.concurrency  # the budget, plus at most what was already running when it was spent
+    never = [r for r in results if r["patch_status"] in ("not_run", "cancelled")]
+    assert never and all("error budget is spent" in r["error"] for r in never)
+    assert len(patch_sends(aws)) < len(thin_fleet)  # dispatching stopped
+    verdict = wave_verdict(results, 100, run.stopped)
+    assert verdict["stop"] is True and "error budget" in verdict["reason"]
