@@ -376,11 +376,18 @@ class PatchRun:
 
     def _enforce_deadlines(self):
         now = self.aws_now()
+        if self.started_at is None:
+            self.started_at = now
         first = self._first_requested()
-        if self.queue and first is not None and now >= first + self.options["wait_timeout"]:
+        # Without any command yet (every listing failed), this call's own start bounds the wait.
+        if now >= (self.started_at if first is None else first) + self.options["wait_timeout"]:
             for item in self.queue:
                 self.not_run[item["instance_id"]] = "not sent: the wave's wait_timeout (%ds) ran out before a slot was free" % self.options["wait_timeout"]
             self.queue = []
+            for instance_id, (_location, error) in self.batch.uncertain.items():
+                self.not_run.setdefault(
+                    instance_id, "SendCommand failed (%s) and no listing could tell by the deadline whether it went out: check before patching again" % error
+                )
         late = {}
         for item in self.instances:
             instance_id = item["instance_id"]
@@ -425,6 +432,8 @@ class PatchRun:
             return status, error
         if instance_id in self.skipped:
             return "skipped", self.skipped[instance_id]
+        if instance_id in self.batch.uncertain and instance_id not in self.not_run:
+            return "pending", "SendCommand failed (%s); waiting for a listing to show whether it went out" % self.batch.uncertain[instance_id][1]
         if instance_id in self.not_run:
             return "not_run", self.not_run[instance_id]
         return "pending", ""

@@ -392,6 +392,16 @@ def test_health_commands_are_sent_once_per_check_round_despite_lost_answers(aws,
     assert sorted(sends) == sorted(i["instance_id"] for i in batch)
 
 
+def test_listing_that_never_answers_sends_nothing_and_ends_at_the_wait_timeout(aws, fleet, verified):
+    batch = named(verified, "web-01", "web-02")
+    unkind = Unkind(fleet)
+    unkind.fail["list_commands"] = 10**6
+    results = patch_run(aws, fleet, batch, wait_timeout=120, poll_interval=30).run()
+    assert {r["patch_status"] for r in results} == {"not_run"}
+    assert all("wait_timeout" in r["error"] for r in results)
+    assert "ssm:SendCommand" not in ops(aws)
+
+
 # -- InvalidInstanceId: one bad instance must not sink its 49 neighbours -----------------------------------------------
 
 
