@@ -269,9 +269,10 @@ class CommandBatch:
         for instance_id in ids:
             info = found.get(instance_id)
             if info is None:
-                invalid[instance_id] = "not a managed instance SSM can reach (not registered, or terminated)"
+                invalid[instance_id] = "not a managed instance SSM can reach (not registered with SSM, or gone)"
             elif info.get("PingStatus") == "Inactive":
                 invalid[instance_id] = "SSM reports it Inactive (terminated or deregistered)"
+        self._name_ec2_states(location, invalid)
         if not invalid:
             for instance_id in ids:
                 self.errors[instance_id] = "SendCommand failed: %s" % describe_aws_error(exc)
@@ -280,6 +281,20 @@ class CommandBatch:
             self.undeliverable[instance_id] = "SendCommand refused it (InvalidInstanceId): %s" % why
         rest = [i for i in ids if i not in invalid]
         return self.send(location, rest, min(max_concurrency, len(rest)) if max_concurrency else None, max_errors) if rest else []
+
+    def _name_ec2_states(self, location, invalid):
+        """Say 'terminated' / 'shutting-down' where EC2 knows it (one DescribeInstances); the reason stays general otherwise."""
+        if not invalid:
+            return
+        try:
+            ec2 = self.fleet.client("ec2", *location)
+            for reservation in paginate(ec2.describe_instances, "Reservations", Filters=[{"Name": "instance-id", "Values": sorted(invalid)}]):
+                for instance in reservation.get("Instances") or []:
+                    state = (instance.get("State") or {}).get("Name")
+                    if state in ("shutting-down", "terminated") and instance["InstanceId"] in invalid:
+                        invalid[instance["InstanceId"]] = "the instance is %s" % state
+        except Exception:  # pylint: disable=broad-except  # only the wording of the reason depends on it
+            pass
 
     # -- waiting ----------------------------------------------------------------------------------
 

@@ -227,8 +227,9 @@ attributes:
     details: Per O(run_id) and O(wave) - a second call finds the commands of the first and sends nothing new.
 notes:
   - "IAM permissions: C(ssm:SendCommand) on the documents and instances, C(ssm:ListCommands), C(ssm:ListCommandInvocations),
-    C(ssm:CancelCommand), C(ssm:DescribeInstancePatchStates), C(ec2:DescribeImages) (the gate), and for checks
-    C(ssm:DescribeInstanceInformation) and C(ec2:DescribeInstanceStatus)."
+    C(ssm:CancelCommand), C(ssm:DescribeInstancePatchStates), C(ec2:DescribeImages) (the gate), C(ssm:DescribeInstanceInformation)
+    and C(ec2:DescribeInstances) (which instances a C(InvalidInstanceId) refusal was about), and for checks
+    C(ec2:DescribeInstanceStatus)."
   - O(max_concurrency) and O(max_errors) apply to the whole batch (wave), not per command as SSM's own parameters do; an offline
     target holds its slot while SSM keeps it C(Delayed) (up to C(delivery_timeout) + C(execution_timeout)), so use O(pre_checks)
     (C(ssm_online)) to keep such instances out of a wave with few slots.

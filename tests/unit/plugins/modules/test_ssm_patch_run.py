@@ -412,7 +412,7 @@ def test_invalid_instance_is_undeliverable_and_the_rest_are_sent(aws, fleet, tar
     ec2.terminate_instances(InstanceIds=[gone["instance_id"]])
     results = {r["instance_id"]: r for r in patch_run(aws, fleet, batch, require_backup=False, operation="Scan", max_concurrency="100%").run()}
     assert results[gone["instance_id"]]["patch_status"] == "undeliverable"
-    assert "InvalidInstanceId" in results[gone["instance_id"]]["error"]
+    assert "InvalidInstanceId" in results[gone["instance_id"]]["error"] and "terminated" in results[gone["instance_id"]]["error"]
     assert {results[i["instance_id"]]["patch_status"] for i in batch if i is not gone} == {"success"}
     assert gone["instance_id"] not in patch_sends(aws)
 
