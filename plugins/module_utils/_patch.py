@@ -313,6 +313,8 @@ class PatchRun:
                 continue
             if waiting:
                 self.batch.cancel([command], set(waiting))
+            if command.pop("_cancel_error", None):
+                continue  # CancelCommand failed: asked again next round (cancelling twice is harmless)
             command["_stop_cancelled"] = True
             for instance_id in waiting:
                 self.not_run.setdefault(instance_id, "cancelled before it started: %s" % self.stopped)

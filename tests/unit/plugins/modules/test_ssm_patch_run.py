@@ -564,3 +564,18 @@ def test_error_budget_stops_dispatch_and_reports_the_rest(aws, thin_fleet):
     assert len(patch_sends(aws)) < len(thin_fleet)  # dispatching stopped
     verdict = wave_verdict(results, 100, run.stopped)
     assert verdict["stop"] is True and "error budget" in verdict["reason"]
+
+
+def test_error_budget_cancel_is_asked_again_after_a_server_error(aws, thin_fleet):
+    fleet = aws_fleet(aws, accounts=[{"account_id": OWN_ACCOUNT}])
+    for item in thin_fleet[:2]:
+        aws.state.faults.add("patch_fail", instance_id=item["instance_id"])
+    aws.state.faults.add("agent_offline", instance_id=thin_fleet[2]["instance_id"])  # stays Delayed: sent, never started
+    aws.state.update_settings(undeliverable_seconds=10**6)
+    unkind = Unkind(fleet)
+    unkind.fail["cancel_command"] = 1
+    run = patch_run(aws, fleet, thin_fleet, require_backup=False, max_concurrency="3", max_errors="2", poll_interval=2)
+    results = {r["instance_id"]: r for r in run.run()}
+    delayed = results[thin_fleet[2]["instance_id"]]
+    assert delayed["patch_status"] == "cancelled" and "error budget is spent" in delayed["error"]
+    assert ops(aws)["ssm:CancelCommand"] >= 1
