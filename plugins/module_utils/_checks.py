@@ -13,7 +13,7 @@ DescribeInstanceInformation, 100 per DescribeInstanceStatus, 50 per SendCommand.
 from ansible_collections.cms.patching.plugins.module_utils._batching import by_location, chunks
 from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_out
 from ansible_collections.cms.patching.plugins.module_utils._retry import paginate
-from ansible_collections.cms.patching.plugins.module_utils._runcommand import CommandBatch
+from ansible_collections.cms.patching.plugins.module_utils._runcommand import CommandBatch, send_all
 from ansible_collections.cms.patching.plugins.module_utils._session import describe_aws_error
 
 SHELL_DOCUMENTS = {"linux": "AWS-RunShellScript", "windows": "AWS-RunPowerShellScript"}
@@ -85,13 +85,16 @@ class HealthChecks:
             members = [i for i in instances if (i.get("platform") or "linux") == platform]
             if not command or not members:
                 continue
-            batch = CommandBatch(self.fleet, document, {"commands": [command]}, self.run_id, "%s %s" % (self.label, platform), self.options, self.clock)
+            batch = CommandBatch(
+                self.fleet, document, {"commands": [command]}, self.run_id, self.options.get("lz", ""), "%s %s" % (self.label, platform), self.options
+            )
             locations = sorted({(i["account_id"], i["region"]) for i in members})
-            batch.refresh(locations, self.options["run_started"])
-            batch.send(batch.plan(members))
+            # One command per instance per check round (its label): each round lists first, then sends only to instances
+            # whose account/region answered and shows none - a lost answer or a failed listing never sends twice.
             while True:
-                batch.refresh(locations, self.options["run_started"])
+                batch.refresh(locations, self.options["since"])
                 batch.collect_finished()
+                send_all(batch, [i for i in members if not batch.has_command(i["instance_id"])])
                 waiting = [i for i in members if batch.outcome(i["instance_id"])[0] == "pending"]
                 if not waiting or self.clock() >= deadline:
                     break
@@ -99,7 +102,7 @@ class HealthChecks:
             for item in members:
                 status, error, _cid = batch.outcome(item["instance_id"])
                 if status == "pending":
-                    error = "health command did not finish in time"
+                    error = "health command did not finish in time" if item["instance_id"] in batch.by_instance else "health command could not be sent in time"
                 results[item["instance_id"]] = (status == "success", "" if status == "success" else "health command %s: %s" % (status, error))
         return results
 

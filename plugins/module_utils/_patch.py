@@ -15,23 +15,34 @@ progress return, a Ctrl-C, an AWX cancel) is read back from AWS - the commands
 of this run and wave by their comment, the verified AMIs by their tags.
 """
 
-import re
+import datetime
 import uuid
 
 from ansible_collections.cms.patching.plugins.module_utils import _tags
-from ansible_collections.cms.patching.plugins.module_utils._batching import chunks
+from ansible_collections.cms.patching.plugins.module_utils._batching import by_location, chunks
 from ansible_collections.cms.patching.plugins.module_utils._checks import HealthChecks
 from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_out
 from ansible_collections.cms.patching.plugins.module_utils._retry import paginate
-from ansible_collections.cms.patching.plugins.module_utils._runcommand import CommandBatch, invocation_output
-from ansible_collections.cms.patching.plugins.module_utils._session import describe_aws_error
+from ansible_collections.cms.patching.plugins.module_utils._runcommand import (
+    MAX_INSTANCE_IDS,
+    TERMINAL_COMMAND,
+    CommandBatch,
+    ForeignRunError,
+    epoch,
+    invocation_finished_at,
+    invocation_output,
+)
+from ansible_collections.cms.patching.plugins.module_utils._session import FleetError, describe_aws_error
 
 DOCUMENT = "AWS-RunPatchBaseline"
 FAILURE_STATUSES = ("failed", "timed_out", "cancelled", "undeliverable")
 # Namespace for SnapshotIds derived from run IDs: the same run always gets the same patch snapshot.
 SNAPSHOT_NAMESPACE = uuid.UUID("5d4f8a2e-8f0b-4b8e-9a57-0c3a1f6e2b10")
-# What AWS-RunPatchBaseline prints when RebootIfNeeded reboots (exit 194 on Linux, 3010 on Windows).
-REBOOT_MARKERS = re.compile(r"(?i)(reboot(ing)? (the )?(instance|node|system)|initiating reboot|exit code (194|3010)|rebooted)")
+# Commands of a batch are listed from this long before the earliest verified AMI of the batch: every patch command of
+# the run was sent after its instance's AMI existed, and both timestamps are AWS's own.
+LOOKUP_MARGIN = 3600
+# A run ID stamped further than this ahead of AWS's clock was not made when its run started.
+FUTURE_TOLERANCE = 900
 
 
 def snapshot_id_for(run_id):
@@ -39,46 +50,118 @@ def snapshot_id_for(run_id):
     return str(uuid.uuid5(SNAPSHOT_NAMESPACE, run_id))
 
 
+def run_id_time(run_id):
+    """The UTC timestamp a run ID starts with (YYYYmmddTHHMMSSZ, as the playbooks make them), else None."""
+    try:
+        return datetime.datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc).timestamp()
+    except ValueError:
+        return None
+
+
+def aws_time(value):
+    """An AWS timestamp (datetime, or the ISO string EC2 uses for CreationDate) as epoch seconds."""
+    if isinstance(value, datetime.datetime):
+        return epoch(value)
+    try:
+        return datetime.datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def rate_limit(value, total, minimum):
+    """A count or a percentage of ``total`` (rounded down), at least ``minimum``."""
+    value = str(value).strip()
+    count = int(total * int(value[:-1]) // 100) if value.endswith("%") else int(value)
+    return max(minimum, count)
+
+
 def compliance_of(state):
+    """COMPLIANT / NON_COMPLIANT from a patch state of this command; 'stale' when AWS never reported one (see PatchRun)."""
     if not state:
-        return ""
+        return "stale"
     bad = state.get("MissingCount", 0) + state.get("FailedCount", 0) + state.get("InstalledPendingRebootCount", 0)
     return "NON_COMPLIANT" if bad else "COMPLIANT"
 
 
-def reboot_of(operation, reboot_option, invocation, state):
-    """'yes', 'no', or 'pending' (installed, waiting for a reboot that NoReboot forbids)."""
+def _installed(state):
+    return (state.get("InstalledCount") or 0) + (state.get("InstalledOtherCount") or 0)
+
+
+def reboot_of(operation, state, before):
+    """Whether the patch operation rebooted the instance, from patch states only (never from output text).
+
+    The rule, from the InstancePatchState reference (SSM API): reboots are attempted for Install only; with
+    ``RebootIfNeeded`` Patch Manager reboots when it installed any patch or found any InstalledPendingReboot; with
+    ``NoReboot`` it never reboots and what it installed counts in ``InstalledPendingRebootCount`` (and
+    ``LastNoRebootInstallOperationTime`` is set). The state after the operation alone cannot tell whether anything
+    was installed, so ``before`` (the state read before this command's operation ended) is compared with it:
+
+    * ``no``: a Scan, ``NoReboot``, or ``RebootIfNeeded`` with nothing installed and nothing pending before;
+    * ``pending``: ``InstalledPendingRebootCount`` > 0 after the operation (installed, reboot still outstanding);
+    * ``yes``: ``RebootIfNeeded`` and more patches installed than before, or a reboot was pending before;
+    * ``unknown``: no patch state of this command, or no state from before it (a call that resumed after it ended).
+    """
     if operation == "Scan":
         return "no"
-    if state and state.get("InstalledPendingRebootCount", 0) > 0:
+    if not state:
+        return "unknown"
+    if (state.get("InstalledPendingRebootCount") or 0) > 0:
         return "pending"
-    if reboot_option == "NoReboot":
+    if state.get("RebootOption") == "NoReboot":
         return "no"
-    text = " ".join((p.get("Output") or "") for p in (invocation or {}).get("CommandPlugins") or [])
-    return "yes" if REBOOT_MARKERS.search(text) else "no"
+    if not before:
+        return "unknown"
+    if _installed(state) > _installed(before) or (before.get("InstalledPendingRebootCount") or 0) > 0:
+        return "yes"
+    return "no"
 
 
 class PatchRun:
-    """Send, resume and wait for AWS-RunPatchBaseline on one batch of instances."""
+    """Send, resume and wait for AWS-RunPatchBaseline on one batch of instances (one wave).
+
+    Rate control is the wave's, not the command's: at most ``max_concurrency`` invocations of the wave are in
+    flight at once across every account, region and command, and dispatching stops once ``max_errors``
+    invocations have failed. Each round: list the commands (one ListCommands per account/region), read finished
+    ones, then dispatch into the free slots - at most one SendCommand per account/region, each with
+    MaxConcurrency = its number of instances, so SSM starts them all at once and nothing waits inside a command
+    (an instance still queued in a command when its TimeoutSeconds pass would never run).
+    """
 
     def __init__(self, fleet, instances, run_id, options, check_mode, clock, sleep):
         self.fleet = fleet
         self.instances = instances
         self.run_id = run_id
+        self.lz = options.get("lz") or ""
         self.options = options
         self.check_mode = check_mode
         self.clock = clock
         self.sleep = sleep
         self.locations = sorted({(i["account_id"], i["region"]) for i in instances})
-        self.batch = CommandBatch(fleet, DOCUMENT, self.parameters(), run_id, "wave=%s" % options["wave"], options, clock)
-        self.skipped = {}  # instance_id -> reason (gate, pre-check, check mode)
+        self.batch = CommandBatch(fleet, DOCUMENT, self.parameters(), run_id, self.lz, "wave=%s" % options["wave"], options, once_per_run=True)
+        self.concurrency = rate_limit(options.get("max_concurrency") or "10%", len(instances), 1)
+        # The wave stops dispatching when this many invocations have failed ("0" stops at the first failure).
+        self.error_budget = max(1, rate_limit(options.get("max_errors") or "0", len(instances), 0))
+        self.since = {}  # location -> AWS epoch from which this run's commands are listed
+        self.verified = {}  # (account, region, instance) -> CreationDate (AWS epoch) of its verified AMI of this run
+        self.gate_errors = {}  # location -> why the gate could not be read
+        self.skipped = {}  # instance_id -> reason (gate, pre-check, another wave)
+        self.plans = {}  # instance_id -> check mode's plan
         self.gate_notes = {}  # instance_id -> what check mode's plan still depends on
+        self.queue = []  # instances cleared for patching and waiting for a slot
+        self.not_run = {}  # instance_id -> why it was never sent
+        self.stopped = ""  # why dispatching stopped
         self.pre_checks = {}
         self.post_checks = {}
-        self.states = {}
-        self.planned = []
+        self.states = {}  # instance_id -> its patch state from this command (OperationEndTime >= RequestedDateTime)
+        self.before = {}  # instance_id -> its patch state from before this command's operation ended
+        self.before_read = set()  # instances whose earlier state this call has asked for once
+        self.stale = {}  # instance_id -> why no patch state of this command was found in time
+        self.planned = []  # [(location, [ids])] SendCommand calls made (or planned in check mode)
         self.timed_out = {}
+        self.late = {}  # instance_id -> status at the deadline (timed_out, or undeliverable when it never started)
         self.rounds = 0
+        self.cursor = 0
+        self.started_at = None
         self.changed = False
 
     def parameters(self):
@@ -94,6 +177,28 @@ class PatchRun:
             params["BaselineOverride"] = [opts["baseline_override"]]
         return params
 
+    # -- AWS's clock ------------------------------------------------------------------------------
+
+    def aws_now(self):
+        """AWS's current time (the Date header of its latest answer); asks AWS once if nothing was answered yet."""
+        now = self.fleet.server_clock.now()
+        if now is None and self.locations:
+            self.fleet.client("ssm", *self.locations[0]).list_commands(MaxResults=1)
+            now = self.fleet.server_clock.now()
+        if now is None:
+            raise FleetError("AWS's answers carry no Date header, so AWS's time is unknown: deadlines and look-ups cannot be placed")
+        return now
+
+    def check_run_id(self):
+        stamp = run_id_time(self.run_id)
+        now = self.aws_now()
+        if stamp is not None and stamp > now + FUTURE_TOLERANCE:
+            raise FleetError(
+                "run_id %s: its timestamp is %d minutes ahead of AWS's clock (%s UTC): a run ID is made when its run starts; "
+                "check the controller's clock (NTP), or pass the run ID printed by the run you mean to resume"
+                % (self.run_id, (stamp - now) // 60, datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"))
+            )
+
     # -- the gate ---------------------------------------------------------------------------------
 
     def _verified_in(self, location):
@@ -101,32 +206,42 @@ class PatchRun:
         filters = [
             _tags.tag_filter(_tags.PATCHING, _tags.PRE_PATCH),
             _tags.tag_filter(_tags.RUN_ID, self.run_id),
+            _tags.tag_filter(_tags.LZ, self.lz),
             {"Name": "tag-key", "Values": [_tags.VERIFIED_AT]},
             {"Name": "state", "Values": ["available"]},
         ]
         return {
-            _tags.as_dict(i.get("Tags")).get(_tags.INSTANCE_ID)
+            _tags.as_dict(i.get("Tags")).get(_tags.INSTANCE_ID): aws_time(i.get("CreationDate"))
             for i in paginate(ec2.describe_images, "Images", Owners=["self"], Filters=filters, MaxResults=1000)
         }
+
+    def read_gate(self):
+        """The verified AMIs of this run in every location of the batch (one DescribeImages each)."""
+        if not self.options.get("require_backup", True):
+            return
+        for outcome in fan_out(self._verified_in, self.locations, self.options.get("max_workers", 8)):
+            if outcome.ok:
+                self.verified.update({outcome.item + (instance_id,): created for instance_id, created in outcome.result.items()})
+            else:
+                self.gate_errors[outcome.item] = describe_aws_error(outcome.error)
+
+    def set_bounds(self):
+        """Where ListCommands starts, per location, on AWS's clock: before the earliest verified AMI there, else the lookback."""
+        lookback = self.aws_now() - self.options.get("lookback_hours", 168) * 3600
+        for location in self.locations:
+            created = [t for key, t in self.verified.items() if key[:2] == location and t is not None]
+            self.since[location] = min(created) - LOOKUP_MARGIN if created else lookback
 
     def gate(self, candidates):
         """Instances with a verified backup in this run; the others are skipped with the reason."""
         if not self.options.get("require_backup", True):
             return candidates
-        locations = sorted({(i["account_id"], i["region"]) for i in candidates})
-        verified = set()  # (account, region, instance): the backup must be in the instance's own account and region
-        for outcome in fan_out(self._verified_in, locations, self.options.get("max_workers", 8)):
-            if outcome.ok:
-                verified |= {outcome.item + (instance_id,) for instance_id in outcome.result}
-            else:
-                for item in candidates:
-                    if (item["account_id"], item["region"]) == outcome.item:
-                        self.skipped[item["instance_id"]] = "could not check for a verified backup: %s" % describe_aws_error(outcome.error)
         allowed = []
         for item in candidates:
-            if item["instance_id"] in self.skipped:
-                continue
-            if (item["account_id"], item["region"], item["instance_id"]) in verified:
+            location = (item["account_id"], item["region"])
+            if location in self.gate_errors:
+                self.skipped[item["instance_id"]] = "could not check for a verified backup: %s" % self.gate_errors[location]
+            elif location + (item["instance_id"],) in self.verified:
                 allowed.append(item)
             elif self.check_mode:
                 # A dry run creates no backups, so none can be verified yet: show the plan, say what it waits for.
@@ -136,68 +251,212 @@ class PatchRun:
                 self.skipped[item["instance_id"]] = "no verified backup of this instance in run %s (patching requires one)" % self.run_id
         return allowed
 
-    # -- sending and waiting --------------------------------------------------------------------
+    # -- rounds -----------------------------------------------------------------------------------
+
+    def poll(self):
+        """One round of reading: commands (a location that does not answer changes nothing), finished results, deadlines."""
+        self.rounds += 1
+        self.batch.refresh(self.active_locations(), self.since)
+        self._check_foreign()
+        self.batch.collect_finished()
+        self._enforce_deadlines()
+        self._read_compliance()
+
+    def _check_foreign(self):
+        try:
+            self.batch.check_foreign()
+        except ForeignRunError as exc:
+            raise FleetError(str(exc))
+
+    def active_locations(self):
+        """Where this round must list commands: everywhere at first, then only where commands of this wave still run or are unread,
+        or a send's effect is unknown. Locations that only have queued instances are listed by dispatch, when a slot is free."""
+        if self.rounds <= 1:
+            return self.locations
+        active = {c["_location"] for c in self.batch.commands.values() if c.get("Status") not in TERMINAL_COMMAND or not c.get("_read")}
+        active |= {location for location, _error in self.batch.uncertain.values()}
+        return sorted(active)
+
+    def _triage_queue(self):
+        """Drop from the queue what has a command now; an instance patched by another wave of this run is never sent again."""
+        queue = []
+        for item in self.queue:
+            instance_id = item["instance_id"]
+            if instance_id in self.batch.by_instance or instance_id in self.batch.errors or instance_id in self.batch.undeliverable:
+                continue
+            if instance_id in self.batch.run_by_instance:
+                command_id, comment = self.batch.run_by_instance[instance_id]
+                self.skipped[instance_id] = "already sent %s in this run (command %s, '%s'): an instance is patched at most once per run" % (
+                    DOCUMENT,
+                    command_id,
+                    comment,
+                )
+                continue
+            queue.append(item)
+        self.queue = queue
+
+    def budget_spent(self):
+        return self.batch.failures() >= self.error_budget
+
+    def _stop_dispatching(self):
+        """The wave's error budget is spent: cancel what was sent but has not started, send nothing more."""
+        failures = self.batch.failures()
+        self.stopped = "the wave's error budget is spent: %d invocation(s) failed (max_errors %s allows %d)" % (
+            failures,
+            self.options.get("max_errors") or "0",
+            self.error_budget,
+        )
+        for command in [c for c in self.batch.commands.values() if c.get("Status") not in TERMINAL_COMMAND and not c.get("_stop_cancelled")]:
+            try:
+                waiting = self.batch.read_running(command)
+            except Exception:  # pylint: disable=broad-except  # tried again next round
+                continue
+            if waiting:
+                self.batch.cancel([command], set(waiting))
+            if command.pop("_cancel_error", None):
+                continue  # CancelCommand failed: asked again next round (cancelling twice is harmless)
+            command["_stop_cancelled"] = True
+            for instance_id in waiting:
+                self.not_run.setdefault(instance_id, "cancelled before it started: %s" % self.stopped)
+        for item in self.queue:
+            self.not_run[item["instance_id"]] = "not sent: %s" % self.stopped
+        self.queue = []
+
+    def dispatch(self):
+        """Send to as many queued instances as the wave's free slots allow: one SendCommand per account/region, <= 50 IDs."""
+        self._triage_queue()
+        if self.budget_spent() and (self.queue or self.batch.in_flight()):
+            self._stop_dispatching()
+            return
+        if not self.queue:
+            return
+        free = self.concurrency - self.batch.in_flight()
+        groups = by_location(self.queue)
+        order = sorted(groups)
+        order = order[self.cursor % len(order) :] + order[: self.cursor % len(order)]
+        self.cursor += 1
+        remaining_errors = max(0, self.error_budget - self.batch.failures() - 1)
+        for location in order:
+            if free <= 0:
+                break
+            if location not in self.batch.listed:
+                # Right before sending: this round's listing of the location must show no command of this run for them.
+                self.batch.refresh([location], self.since, new_round=False)
+                self._check_foreign()
+                self._triage_queue()
+            queued = {i["instance_id"] for i in self.queue}
+            ids = self.batch.sendable(location, [i["instance_id"] for i in groups[location] if i["instance_id"] in queued])[: min(free, MAX_INSTANCE_IDS)]
+            if not ids:
+                continue
+            if self.options["operation"] == "Install":
+                self.read_before(location, ids)
+            # SSM's own MaxConcurrency/MaxErrors stay a second line of defence inside each command.
+            sent = self.batch.send(location, ids, max_concurrency=len(ids), max_errors=remaining_errors)
+            if sent:
+                self.planned.append((location, sent))
+                self.changed = True
+            free -= len(sent)
+        self._triage_queue()
+
+    def _first_requested(self):
+        stamps = [self.batch.requested_at(i["instance_id"]) for i in self.instances]
+        stamps = [s for s in stamps if s is not None]
+        return min(stamps) if stamps else None
 
     def _deadline(self, instance_id):
-        """When an instance's patching counts as timed out.
+        """When an instance's patching counts as timed out, on AWS's clock.
 
-        Per command: delivery_timeout + execution_timeout after it was sent. For the batch: wait_timeout after its
-        first command was sent - measured from AWS's own RequestedDateTime, so a run resumed hours later does not
-        find its deadline already past, and repeated progress calls share one deadline.
+        Per command: delivery_timeout + execution_timeout after SSM recorded it (RequestedDateTime) - AWS itself lets
+        an offline target stay Delayed until ExpiresAfter. For the wave: wait_timeout after its first command, so a
+        run resumed hours later keeps its deadline and repeated progress calls share one.
         """
         requested = self.batch.requested_at(instance_id)
         if requested is None:
             return None
         opts = self.options
-        first = min(t for t in (self.batch.requested_at(i["instance_id"]) for i in self.instances) if t is not None)
-        return min(requested + opts["delivery_timeout"] + opts["execution_timeout"], first + opts["wait_timeout"])
+        return min(requested + opts["delivery_timeout"] + opts["execution_timeout"], self._first_requested() + opts["wait_timeout"])
 
     def _enforce_deadlines(self):
-        now = self.clock()
+        now = self.aws_now()
+        if self.started_at is None:
+            self.started_at = now
+        first = self._first_requested()
+        # Without any command yet (every listing failed), this call's own start bounds the wait.
+        if now >= (self.started_at if first is None else first) + self.options["wait_timeout"]:
+            for item in self.queue:
+                self.not_run[item["instance_id"]] = "not sent: the wave's wait_timeout (%ds) ran out before a slot was free" % self.options["wait_timeout"]
+            self.queue = []
+            for instance_id, (_location, error) in self.batch.uncertain.items():
+                self.not_run.setdefault(
+                    instance_id, "SendCommand failed (%s) and no listing could tell by the deadline whether it went out: check before patching again" % error
+                )
         late = {}
         for item in self.instances:
             instance_id = item["instance_id"]
             deadline = self._deadline(instance_id)
-            if deadline is not None and now >= deadline and self.batch.outcome(instance_id)[0] == "pending":
+            if deadline is not None and now >= deadline and instance_id not in self.timed_out and self.batch.outcome(instance_id)[0] == "pending":
                 late.setdefault(self.batch.by_instance[instance_id], []).append(instance_id)
-        if not late:
-            return
-        commands = [self.batch.commands[c] for c in late]
-        if not self.check_mode:
-            self.batch.cancel(commands)
         for command_id, ids in late.items():
+            command = self.batch.commands[command_id]
+            try:
+                # Its other invocations may have ended long ago: read them, so only the ones still going count as late.
+                waiting = set(self.batch.read_running(command))
+            except Exception:  # pylint: disable=broad-except  # then the reason cannot say which never started
+                waiting = set()
+            ids = [i for i in ids if self.batch.outcome(i)[0] == "pending"]
+            if not self.check_mode and ids:
+                self.batch.cancel([command], set(ids))
             for instance_id in ids:
-                self.timed_out[instance_id] = (
-                    "still running at the deadline (delivery_timeout + execution_timeout, or wait_timeout); cancel requested for command %s" % command_id
-                )
+                if instance_id in waiting:
+                    self.late[instance_id] = "undeliverable"
+                    self.timed_out[instance_id] = (
+                        "never started: still Delayed or Pending at the deadline (agent offline or instance stopped); cancel requested for command %s"
+                        % command_id
+                    )
+                else:
+                    self.late[instance_id] = "timed_out"
+                    self.timed_out[instance_id] = (
+                        "still running at the deadline (delivery_timeout + execution_timeout, or wait_timeout); cancel requested for command %s" % command_id
+                    )
+
+    def status_of(self, instance_id):
+        """(status, error) of one instance now."""
+        if instance_id in self.batch.by_instance or instance_id in self.batch.errors or instance_id in self.batch.undeliverable:
+            status, error, _cid = self.batch.outcome(instance_id)
+            if status == "pending" and instance_id in self.timed_out:
+                return self.late[instance_id], self.timed_out[instance_id]
+            if status == "pending" and instance_id in self.not_run:
+                return "cancelled", self.not_run[instance_id]
+            if status == "cancelled" and instance_id in self.not_run:
+                return status, self.not_run[instance_id]
+            if status == "success" and self.awaiting_compliance(instance_id):
+                return "pending", "patched; waiting for AWS to report its patch state"
+            return status, error
+        if instance_id in self.skipped:
+            return "skipped", self.skipped[instance_id]
+        if instance_id in self.batch.uncertain and instance_id not in self.not_run:
+            return "pending", "SendCommand failed (%s); waiting for a listing to show whether it went out" % self.batch.uncertain[instance_id][1]
+        if instance_id in self.not_run:
+            return "not_run", self.not_run[instance_id]
+        return "pending", ""
 
     def pending(self):
-        return [
-            i
-            for i in self.instances
-            if i["instance_id"] not in self.skipped and i["instance_id"] not in self.timed_out and self.batch.outcome(i["instance_id"])[0] == "pending"
-        ]
+        return [i for i in self.instances if self.status_of(i["instance_id"])[0] == "pending"]
 
-    def poll(self):
-        self.rounds += 1
-        errors = self.batch.refresh(self.locations, self.options["run_started"])
-        for location, error in errors.items():
-            for item in self.instances:
-                if (item["account_id"], item["region"]) == location and item["instance_id"] in self.batch.by_instance:
-                    self.batch.errors.setdefault(item["instance_id"], "could not read command status: %s" % error)
-        self.batch.collect_finished()
-        self._enforce_deadlines()
+    # -- the flow ---------------------------------------------------------------------------------
 
     def start(self):
-        """Find this wave's earlier commands; gate, pre-check and send for the rest."""
+        """Find this run's commands; gate, pre-check and queue the rest; dispatch the first round."""
+        self.read_gate()
+        self.check_run_id()
+        self.set_bounds()
         self.poll()
-        fresh = [i for i in self.instances if i["instance_id"] not in self.batch.by_instance]
-        if not fresh:
-            return
-        allowed = self.gate(fresh)
+        self.queue = [i for i in self.instances if i["instance_id"] not in self.batch.by_instance]
+        self._triage_queue()
+        allowed = self.gate(self.queue)
         if allowed and self.options.get("pre_checks"):
             checks = HealthChecks(
-                self.fleet, self.options["pre_checks"], self.run_id, "pre-check wave=%s" % self.options["wave"], self.options, self.clock, self.sleep
+                self.fleet, self.options["pre_checks"], self.run_id, "pre-check wave=%s" % self.options["wave"], self.check_options(), self.clock, self.sleep
             )
             if checks.enabled() and not self.check_mode:
                 self.pre_checks = checks.run(allowed, settle=False)
@@ -205,20 +464,33 @@ class PatchRun:
                     if check["status"] == "failed":
                         self.skipped[instance_id] = "pre-patch check failed: %s" % check["reason"]
                 allowed = [i for i in allowed if i["instance_id"] not in self.skipped]
-        self.planned = self.batch.plan(allowed)
+        self.queue = allowed
         if self.check_mode:
-            for index, (_location, ids) in enumerate(self.planned):
-                for instance_id in ids:
-                    self.skipped[instance_id] = "check mode: would send %s in command %d of %d%s" % (
-                        DOCUMENT,
-                        index + 1,
-                        len(self.planned),
-                        self.gate_notes.get(instance_id, ""),
-                    )
-            self.changed = bool(self.planned)
+            self.plan_check_mode()
             return
-        self.batch.send(self.planned)
-        self.changed = bool(self.planned)
+        self.dispatch()
+
+    def plan_check_mode(self):
+        """The dispatch a real run would start with; everything beyond the first round waits for free slots."""
+        groups = by_location(self.queue)
+        calls = [(loc, chunk) for loc in sorted(groups) for chunk in chunks([i["instance_id"] for i in groups[loc]], MAX_INSTANCE_IDS)]
+        self.planned = calls
+        for index, (_location, ids) in enumerate(calls):
+            for instance_id in ids:
+                self.plans[instance_id] = "would send %s in command %d of %d (at most %d of the wave's %d instances at once)%s" % (
+                    DOCUMENT,
+                    index + 1,
+                    len(calls),
+                    self.concurrency,
+                    len(self.instances),
+                    self.gate_notes.get(instance_id, ""),
+                )
+                self.skipped[instance_id] = ""
+        self.queue = []
+        self.changed = bool(calls)
+
+    def check_options(self):
+        return dict(self.options, since=self.since, lz=self.lz)
 
     def wait(self, wait, progress_interval):
         started = self.clock()
@@ -227,6 +499,7 @@ class PatchRun:
                 return
             self.sleep(self.options["poll_interval"])
             self.poll()
+            self.dispatch()
 
     # -- after the wave -------------------------------------------------------------------------
 
@@ -238,31 +511,87 @@ class PatchRun:
                 found[state["InstanceId"]] = state
         return found
 
+    def awaiting_compliance(self, instance_id):
+        return (
+            instance_id in self.batch.invocations
+            and instance_id not in self.states
+            and instance_id not in self.stale
+            and self.batch.outcome(instance_id)[0] == "success"
+        )
+
+    def _read_compliance(self):
+        """Patch states in the same rounds, 50 a call: this command's for the instances that succeeded, and once per call
+        the state from before the operation for those still running (to tell whether it rebooted).
+
+        The agent reports compliance some time after the invocation ends (not atomically with it): a state whose
+        OperationEndTime is before the command's RequestedDateTime belongs to an earlier operation. We wait for this
+        command's up to compliance_wait seconds after the invocation ended (AWS time), then report compliance 'stale'.
+        """
+        wanted = [i for i in self.instances if self.awaiting_compliance(i["instance_id"])]
+        wanted += (
+            []
+            if self.options["operation"] != "Install"
+            else [
+                i
+                for i in self.instances
+                if i["instance_id"] in self.batch.by_instance
+                and i["instance_id"] not in self.before
+                and i["instance_id"] not in self.batch.invocations
+                and i["instance_id"] not in self.before_read
+            ]
+        )
+        if not wanted:
+            return
+        self.before_read.update(i["instance_id"] for i in wanted)
+        groups = {loc: [i["instance_id"] for i in members] for loc, members in by_location(wanted).items()}
+        for outcome in fan_out(lambda loc: self._read_states(loc, groups[loc]), sorted(groups), self.options.get("max_workers", 8)):
+            if outcome.ok:
+                for instance_id, state in outcome.result.items():
+                    self._take_state(instance_id, state)
+        now = self.aws_now()
+        for item in wanted:
+            instance_id = item["instance_id"]
+            if not self.awaiting_compliance(instance_id):
+                continue
+            ended = invocation_finished_at(self.batch.invocations[instance_id]) or self.batch.requested_at(instance_id)
+            if ended is not None and now >= ended + self.options.get("compliance_wait", 300):
+                self.stale[instance_id] = "no patch state of this command reported within compliance_wait (%ss) after it ended" % self.options.get(
+                    "compliance_wait", 300
+                )
+
+    def _take_state(self, instance_id, state):
+        requested = self.batch.requested_at(instance_id)
+        ended = aws_time(state.get("OperationEndTime"))
+        if requested is not None and ended is not None and ended >= requested:
+            if instance_id in self.batch.invocations:
+                self.states[instance_id] = state
+        else:
+            self.before.setdefault(instance_id, state)
+
+    def read_before(self, location, ids):
+        """Patch states of instances about to be sent the patch (one call per 50): what 'rebooted' is measured against."""
+        try:
+            for instance_id, state in self._read_states(location, ids).items():
+                self.before.setdefault(instance_id, state)
+        except Exception:  # pylint: disable=broad-except  # then reboot may be reported 'unknown'; patching goes on
+            pass
+
     def finish(self):
-        """Compliance and post-checks for the instances that succeeded - only once nothing is pending."""
+        """Post-checks for the instances that succeeded - only once nothing is pending (patch states included)."""
         if self.pending():
             return
-        succeeded = [i for i in self.instances if self.batch.outcome(i["instance_id"])[0] == "success" and i["instance_id"] not in self.timed_out]
-        groups = {}
-        for item in [i for i in self.instances if i["instance_id"] in self.batch.invocations]:
-            groups.setdefault((item["account_id"], item["region"]), []).append(item["instance_id"])
-        for outcome in fan_out(lambda loc: self._read_states(loc, groups[loc]), list(groups), self.options.get("max_workers", 8)):
-            if outcome.ok:
-                self.states.update(outcome.result)
-        if succeeded and self.options.get("post_checks"):
+        succeeded = [i for i in self.instances if self.status_of(i["instance_id"])[0] == "success"]
+        if succeeded and self.options.get("post_checks") and not self.check_mode:
             checks = HealthChecks(
-                self.fleet, self.options["post_checks"], self.run_id, "post-check wave=%s" % self.options["wave"], self.options, self.clock, self.sleep
+                self.fleet, self.options["post_checks"], self.run_id, "post-check wave=%s" % self.options["wave"], self.check_options(), self.clock, self.sleep
             )
             if checks.enabled():
                 self.post_checks = checks.run(succeeded)
 
     def result(self, item):
         instance_id = item["instance_id"]
-        status, error, command_id = self.batch.outcome(instance_id)
-        if instance_id in self.skipped:
-            status, error = "skipped", self.skipped[instance_id]
-        elif instance_id in self.timed_out:
-            status, error = "timed_out", self.timed_out[instance_id]
+        status, error = self.status_of(instance_id)
+        command_id = self.batch.by_instance.get(instance_id, "")
         state = self.states.get(instance_id) or {}
         invocation = self.batch.invocations.get(instance_id)
         return {
@@ -275,6 +604,7 @@ class PatchRun:
             "command_id": command_id,
             "patch_status": status,
             "error": error,
+            "plan": self.plans.get(instance_id, ""),
             "output": invocation_output(invocation) if invocation else "",
             "installed_count": state.get("InstalledCount"),
             "installed_other_count": state.get("InstalledOtherCount"),
@@ -283,8 +613,9 @@ class PatchRun:
             "failed_count": state.get("FailedCount"),
             "operation": state.get("Operation", self.options["operation"] if command_id else ""),
             "operation_end_time": str(state.get("OperationEndTime", "")),
-            "reboot": reboot_of(self.options["operation"], self.options["reboot_option"], invocation, state) if status == "success" else "",
+            "reboot": reboot_of(self.options["operation"], state, self.before.get(instance_id)) if status == "success" else "",
             "compliance": compliance_of(state) if status == "success" else "",
+            "compliance_note": self.stale.get(instance_id, "") if status == "success" else "",
             "pre_checks": self.pre_checks.get(instance_id, {}),
             "post_checks": self.post_checks.get(instance_id, {}),
         }
@@ -296,9 +627,18 @@ class PatchRun:
         return [self.result(item) for item in self.instances]
 
 
-def wave_verdict(results, max_failure_rate):
-    """Failure rate of the instances that were patched (skipped ones do not count) and whether it stops the run."""
-    sent = [r for r in results if r["patch_status"] != "skipped"]
+def wave_verdict(results, max_failure_rate, stopped=""):
+    """Failure rate of the instances that were patched (skipped and never-sent ones do not count) and whether it stops the run.
+
+    A wave whose error budget (max_errors) stopped its dispatching stops the run too, whatever its failure rate.
+    """
+    sent = [r for r in results if r["patch_status"] not in ("skipped", "not_run")]
     failed = [r for r in sent if r["patch_status"] in FAILURE_STATUSES or (r.get("post_checks") or {}).get("status") == "failed"]
     rate = round(100.0 * len(failed) / len(sent), 1) if sent else 0.0
-    return {"sent": len(sent), "failed": len(failed), "failure_rate": rate, "stop": rate > max_failure_rate}
+    if stopped:
+        reason = stopped
+    elif rate > max_failure_rate:
+        reason = "%d of %d patched instances failed (%s%% > %s%%)" % (len(failed), len(sent), rate, max_failure_rate)
+    else:
+        reason = ""
+    return {"sent": len(sent), "failed": len(failed), "failure_rate": rate, "stop": bool(reason), "reason": reason}

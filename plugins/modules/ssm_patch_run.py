@@ -14,13 +14,31 @@ description:
   - B(The backup gate) - unless O(require_backup=false), an instance is patched only when an C(available) AMI of it from this
     O(run_id) carries the C(cms:patching:verified-at) tag that M(cms.patching.ami_backup_verified) sets after verifying the image and
     every snapshot. Other instances are reported C(skipped) with the reason.
-  - Waits for all invocations of the batch together (one paginated C(ListCommands) per account and region per poll round; per-instance
-    details with C(ListCommandInvocations) once per finished command), then reads patch compliance with
-    C(DescribeInstancePatchStates) (50 instances a call).
+  - B(Rate control is the wave's) - O(max_concurrency) and O(max_errors) count across every account, region and command of the
+    batch. Each poll round lists the commands (one paginated C(ListCommands) per account and region), reads finished ones
+    (C(ListCommandInvocations) with details, once per command), then dispatches into the free slots - at most one C(SendCommand) per
+    account and region, up to 50 IDs, with C(MaxConcurrency) = its number of instances, so SSM starts them at once and no instance waits
+    inside a command past its delivery timeout. Once O(max_errors) invocations have failed, nothing more is sent, invocations sent
+    but not started are cancelled, and the instances never sent are reported C(not_run) with the reason. SSM's per-command
+    C(MaxConcurrency)/C(MaxErrors) remain a second line of defence.
+  - B(At most one patch per instance per run) - right before sending, the same round's C(ListCommands) must have answered for that
+    account and region and show no C(AWS-RunPatchBaseline) command of this run and landing zone (any wave) for the instance. A round
+    whose listing fails changes no status and sends nothing there. C(SendCommand) is never blindly retried - after a server error or
+    a broken connection the instances stay blocked until a later listing shows whether the command went out. Health-check commands
+    follow the same rule, once per instance per check round.
+  - C(SendCommand) rejected with C(InvalidInstanceId) (one invalid ID rejects all 50) - the module asks C(DescribeInstanceInformation)
+    which instances SSM cannot reach, reports them C(undeliverable) with the reason, and sends the rest.
+  - Patch compliance and C(reboot) come from C(DescribeInstancePatchStates) (50 instances a call, in the same rounds) - only a state
+    whose C(OperationEndTime) is at or after the command's C(RequestedDateTime) counts; the module waits up to O(compliance_wait) for
+    it, else reports compliance C(stale). Never from the command's output, which SSM cuts at 2,500 characters.
+  - B(AWS's clock) - every comparison with an AWS timestamp (deadlines, the look-up of earlier commands) uses AWS's own time (the
+    C(Date) of its answers), never the controller's clock.
   - Optional O(pre_checks) (an unhealthy instance is not patched) and O(post_checks) (a patched instance must come back healthy) -
     SSM agent online, EC2 status checks C(ok), and a command of your own run through SSM.
-  - B(Resumable) - every command's comment names the run and wave, so a second call with the same O(run_id) and O(wave) (after a progress
-    return, Ctrl-C, an AWX cancel or a timeout) finds the commands already sent instead of sending them again.
+  - B(Resumable) - every command's comment is C(cms.patching run=<run_id> lz=<lz> wave=<wave>), so a second call with the same O(run_id)
+    and O(wave) (after a progress return, Ctrl-C, an AWX cancel or a timeout) finds the commands already sent instead of sending them
+    again. Commands are listed from one hour before the earliest C(CreationDate) of the batch's verified AMIs (both AWS timestamps);
+    a run ID whose commands carry another landing zone fails before anything is sent.
 author:
   - CMS Platform Engineering (@cms-platform)
 options:
@@ -32,7 +50,17 @@ options:
     elements: dict
     required: true
   run_id:
-    description: The run; it names the commands (for resuming) and must match the run ID of the verified backups.
+    description:
+      - The run; it names the commands (for resuming) and must match the run ID of the verified backups.
+      - A run ID that starts with a UTC timestamp (C(YYYYmmddTHHMMSSZ), as the playbooks make them) more than 15 minutes ahead of AWS's
+        clock is refused - a run ID is made when its run starts.
+    type: str
+    required: true
+  lz:
+    description:
+      - The landing zone's name (as on its AMIs' C(cms:patching:lz) tag). It is part of every command's comment; the backup gate
+        requires an AMI of this landing zone, and a run ID whose commands belong to another landing zone fails.
+      - The comment C(cms.patching run=<run_id> lz=<lz> post-check wave=<wave> windows) must fit SendCommand's 100 characters.
     type: str
     required: true
   wave:
@@ -62,11 +90,18 @@ options:
       - Defaults to a UUID derived from O(run_id), so every wave of a run (and a resumed run) uses the same one.
     type: str
   max_concurrency:
-    description: SendCommand C(MaxConcurrency) per command (a number or a percentage). A percentage scales with each chunk of up to 50.
+    description:
+      - How many instances of the batch (the wave) may be patching at once, across every account, region and command - a number, or a
+        percentage of the batch's instances (rounded down, at least 1). An invocation holds its slot from sending until it ends,
+        including while SSM keeps it C(Delayed) because the instance is offline or stopped.
     type: str
     default: "10%"
   max_errors:
-    description: SendCommand C(MaxErrors) per command; once exceeded, SSM starts no further invocations of that command.
+    description:
+      - How many invocations of the batch may fail (C(Failed) or timed out while running, as SSM's C(ErrorCount) counts them) before
+        the module stops dispatching - a number, or a percentage of the batch's instances (rounded down). Dispatching stops when that
+        many have failed (V(0) - at the first failure); invocations sent but not started are cancelled, instances not sent are
+        C(not_run). At most O(max_errors) plus the invocations already running when the last one failed can fail.
     type: str
     default: "0"
   delivery_timeout:
@@ -86,8 +121,9 @@ options:
     default: true
   wait_timeout:
     description:
-      - Seconds from the first command of this batch (as SSM recorded it) after which commands still running are cancelled and
-        reported C(timed_out). A resumed batch keeps the deadline of its first command.
+      - Seconds from the first command of this batch (as SSM recorded it, compared with AWS's clock) after which commands still running
+        are cancelled and reported C(timed_out) (C(undeliverable) when they never started), and instances still waiting for a slot are
+        reported C(not_run). A resumed batch keeps the deadline of its first command.
     type: int
     default: 10800
   poll_interval:
@@ -163,10 +199,16 @@ options:
     suboptions: *checks
   lookback_hours:
     description:
-      - This run's commands are looked up from the UTC timestamp its O(run_id) starts with (C(YYYYmmddTHHMMSSZ), as the playbooks make
-        them); for any other run ID, from this many hours back.
+      - Without verified AMIs to date the batch from (O(require_backup=false)), this run's commands are looked up from this many hours
+        before AWS's current time.
     type: int
     default: 168
+  compliance_wait:
+    description:
+      - Seconds after an invocation ended (AWS time) to wait for the instance's patch state of this command (C(OperationEndTime) at or
+        after the command's C(RequestedDateTime)) - the agent reports it some time after the command. Then compliance is C(stale).
+    type: int
+    default: 300
   max_workers:
     description: How many accounts/regions are worked on at the same time.
     type: int
@@ -182,7 +224,8 @@ attributes:
   check_mode:
     support: full
     details:
-      - Sends nothing; reports the commands (chunks and parameters) it would send.
+      - Sends nothing; reports the commands (chunks and parameters) it would send, and per instance a RV(instances[].plan) (the
+        status stays C(skipped), the error empty).
       - A dry run has made no backups, so an instance without a verified backup yet is shown in the plan with a note that it waits for
         one; outside check mode such an instance is refused.
   diff_mode:
@@ -192,16 +235,19 @@ attributes:
     details: Per O(run_id) and O(wave) - a second call finds the commands of the first and sends nothing new.
 notes:
   - "IAM permissions: C(ssm:SendCommand) on the documents and instances, C(ssm:ListCommands), C(ssm:ListCommandInvocations),
-    C(ssm:CancelCommand), C(ssm:DescribeInstancePatchStates), C(ec2:DescribeImages) (the gate), and for checks
-    C(ssm:DescribeInstanceInformation) and C(ec2:DescribeInstanceStatus)."
-  - MaxConcurrency and MaxErrors apply per command, as in SSM; with more than 50 instances in one account and region there is more than
-    one command.
+    C(ssm:CancelCommand), C(ssm:DescribeInstancePatchStates), C(ec2:DescribeImages) (the gate), C(ssm:DescribeInstanceInformation)
+    and C(ec2:DescribeInstances) (which instances a C(InvalidInstanceId) refusal was about), and for checks
+    C(ec2:DescribeInstanceStatus)."
+  - O(max_concurrency) and O(max_errors) apply to the whole batch (wave), not per command as SSM's own parameters do; an offline
+    target holds its slot while SSM keeps it C(Delayed) (up to C(delivery_timeout) + C(execution_timeout)), so use O(pre_checks)
+    (C(ssm_online)) to keep such instances out of a wave with few slots.
 """
 
 EXAMPLES = r"""
 - name: Patch the instances whose backup was verified in this run
   cms.patching.ssm_patch_run:
     accounts: "{{ lz.accounts }}"
+    lz: prod
     run_id: "{{ run_id }}"
     wave: canary
     instances: "{{ backup.instances | selectattr('backup_status', 'eq', 'verified') | list }}"
@@ -217,6 +263,7 @@ EXAMPLES = r"""
 - name: Scan only (no backup needed, nothing installed)
   cms.patching.ssm_patch_run:
     accounts: "{{ lz.accounts }}"
+    lz: prod
     run_id: "{{ run_id }}"
     instances: "{{ scan.instances | selectattr('target') | list }}"
     operation: Scan
@@ -225,6 +272,7 @@ EXAMPLES = r"""
 - name: Show progress every minute while a long wave runs
   cms.patching.ssm_patch_run:
     accounts: "{{ lz.accounts }}"
+    lz: prod
     run_id: "{{ run_id }}"
     wave: rest
     instances: "{{ wave_instances }}"
@@ -266,12 +314,18 @@ instances:
       type: str
     patch_status:
       description:
-        - C(success), C(failed), C(timed_out), C(cancelled), C(undeliverable), C(skipped) (the gate, a pre-check, or check mode), or
-          C(pending) (only when returning early for progress).
+        - C(success), C(failed), C(timed_out), C(cancelled) (also sent but not started when the error budget was spent),
+          C(undeliverable) (SSM could not reach it - C(InvalidInstanceId), or never started before the deadline), C(not_run) (never sent
+          - the wave's error budget was spent or its wait_timeout ran out first), C(skipped) (the gate, a pre-check, an earlier patch
+          command of this run in another wave, or check mode), or C(pending) (only when returning early for progress; also while a
+          patched instance's patch state has not been reported yet).
       type: str
       sample: success
     error:
-      description: Why it did not succeed; for failures, the status details and the trimmed output of the patch step.
+      description: Why it did not succeed; for failures, the status details and the trimmed output of the patch step. Empty in check mode.
+      type: str
+    plan:
+      description: In check mode, what would be done (C(would send AWS-RunPatchBaseline in command 1 of 2 ...)); empty otherwise.
       type: str
     output:
       description: The trimmed output of the patch step.
@@ -298,10 +352,20 @@ instances:
       description: When the patch operation ended.
       type: str
     reboot:
-      description: C(yes) (rebooted), C(no), or C(pending) (installed, waiting for a reboot).
+      description:
+        - From patch states only. C(pending) - C(InstalledPendingRebootCount) > 0 after the operation; C(no) - a Scan, C(NoReboot), or
+          C(RebootIfNeeded) with no more patches installed than before and no reboot pending before; C(yes) - C(RebootIfNeeded) and
+          more patches installed than before (C(InstalledCount) + C(InstalledOtherCount)) or a reboot pending before (Patch Manager
+          reboots in exactly these cases); C(unknown) - no patch state of this command, or none from before it (never scanned, or the
+          module resumed after the operation ended).
       type: str
     compliance:
-      description: C(COMPLIANT) when nothing is missing, failed or pending a reboot, else C(NON_COMPLIANT).
+      description:
+        - C(COMPLIANT) when nothing is missing, failed or pending a reboot, else C(NON_COMPLIANT) - from the patch state of this command;
+          C(stale) when none was reported within O(compliance_wait) (the counts are then empty).
+      type: str
+    compliance_note:
+      description: Why compliance is C(stale).
       type: str
     pre_checks:
       description: The pre-check result (C(status) C(passed)/C(failed), C(reason)), when pre-checks ran.
@@ -333,15 +397,25 @@ verdict:
       description: The failed share in percent.
       type: float
     stop:
-      description: Whether the failure rate exceeds O(max_failure_rate), so a wave-by-wave caller should stop.
+      description:
+        - Whether the failure rate exceeds O(max_failure_rate) or the error budget (O(max_errors)) stopped dispatching, so a wave-by-wave
+          caller should stop.
       type: bool
-  sample: {"sent": 16, "failed": 1, "failure_rate": 6.2, "stop": false}
+    reason:
+      description: Why RV(verdict.stop) is true; empty otherwise.
+      type: str
+  sample: {"sent": 16, "failed": 1, "failure_rate": 6.2, "stop": false, "reason": ""}
 progress:
-  description: Where the wait stands, for progress displays; C(line) is a one-line summary.
+  description:
+    - Where the wait stands, for progress displays; C(line) is a one-line summary. C(in_flight) counts invocations sent and not ended
+      (running, C(Pending) or C(Delayed)), C(queued) the instances waiting for a free slot, C(max_concurrency) and C(error_budget) the
+      wave's limits as numbers.
   returned: always
   type: dict
 planned:
-  description: The SendCommand calls made (or, in check mode, that would be made) - account, region and instance IDs of each.
+  description:
+    - The SendCommand calls this call made - account, region and instance IDs of each. In check mode the commands (up to 50 IDs per
+      account and region) that would be sent as slots free up.
   returned: always
   type: list
   elements: dict
@@ -356,7 +430,6 @@ api_calls:
   type: dict
 """
 
-import datetime
 import time
 
 from ansible_collections.cms.patching.plugins.module_utils import _cancel, _patch
@@ -369,6 +442,7 @@ from ansible_collections.cms.patching.plugins.module_utils._module import (
     instance_problems,
     run_fleet_module,
 )
+from ansible_collections.cms.patching.plugins.module_utils._runcommand import COMMENT_MAX, comment_for
 
 CHECK_OPTIONS = dict(
     ssm_online=dict(type="bool", default=False),
@@ -379,14 +453,19 @@ CHECK_OPTIONS = dict(
 )
 
 
-def run_started(run_id, lookback_hours, now):
-    """The run's start from its timestamp prefix; else now minus the lookback (commands are listed from then on)."""
-    try:
-        stamp = datetime.datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.timezone.utc).timestamp()
-        # A little slack: the run ID is made a moment before the first command.
-        return stamp - 60
-    except ValueError:
-        return now - lookback_hours * 3600
+def comment_problems(params):
+    """Every command's comment (run, landing zone, label) must fit SendCommand's 100 characters whole: a cut label could match another's."""
+    if not params["lz"] or any(c.isspace() or c == "/" for c in params["lz"]):
+        return ["lz: the landing zone's name, without spaces or '/' (it is part of every command's comment)"]
+    wave = "%s %s" % (params["wave"], params["comment"]) if params["comment"] else params["wave"]
+    longest = comment_for(params["run_id"], params["lz"], "post-check wave=%s windows" % wave)
+    full = "cms.patching run=%s lz=%s post-check wave=%s windows" % (params["run_id"], params["lz"], wave)
+    if longest != full:
+        return [
+            "wave/comment: the command comment 'cms.patching run=<run_id> lz=<lz> post-check wave=<wave> windows' would be %d characters; "
+            "SendCommand allows %d - shorten the wave name or the comment" % (len(full), COMMENT_MAX)
+        ]
+    return []
 
 
 def input_problems(params):
@@ -399,8 +478,11 @@ def input_problems(params):
         ("install_override_list", params["install_override_list"] and v.s3_url_error(params["install_override_list"])),
     )
     problems.extend("%s: %s" % (key, error) for key, error in checks if error)
+    problems.extend(comment_problems(params))
     if not 30 <= params["delivery_timeout"] <= 2592000:
         problems.append("delivery_timeout: must be between 30 and 2592000 seconds (the SendCommand TimeoutSeconds range)")
+    if params["compliance_wait"] < 0:
+        problems.append("compliance_wait: must be 0 or more seconds")
     for key in ("execution_timeout", "wait_timeout", "poll_interval", "max_workers"):
         if params[key] < 1:
             problems.append("%s: must be at least 1" % key)
@@ -412,29 +494,46 @@ def input_problems(params):
 
 
 def progress(results, run, elapsed, wave):
-    """Counts of the final statuses, and a progress line that uses SSM's own per-command counts while invocations run."""
+    """Counts of the statuses, and a progress line: sent, done, failed, in flight (running, Pending or Delayed), queued for a slot."""
     counts = {}
     for item in results:
         counts[item["patch_status"]] = counts.get(item["patch_status"], 0) + 1
     targets, completed, errors = run.batch.counts()
-    skipped = counts.get("skipped", 0)
-    line = "patching wave %s round %d: %d done (%d failed), %d in progress, %d skipped of %d (%ds)" % (
+    in_flight = run.batch.in_flight()
+    line = "patching wave %s round %d: %d done (%d failed), %d in flight (of at most %d), %d waiting for a slot, %d skipped, %d not run of %d (%ds)" % (
         wave,
         run.rounds,
         completed,
         errors,
-        targets - completed,
-        skipped,
+        in_flight,
+        run.concurrency,
+        len(run.queue),
+        counts.get("skipped", 0),
+        counts.get("not_run", 0),
         len(results),
         elapsed,
     )
-    return counts, {"phase": "patching", "wave": wave, "rounds": run.rounds, "elapsed": elapsed, "line": line}
+    return counts, {
+        "phase": "patching",
+        "wave": wave,
+        "rounds": run.rounds,
+        "elapsed": elapsed,
+        "sent": targets,
+        "completed": completed,
+        "failed": errors,
+        "in_flight": in_flight,
+        "queued": len(run.queue),
+        "max_concurrency": run.concurrency,
+        "error_budget": run.error_budget,
+        "line": line,
+    }
 
 
 def main():
     argument_spec = dict(
         instances=dict(type="list", elements="dict", required=True),
         run_id=dict(type="str", required=True),
+        lz=dict(type="str", required=True),
         wave=dict(type="str", default="all"),
         operation=dict(type="str", choices=["Scan", "Install"], required=True),
         reboot_option=dict(type="str", choices=["RebootIfNeeded", "NoReboot"], default="RebootIfNeeded"),
@@ -458,24 +557,26 @@ def main():
         pre_checks=dict(type="dict", default={}, options=CHECK_OPTIONS),
         post_checks=dict(type="dict", default={}, options=CHECK_OPTIONS),
         lookback_hours=dict(type="int", default=168),
+        compliance_wait=dict(type="int", default=300),
         max_workers=dict(type="int", default=8),
     )
     module = fleet_module(argument_spec)
     params = module.params
     fail_on_problems(module, common_problems(params) + input_problems(params))
     fleet = build_fleet(module)
-    started = time.time()
+    started = time.monotonic()
 
     def work():
         options = dict(params)
-        options["run_started"] = run_started(params["run_id"], params["lookback_hours"], started)
         if params["comment"]:
             options["wave"] = "%s %s" % (params["wave"], params["comment"])
-        run = _patch.PatchRun(fleet, [dict(i) for i in params["instances"]], params["run_id"], options, module.check_mode, time.time, _cancel.sleep)
+        # The controller's clock only measures its own waits (progress_interval, check timeouts); everything compared
+        # with AWS timestamps uses AWS's clock (fleet.server_clock).
+        run = _patch.PatchRun(fleet, [dict(i) for i in params["instances"]], params["run_id"], options, module.check_mode, time.monotonic, _cancel.sleep)
         results = run.run(wait=params["wait"], progress_interval=params["progress_interval"])
         for item in results:
             item["wave"] = params["wave"]
-        counts, prog = progress(results, run, int(time.time() - started), params["wave"])
+        counts, prog = progress(results, run, int(time.monotonic() - started), params["wave"])
         return dict(
             changed=run.changed,
             run_id=params["run_id"],
@@ -483,7 +584,7 @@ def main():
             instances=results,
             summary=counts,
             pending=counts.get("pending", 0),
-            verdict=_patch.wave_verdict(results, params["max_failure_rate"]),
+            verdict=_patch.wave_verdict(results, params["max_failure_rate"], run.stopped),
             progress=prog,
             planned=[{"account_id": loc[0], "region": loc[1], "instance_ids": ids} for loc, ids in run.planned],
             parameters=run.parameters(),

@@ -3,7 +3,7 @@
 import pytest
 
 from ansible_collections.cms.patching.plugins.module_utils._patch import compliance_of, reboot_of, snapshot_id_for, wave_verdict
-from ansible_collections.cms.patching.plugins.module_utils._runcommand import comment_for, invocation_output, invocation_status
+from ansible_collections.cms.patching.plugins.module_utils._runcommand import comment_for, invocation_output, invocation_status, parse_comment
 
 
 @pytest.mark.parametrize(
@@ -37,9 +37,13 @@ def test_output_prefers_the_step_that_ran_and_failed():
     assert invocation_output({"CommandPlugins": [{"Status": "Failed", "Output": "x" * 1000}]}, max_chars=100).startswith("...")
 
 
-def test_comment_fits_the_api_limit():
-    assert comment_for("20261127T180400Z-abc", "wave=canary") == "cms.patching run=20261127T180400Z-abc wave=canary"
-    assert len(comment_for("r" * 64, "wave=" + "w" * 80)) == 100
+def test_comment_names_run_and_landing_zone_and_fits_the_api_limit():
+    comment = comment_for("20261127T180400Z-abc", "prod", "wave=canary")
+    assert comment == "cms.patching run=20261127T180400Z-abc lz=prod wave=canary"
+    assert parse_comment(comment) == ("20261127T180400Z-abc", "prod", "wave=canary")
+    assert parse_comment("cms.patching run=r1 wave=canary") is None  # no landing zone: not a command of any run
+    assert parse_comment("patch night") is None
+    assert len(comment_for("r" * 64, "lz", "wave=" + "w" * 80)) == 100
 
 
 def test_snapshot_id_is_stable_per_run():
@@ -47,15 +51,22 @@ def test_snapshot_id_is_stable_per_run():
     assert len(snapshot_id_for("run-1")) == 36
 
 
-def test_compliance_and_reboot():
+def test_compliance_and_reboot_come_from_patch_states_only():
     assert compliance_of({"MissingCount": 0, "FailedCount": 0, "InstalledPendingRebootCount": 0}) == "COMPLIANT"
     assert compliance_of({"MissingCount": 2}) == "NON_COMPLIANT"
-    assert compliance_of({}) == ""
-    rebooted = {"CommandPlugins": [{"Output": "Installed 3 updates. Rebooting the instance to finish the installation."}]}
-    assert reboot_of("Install", "RebootIfNeeded", rebooted, {"InstalledPendingRebootCount": 0}) == "yes"
-    assert reboot_of("Install", "RebootIfNeeded", {"CommandPlugins": [{"Output": "No patches to install."}]}, {}) == "no"
-    assert reboot_of("Install", "NoReboot", rebooted, {"InstalledPendingRebootCount": 2}) == "pending"
-    assert reboot_of("Scan", "RebootIfNeeded", rebooted, {}) == "no"
+    assert compliance_of({}) == "stale"
+    before = {"InstalledCount": 10, "InstalledOtherCount": 300, "InstalledPendingRebootCount": 0}
+    installed = {"InstalledCount": 13, "InstalledOtherCount": 300, "InstalledPendingRebootCount": 0, "RebootOption": "RebootIfNeeded"}
+    nothing = dict(before, RebootOption="RebootIfNeeded")
+    assert reboot_of("Install", installed, before) == "yes"
+    assert reboot_of("Install", nothing, before) == "no"
+    # A reboot that was pending before is done by RebootIfNeeded even when nothing new is installed.
+    assert reboot_of("Install", nothing, dict(before, InstalledPendingRebootCount=2)) == "yes"
+    assert reboot_of("Install", dict(installed, RebootOption="NoReboot", InstalledPendingRebootCount=3), before) == "pending"
+    assert reboot_of("Install", dict(nothing, RebootOption="NoReboot"), before) == "no"
+    assert reboot_of("Install", installed, None) == "unknown"
+    assert reboot_of("Install", {}, before) == "unknown"
+    assert reboot_of("Scan", {}, None) == "no"
 
 
 def test_wave_verdict_counts_post_check_failures_and_ignores_skipped():
@@ -65,6 +76,9 @@ def test_wave_verdict_counts_post_check_failures_and_ignores_skipped():
         {"patch_status": "failed"},
         {"patch_status": "skipped"},
     ]
-    assert wave_verdict(results, 50) == {"sent": 3, "failed": 2, "failure_rate": 66.7, "stop": True}
+    assert wave_verdict(results, 50) == {"sent": 3, "failed": 2, "failure_rate": 66.7, "stop": True, "reason": "2 of 3 patched instances failed (66.7% > 50%)"}
     assert wave_verdict(results, 70)["stop"] is False
-    assert wave_verdict([], 0) == {"sent": 0, "failed": 0, "failure_rate": 0.0, "stop": False}
+    assert wave_verdict([], 0) == {"sent": 0, "failed": 0, "failure_rate": 0.0, "stop": False, "reason": ""}
+    # A wave whose error budget stopped dispatching stops the run; never-sent instances are not counted as patched.
+    stopped = wave_verdict(results + [{"patch_status": "not_run"}], 70, stopped="the wave's error budget is spent")
+    assert stopped["stop"] is True and stopped["sent"] == 3 and stopped["reason"] == "the wave's error budget is spent"
