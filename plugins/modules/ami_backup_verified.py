@@ -390,7 +390,14 @@ def main():
         if params["mode"] == "retain":
             locations = [(a["account_id"], r) for a in params["accounts"] for r in params["regions"]]
             removed, kept, errors, orphans = _retention.apply(
-                fleet, locations, params["lz"], params["retention"], params["run_id"], check_mode=module.check_mode, max_workers=params["max_workers"], sleep=_cancel.sleep
+                fleet,
+                locations,
+                params["lz"],
+                params["retention"],
+                params["run_id"],
+                check_mode=module.check_mode,
+                max_workers=params["max_workers"],
+                sleep=_cancel.sleep,
             )
             result = dict(mode="retain", run_id=params["run_id"], changed=bool(removed or orphans), removed=removed, kept=kept, errors=errors, instances=[])
             result.update(orphan_snapshots=orphans, pending=0, progress={"phase": "retention", "line": ""})
