@@ -176,6 +176,7 @@ def touched(serving):
     results = BackupRun(fleet, targets, "run-1", "demo", options, clock=sandbox.state.now, sleep=sandbox.state.clock.advance).run()
     assert {r["backup_status"] for r in results} == {"verified"}
     patch_options = dict(
+        lz="demo",
         wave="all",
         operation="Install",
         reboot_option="RebootIfNeeded",
@@ -198,7 +199,7 @@ def touched(serving):
         run_started=sandbox.state.now() - 3600,
     )
     patched = PatchRun(fleet, targets, "run-1", patch_options, False, sandbox.state.now, sandbox.state.clock.advance).run()
-    assert {r["patch_status"] for r in patched} == {"success"}
+    assert {r["patch_status"] for r in patched} == {"success"}, [(r["patch_status"], r["error"]) for r in patched]
     ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=sandbox.endpoint, aws_access_key_id="testing", aws_secret_access_key="testing")
     images = ec2.describe_images(Owners=["self"])["Images"]
     snapshot_ids = [m["Ebs"]["SnapshotId"] for i in images for m in i["BlockDeviceMappings"] if "Ebs" in m]
