@@ -190,7 +190,7 @@ def test_objects_refer_to_each_other(awx_calls):
             assert "survey_spec" not in template
     assert templates["cms.patching demo full patch"]["job_slice_count"] == 3  # an int, as the module expects
     assert templates["cms.patching demo discovery"]["job_slice_count"] == 1
-    # The workflow: discovery -> backup -> approval -> patching -> (always) retention and report; every job template
+    # The workflow: discovery -> backup -> approval -> (approved) patching -> retention and report; every job template
     # node names a job template the playbook made.
     [workflow] = by_module["workflow_job_template"]
     nodes = {n["identifier"]: n for n in workflow["workflow_nodes"]}
@@ -198,8 +198,8 @@ def test_objects_refer_to_each_other(awx_calls):
     def next_of(identifier, kind):
         return [n["identifier"] for n in nodes[identifier].get("related", {}).get(kind, [])]
 
-    assert next_of("discovery", "success_nodes") == ["backup"]
-    assert next_of("backup", "success_nodes") == ["approval"]
+    assert next_of("discovery", "always_nodes") == ["backup"]
+    assert next_of("backup", "always_nodes") == ["approval"]
     assert next_of("approval", "success_nodes") == ["patching"]
     assert next_of("patching", "always_nodes") == ["report"]
     assert nodes["approval"]["unified_job_template"]["type"] == "workflow_approval"
