@@ -45,7 +45,11 @@ class Job:
         self.runner = runner
         self.reports = reports
         self.output = runner.stdout.read()
-        self.stats = next(e["event_data"] for e in runner.events if e.get("event") == "playbook_on_stats")
+        self.events = list(runner.events)
+        [stats] = [e for e in self.events if e.get("event") == "playbook_on_stats"]
+        self.stats = stats["event_data"]
+        # When the job started and ended (ISO times of its first and last events).
+        self.span = (self.events[0]["created"], stats["created"])
 
     @property
     def artifacts(self):
