@@ -188,8 +188,11 @@ def test_objects_refer_to_each_other(awx_calls):
             assert all(q["question_name"] and q["type"] for q in template["survey_spec"]["spec"])
         else:
             assert "survey_spec" not in template
-    assert templates["cms.patching demo full patch"]["job_slice_count"] == 3  # an int, as the module expects
-    assert templates["cms.patching demo discovery"]["job_slice_count"] == 1
+    # Sliced: the job templates without retention (every slice would run it over the whole landing zone).
+    sliced = {name for name, t in templates.items() if t["job_slice_count"] == 3}  # an int, as the module expects
+    assert sliced == {"cms.patching demo backup", "cms.patching demo patch after backup"}
+    assert all(t["job_slice_count"] == 1 for name, t in templates.items() if name not in sliced)
+    assert all("retention" not in templates[name]["job_tags"] and templates[name]["job_tags"] for name in sliced)
     # The workflow: discovery -> backup -> approval -> (approved) patching -> retention and report; every job template
     # node names a job template the playbook made.
     [workflow] = by_module["workflow_job_template"]
