@@ -86,12 +86,12 @@ def test_three_slices_share_one_run_and_touch_each_instance_once(awx, tmp_path):
         started.append((thread, runner, directory))
     assert sorted(h for hosts in parts.values() for h in hosts) == sorted(inventory["_meta"]["hostvars"])
     assert all(len(hosts) == 10 for hosts in parts.values())
-    for thread, _, _ in started:
+    for thread, runner, directory in started:
         thread.join(timeout=900)
-    jobs = [Job(runner, directory / "reports") for _, runner, directory in started]
+    jobs = [Job(runner, directory / "reports") for thread, runner, directory in started]
     # The slices ran at once: each started before any of them ended.
     spans = [job.span for job in jobs]
-    assert max(start for start, _ in spans) < min(end for _, end in spans), spans
+    assert max(span[0] for span in spans) < min(span[1] for span in spans), spans
     for job in jobs:
         assert job.runner.status in ("successful", "failed") and "Traceback" not in job.output, job.output[-3000:]
 
