@@ -99,10 +99,8 @@ def test_survey_variables_are_read_by_the_config_role():
         assert "{{ %s |" % question["variable"] in defaults or "{{ %s " % question["variable"] in defaults
 
 
-@pytest.fixture(scope="module")
-def awx_calls(tmp_path_factory):
-    """Runs setup.yml for the demo landing zone with awx.awx replaced by recording stand-ins; returns the calls."""
-    tmp_path = tmp_path_factory.mktemp("awx_setup")
+def run_setup(tmp_path, *extra):
+    """Runs setup.yml with awx.awx replaced by recording stand-ins; returns (completed process, recorded calls)."""
     collection = tmp_path / "collections" / "ansible_collections" / "awx" / "awx"
     (collection / "plugins" / "modules").mkdir(parents=True)
     (collection / "meta").mkdir()
@@ -112,6 +110,7 @@ def awx_calls(tmp_path_factory):
     for module in USED:
         (collection / "plugins" / "modules" / ("%s.py" % module)).write_text(STAND_IN % module)
     log = tmp_path / "calls.jsonl"
+    log.touch()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "CONTROLLER_"))}
     env.update(
         ANSIBLE_COLLECTIONS_PATH=str(tmp_path / "collections"),
@@ -119,27 +118,49 @@ def awx_calls(tmp_path_factory):
         AWX_CALLS=str(log),
         ANSIBLE_NOCOLOR="1",
     )
-    proc = subprocess.run(
-        [
-            str(BIN / "ansible-playbook"),
-            str(AWX_DIR / "setup.yml"),
-            "-e",
-            "cms_awx_lz=demo",
-            "-e",
-            "cms_awx_controller_host=https://awx.example.com",
-            "-e",
-            "cms_awx_execution_environment=cms-patching-ee",
-            "-e",
-            "cms_awx_job_slice_count=3",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+    command = [str(BIN / "ansible-playbook"), str(AWX_DIR / "setup.yml"), "-e", "cms_awx_controller_host=https://awx.example.com"]
+    for value in extra:
+        command += ["-e", value]
+    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    return proc, [json.loads(line) for line in log.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def awx_calls(tmp_path_factory):
+    """The calls setup.yml makes for the demo landing zone."""
+    proc, recorded = run_setup(
+        tmp_path_factory.mktemp("awx_setup"),
+        "cms_awx_lz=demo",
+        "cms_awx_scm_url=https://git.example.com/cms.patching.git",
+        "cms_awx_execution_environment=cms-patching-ee",
+        "cms_awx_job_slice_count=3",
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return [json.loads(line) for line in log.read_text().splitlines()]
+    return recorded
+
+
+def test_the_aws_credential_is_made_from_inputs_never_logged(tmp_path):
+    secret = "wJalrXUtnFEMI-not-a-real-secret"
+    inputs = json.dumps({"cms_awx_aws_credential_inputs": {"username": "AKIAEXAMPLE", "password": secret}})
+    proc, recorded = run_setup(tmp_path, "cms_awx_lz=demo", "cms_awx_scm_url=https://git.example.com/x.git", inputs)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [credential] = [c["params"] for c in recorded if c["module"] == "credential"]
+    assert credential["state"] == "present" and credential["inputs"]["password"] == secret
+    # The task that passes the secret never logs it (Ansible shows neither its arguments nor its result).
+    [play] = yaml.safe_load((AWX_DIR / "setup.yml").read_text())
+    [task] = [t for t in play["tasks"] if "inputs" in t.get("awx.awx.credential", {})]
+    assert task["no_log"] is True and secret not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [("cms_awx_lz=nosuchlz", "cms_awx_scm_url=https://git.example.com/x.git"), ("cms_awx_lz=../demo",), ("cms_awx_lz=demo",)],
+    ids=["no-inventory-sources", "not-a-directory-name", "no-scm-url"],
+)
+def test_nothing_is_made_without_a_landing_zone_and_a_repository(tmp_path, extra):
+    proc, recorded = run_setup(tmp_path, *extra)
+    assert proc.returncode != 0 and recorded == []
+    assert "Give the landing zone with -e cms_awx_lz=<name>" in proc.stdout
 
 
 def test_every_call_uses_documented_options(awx_calls):
