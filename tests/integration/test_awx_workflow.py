@@ -76,6 +76,10 @@ def test_without_an_artifact_every_workflow_node_derives_one_run_id(awx, tmp_pat
     second = run_job(awx, tmp_path / "job2", {"lz": "demo", "tower_workflow_job_id": 4242}, tags="discovery,backup")
     assert second.artifacts["cms_patching"]["run_id"] == run_id
     assert calls(awx)["ec2:CreateImage"] == creates
+    # An artifact of another landing zone's node (a workflow patching two landing zones one after the other) is not
+    # this landing zone's run.
+    other = dict(workflow, cms_patching=unsafe({"lz": "other", "run_id": "20261127T100000Z-other"}))
+    assert run_job(awx, tmp_path / "job4", other, tags="discovery").artifacts["cms_patching"]["run_id"] == run_id
     # An explicit run_id (the survey's) still wins over both.
     third = run_job(awx, tmp_path / "job3", dict(workflow, run_id=unsafe("20261127T100000Z-survey")), tags="discovery")
     assert third.artifacts["cms_patching"]["run_id"] == "20261127T100000Z-survey"
