@@ -1,0 +1,126 @@
+"""A sliced job template emulated as AWX runs it: 3 slices of the demo inventory, each an ansible-runner job of its own
+(own private data and report directory) started at once against one sandbox, all with the same awx_workflow_job_id
+(AWX runs a sliced job as one workflow job). Each slice works on its own hosts only, and all share one run ID: every
+instance has exactly one row across the slices' CSVs, one AMI and at most one patch command.
+
+AWX slices an inventory by taking every n-th host (by name) into slice n and hands each slice its part of the inventory
+as a script; here each slice's part is written as a YAML inventory with the same hosts, host variables and groups
+(tests/integration/test_awx_runner.py covers the script form itself).
+"""
+
+import collections
+import json
+import re
+import subprocess
+
+import ansible_runner
+import pytest
+import yaml
+from awx_emulation import BIN, Job, job_env, prepare
+from conftest import REPO, TIME_SCALE, calls, sessions
+
+SLICES = 3
+WORKFLOW_JOB_ID = 777
+
+
+@pytest.fixture
+def awx(aws, monkeypatch):
+    aws.seed("demo")
+    aws.state.update_settings(time_scale=TIME_SCALE)
+    aws.state.calls.reset()
+    for name in ("ANSIBLE_CONFIG", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    yield aws
+    aws.state.update_settings(time_scale=1.0)
+
+
+def demo_inventory(aws, tmp_path):
+    """The demo inventory as AWX imports it from the project's aws_ec2 sources: ansible-inventory --list."""
+    proc = subprocess.run(
+        [str(BIN / "ansible-inventory"), "-i", "inventories/demo", "--list"],
+        cwd=REPO,
+        env=dict(job_env(aws, tmp_path / "inventory"), ANSIBLE_CONFIG=str(REPO / "ansible.cfg")),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(proc.stdout)
+
+
+def slice_inventory(inventory, number, count):
+    """Slice `number` (1-based) of `count`, as AWX cuts it: every count-th host by name, with its variables and groups."""
+    hostvars = inventory["_meta"]["hostvars"]
+    hosts = sorted(hostvars)[number - 1 :: count]
+    groups = {}
+    for group, data in inventory.items():
+        members = [h for h in data.get("hosts", []) if h in hosts] if isinstance(data, dict) else []
+        if group not in ("_meta", "all", "ungrouped") and members:
+            groups[group] = {"hosts": {h: None for h in members}}
+    return hosts, {"all": {"hosts": {h: hostvars[h] for h in hosts}, "children": groups}}
+
+
+def one_wave_lz(tmp_path):
+    """The demo landing zone with percent waves: named canaries cannot work with slices (a slice without the named
+    instance stops at the wave plan), so a sliced job template needs waves that do not name instances."""
+    config = yaml.safe_load((REPO / "inventories/demo/group_vars/all/landing_zone.yml").read_text())
+    config["cms_patching_landing_zone"]["patching"]["waves"] = [{"name": "canary", "percent": 10}, {"name": "rest"}]
+    directory = tmp_path / "lzs" / "demo" / "group_vars" / "all"
+    directory.mkdir(parents=True)
+    (directory / "landing_zone.yml").write_text("---\n" + yaml.safe_dump(config))
+    return tmp_path / "lzs"
+
+
+def test_three_slices_share_one_run_and_touch_each_instance_once(awx, tmp_path):
+    inventory = demo_inventory(awx, tmp_path)
+    lz_path = one_wave_lz(tmp_path)
+    started, parts = [], {}
+    for number in range(1, SLICES + 1):
+        directory = tmp_path / ("slice%d" % number)
+        directory.mkdir()
+        parts[number], content = slice_inventory(inventory, number, SLICES)
+        (directory / "inventory.yml").write_text("---\n" + yaml.safe_dump(content))
+        extravars = {"lz": "demo", "awx_workflow_job_id": WORKFLOW_JOB_ID, "tower_workflow_job_id": WORKFLOW_JOB_ID, "awx_job_id": 800 + number}
+        kwargs = prepare(awx, directory, extravars, inventory=str(directory / "inventory.yml"))
+        kwargs["envvars"]["CMS_PATCHING_LZ_PATH"] = str(lz_path)
+        thread, runner = ansible_runner.run_async(**kwargs)
+        started.append((thread, runner, directory))
+    assert sorted(h for hosts in parts.values() for h in hosts) == sorted(inventory["_meta"]["hostvars"])
+    assert all(len(hosts) == 10 for hosts in parts.values())
+    for thread, runner, directory in started:
+        thread.join(timeout=900)
+    jobs = [Job(runner, directory / "reports") for thread, runner, directory in started]
+    # The slices ran at once: each started before any of them ended.
+    spans = [job.span for job in jobs]
+    assert max(span[0] for span in spans) < min(span[1] for span in spans), spans
+    for job in jobs:
+        assert job.runner.status in ("successful", "failed") and "Traceback" not in job.output, job.output[-3000:]
+
+    # One run ID for all slices, from AWX's workflow job ID.
+    run_ids = {job.artifacts["cms_patching"]["run_id"] for job in jobs}
+    assert len(run_ids) == 1, run_ids
+    [run_id] = run_ids
+    assert re.match(r"^\d{8}-awx%d$" % WORKFLOW_JOB_ID, run_id)
+
+    # Each slice reports its own hosts, and every instance of the inventory has exactly one row across the CSVs.
+    rows = [row for job in jobs for row in job.rows()]
+    assert {row["run_id"] for row in rows} == {run_id}
+    per_instance = collections.Counter(row["instance_id"] for row in rows)
+    assert set(per_instance) == set(inventory["_meta"]["hostvars"]) and set(per_instance.values()) == {1}
+    for number, job in enumerate(jobs, start=1):
+        assert {row["instance_id"] for row in job.rows()} == set(parts[number])
+
+    # One AMI per target instance: 21 targets (one of them the demo's injected AMI failure), none made twice.
+    targets = {row["instance_id"] for row in rows if row["target"] == "true"}
+    assert len(targets) == 21 and calls(awx)["ec2:CreateImage"] == 21
+    images = collections.Counter()
+    for session in sessions(awx).values():
+        for region in ("us-east-1", "eu-west-1"):
+            ec2 = session.client("ec2", region_name=region, endpoint_url=awx.endpoint)
+            for image in ec2.describe_images(Owners=["self"], Filters=[{"Name": "tag:cms:patching:run-id", "Values": [run_id]}])["Images"]:
+                tags = {t["Key"]: t["Value"] for t in image.get("Tags", [])}
+                images[tags.get("cms:patching:instance-id") or image["Name"]] += 1
+    assert sum(images.values()) == 21 and set(images.values()) == {1}
+    # Patches: every instance patched by one slice only, with one command.
+    patched = collections.Counter(i for c in awx.state.command_log() if c["document"] == "AWS-RunPatchBaseline" for i in c["instance_ids"])
+    assert set(patched.values()) == {1} and len(patched) == 20
+    assert sum(row["patch_status"] == "success" for row in rows) == 19
