@@ -1,0 +1,87 @@
+"""site.yml run the way AWX / Ansible Automation Platform runs a job: ansible-runner, the project directory as the
+working directory (so the project's ansible.cfg applies), the inventory handed over as an executable script, and
+AWX's ANSIBLE_INVENTORY_UNPARSED_FAILED=True (a job whose inventory no enabled plugin can parse stops at once).
+"""
+
+import csv
+import json
+import os
+import pathlib
+import stat
+import sys
+
+import ansible_runner
+from conftest import REPO, TIME_SCALE
+
+BIN = pathlib.Path(sys.executable).parent
+
+# What AWX's inventory script prints for an inventory holding only AWX's usual "localhost" host.
+INVENTORY = {
+    "all": {"children": ["ungrouped"]},
+    "ungrouped": {"hosts": ["localhost"]},
+    "_meta": {"hostvars": {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}},
+}
+
+
+def inventory_script(directory):
+    script = directory / "inventory.py"
+    script.write_text("#!%s\nprint(%r)\n" % (sys.executable, json.dumps(INVENTORY)))
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script
+
+
+def awx_job(aws, tmp_path, extravars, **kwargs):
+    """One ansible-runner job as AWX starts it; returns (runner, report directory)."""
+    aws.state.update_settings(time_scale=TIME_SCALE)
+    aws.state.calls.reset()
+    private = tmp_path / "private_data_dir"
+    private.mkdir(exist_ok=True)
+    reports = tmp_path / "reports"
+    envvars = dict(aws.env("us-east-1"))
+    envvars.update(
+        ANSIBLE_INVENTORY_UNPARSED_FAILED="True",
+        CMS_PATCHING_REPORT_DIR=str(reports),
+        ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"),
+        PATH="%s:%s" % (BIN, os.environ.get("PATH", "")),
+        # AWX puts the project's requirements first and keeps the paths of the project's ansible.cfg (relative to the
+        # project directory, the job's working directory).
+        ANSIBLE_COLLECTIONS_PATH="%s:./collections:~/.ansible/collections:/usr/share/ansible/collections" % (private / "requirements_collections"),
+        ANSIBLE_ROLES_PATH="%s:./roles:~/.ansible/roles:/usr/share/ansible/roles:/etc/ansible/roles" % (private / "requirements_roles"),
+    )
+    # The project's ansible.cfg is found in the working directory, as in AWX (no ANSIBLE_CONFIG there).
+    saved = {name: os.environ.pop(name) for name in ("ANSIBLE_CONFIG", "AWS_PROFILE") if name in os.environ}
+    try:
+        runner = ansible_runner.run(
+            private_data_dir=str(private),
+            project_dir=str(REPO),
+            playbook="site.yml",
+            inventory=str(inventory_script(tmp_path)),
+            envvars=envvars,
+            extravars=extravars,
+            quiet=True,
+            timeout=600,
+            **kwargs,
+        )
+    finally:
+        os.environ.update(saved)
+        aws.state.update_settings(time_scale=1.0)
+    return runner, reports
+
+
+def test_an_awx_job_with_a_script_inventory_runs_the_whole_patching(aws, tmp_path):
+    aws.seed("demo")
+    runner, reports = awx_job(aws, tmp_path, {"lz": "demo"})
+    output = runner.stdout.read()
+    assert "No inventory was parsed" not in output
+    # The demo's two injected faults fail their hosts (rc 2, AWX shows the job failed); everything else went on.
+    assert (runner.rc, runner.status) == (2, "failed"), output[-3000:]
+    assert "Traceback" not in output
+    [report] = list(reports.glob("demo-*.csv"))
+    with open(report, encoding="utf-8") as handle:
+        rows = {row["name"]: row for row in csv.DictReader(handle)}
+    assert len(rows) == 30
+    assert sum(row["patch_status"] == "success" for row in rows.values()) == 19
+    assert rows["web-03"]["backup_status"] == "failed" and rows["pay-web-02"]["patch_status"] == "failed"
+    # The run summary is in the job's artifacts (what AWX passes on to the next workflow node).
+    events = [e for e in runner.events if e.get("event") == "playbook_on_stats"]
+    assert events and events[-1]["event_data"]["artifact_data"]["cms_patching"]["patch"]["success"] == 19
