@@ -83,5 +83,14 @@ def test_an_awx_job_with_a_script_inventory_runs_the_whole_patching(aws, tmp_pat
     assert sum(row["patch_status"] == "success" for row in rows.values()) == 19
     assert rows["web-03"]["backup_status"] == "failed" and rows["pay-web-02"]["patch_status"] == "failed"
     # The run summary is in the job's artifacts (what AWX passes on to the next workflow node).
-    events = [e for e in runner.events if e.get("event") == "playbook_on_stats"]
-    assert events and events[-1]["event_data"]["artifact_data"]["cms_patching"]["patch"]["success"] == 19
+    [stats] = [e["event_data"] for e in runner.events if e.get("event") == "playbook_on_stats"]
+    assert stats["artifact_data"]["cms_patching"]["patch"]["success"] == 19
+    # AWX's job host summary (built from this event): one host per instance, with its outcome.
+    ids = {name: row["instance_id"] for name, row in rows.items()}
+    assert set(ids.values()) <= set(stats["processed"])
+    assert set(stats["failures"]) == {ids["web-03"], ids["pay-web-02"]}
+    patched = {ids[name] for name, row in rows.items() if row["patch_status"] == "success"}
+    assert len(patched) == 19 and patched <= set(stats["changed"])
+    skipped = {ids[name] for name, row in rows.items() if row["target"] == "false"}
+    assert len(skipped) == 9 and skipped <= set(stats["skipped"]) and not skipped & set(stats["failures"])
+    assert not (skipped - set(stats["processed"]))

@@ -131,3 +131,11 @@ def test_wave_plan_with_no_target_says_so():
     assert result == {"plan": [], "lines": ["no target: nothing to patch"], "problems": [], "warnings": []}
     with pytest.raises(AnsibleFilterError, match="run discovery first"):
         wave_plan(None, [{"name": "all"}])
+
+
+def test_inventory_hosts_skipped_gives_the_instances_that_are_not_targets():
+    # The playbook adds these too (group cms_patching_skipped), so the host summary lists every instance seen.
+    hosts = inventory_hosts(SCAN["instances"], {"i-00000003": "old.example"}, skipped=True)
+    assert [h["name"] for h in hosts] == ["old.example"]
+    assert hosts[0]["groups"][0] == "cms_patching_skipped" and "cms_patching_targets" not in hosts[0]["groups"]
+    assert hosts[0]["instance_id"] == "i-00000003"
