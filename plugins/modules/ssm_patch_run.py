@@ -201,7 +201,7 @@ notes:
 EXAMPLES = r"""
 - name: Patch the instances whose backup was verified in this run
   cms.patching.ssm_patch_run:
-    accounts: "{{ lz.accounts }}"
+    accounts: "{{ lz.config.accounts }}"
     run_id: "{{ run_id }}"
     wave: canary
     instances: "{{ backup.instances | selectattr('backup_status', 'eq', 'verified') | list }}"
@@ -216,7 +216,7 @@ EXAMPLES = r"""
 
 - name: Scan only (no backup needed, nothing installed)
   cms.patching.ssm_patch_run:
-    accounts: "{{ lz.accounts }}"
+    accounts: "{{ lz.config.accounts }}"
     run_id: "{{ run_id }}"
     instances: "{{ scan.instances | selectattr('target') | list }}"
     operation: Scan
@@ -224,7 +224,7 @@ EXAMPLES = r"""
 
 - name: Show progress every minute while a long wave runs
   cms.patching.ssm_patch_run:
-    accounts: "{{ lz.accounts }}"
+    accounts: "{{ lz.config.accounts }}"
     run_id: "{{ run_id }}"
     wave: rest
     instances: "{{ wave_instances }}"

@@ -1,6 +1,7 @@
 """Packaging for AWX / Automation Platform: the execution environment definition, ansible-navigator's settings, the
 collection tarball, the action group for module_defaults and the filter plugins' documentation."""
 
+import inspect
 import json
 import os
 import pathlib
@@ -39,16 +40,28 @@ def lint_schema(name):
 def test_ansible_builder_creates_the_build_context(tmp_path):
     context = tmp_path / "context"
     proc = subprocess.run(
-        [str(BIN / "ansible-builder"), "create", "--file", str(REPO / "execution-environment.yml"), "--context", str(context),
-         "--output-filename", "Containerfile"],
-        cwd=tmp_path, capture_output=True, text=True, check=False, env=ENV,
+        [
+            str(BIN / "ansible-builder"),
+            "create",
+            "--file",
+            str(REPO / "execution-environment.yml"),
+            "--context",
+            str(context),
+            "--output-filename",
+            "Containerfile",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=ENV,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     containerfile = (context / "Containerfile").read_text()
     dev = pins(REPO / "requirements-dev.txt")
     # The image gets the ansible-core and ansible-runner the tests run with.
     assert 'ANSIBLE_INSTALL_REFS="ansible-core==%s ansible-runner==%s"' % (dev["ansible-core"], dev["ansible-runner"]) in containerfile
-    assert "ARG PYCMD=\"/usr/bin/python3.11\"" in containerfile
+    assert 'ARG PYCMD="/usr/bin/python3.11"' in containerfile
     # The modules' Python requirements are the collection's own requirements.txt, and amazon.aws comes from Galaxy.
     assert (context / "_build" / "requirements.txt").read_text() == (REPO / "requirements.txt").read_text()
     galaxy = yaml.safe_load((context / "_build" / "requirements.yml").read_text())
@@ -72,7 +85,10 @@ def test_execution_environment_and_navigator_settings_follow_their_schemas():
 def test_the_collection_tarball_leaves_out_the_self_link_and_the_checkout_files(tmp_path):
     proc = subprocess.run(
         [str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path), str(REPO)],
-        capture_output=True, text=True, check=False, env=ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=ENV,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [artifact] = tmp_path.glob("cms-patching-*.tar.gz")
@@ -114,16 +130,12 @@ def test_the_aws_group_of_module_defaults_reaches_these_modules_and_amazon_aws(t
 
 @pytest.mark.parametrize("name", sorted(FilterModule().filters()))
 def test_every_filter_is_documented_for_ansible_doc(name):
-    proc = subprocess.run(
-        [str(BIN / "ansible-doc"), "-t", "filter", "--json", "cms.patching.%s" % name], capture_output=True, text=True, check=False, env=ENV
-    )
+    proc = subprocess.run([str(BIN / "ansible-doc"), "-t", "filter", "--json", "cms.patching.%s" % name], capture_output=True, text=True, check=False, env=ENV)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)["cms.patching.%s" % name]
     assert doc["doc"]["name"] == name and doc["doc"]["short_description"]
     assert doc["examples"] and "cms.patching.%s" % name in doc["examples"]
     assert "_value" in doc["return"]
     # Every argument the filter takes is documented (the input is _input).
-    import inspect
-
     arguments = list(inspect.signature(FilterModule().filters()[name]).parameters)
     assert set(doc["doc"]["options"]) == {"_input"} | set(arguments[1:])
