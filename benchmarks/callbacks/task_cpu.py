@@ -4,8 +4,9 @@
 
 """Benchmark helper (not part of the collection): the controller CPU time of every task, written as JSON at the end.
 
-CPU = this process (the controller) plus every child it has reaped (the forked workers, and through them the modules),
-between one task's start and the next one's, so each task carries its own worker forks and result processing.
+cpu = this process (the controller) plus every child it has reaped (the forked workers, and through them the modules),
+between one task's start and the next one's, so each task carries its own worker forks and result processing;
+controller_cpu = the controller process alone (queueing, variables, results, callbacks).
 Enabled by benchmarks/bench_hosts.py with ANSIBLE_CALLBACK_PLUGINS / ANSIBLE_CALLBACKS_ENABLED; output to
 $CMS_BENCH_TASK_CPU.
 """
@@ -14,7 +15,7 @@ DOCUMENTATION = r"""
 name: task_cpu
 type: aggregate
 short_description: Controller CPU time per task (benchmarks only)
-description: Writes [{play, task, cpu, wall}] to the file named by E(CMS_BENCH_TASK_CPU) when the playbook ends.
+description: Writes [{play, task, cpu, controller_cpu, wall}] to the file named by E(CMS_BENCH_TASK_CPU) when the playbook ends.
 requirements: [enabled in callbacks_enabled]
 """
 
@@ -26,9 +27,11 @@ import time
 from ansible.plugins.callback import CallbackBase
 
 
-def _cpu():
+def _cpu(which=None):
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if which == "self":
+        return own.ru_utime + own.ru_stime
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
@@ -49,6 +52,7 @@ class CallbackModule(CallbackBase):
     def _close(self):
         if self._current is not None:
             self._current["cpu"] = round(_cpu() - self._current["cpu"], 4)
+            self._current["controller_cpu"] = round(_cpu("self") - self._current["controller_cpu"], 4)
             self._current["wall"] = round(time.monotonic() - self._current["wall"], 4)
             self._rows.append(self._current)
             self._current = None
@@ -59,7 +63,7 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._close()
-        self._current = {"play": self._play, "task": task.get_name(), "cpu": _cpu(), "wall": time.monotonic()}
+        self._current = {"play": self._play, "task": task.get_name(), "cpu": _cpu(), "controller_cpu": _cpu("self"), "wall": time.monotonic()}
 
     def v2_playbook_on_stats(self, stats):
         self._close()

@@ -119,3 +119,16 @@ def test_limit_to_a_single_host_whose_patch_fails(aws, playbook, tmp_path):
     run = playbook("-i", "inventories/demo", "--limit", demo["pay-web-02"]["instance_id"], env=env)
     [row] = assert_outcomes(run, aws, {"pay-web-02"}, failed={"pay-web-02"}).values()
     assert row["backup_status"] == "verified" and row["patch_status"] == "failed"
+
+
+def test_host_summary_of_failed_hosts_only(aws, playbook):
+    """-e cms_patching_host_summary=failed: the per-host outcome task runs on the failed hosts only (large fleets)."""
+    demo = instances(aws)
+    run = playbook("--tags", "discovery,backup", "-e", "cms_patching_host_summary=failed")
+    assert run.rc == 2, run.output[-3000:]
+    lines = recap(run.output)
+    web3 = demo["web-03"]["instance_id"]
+    assert lines[web3]["failed"] == 1
+    # Only the failed host and the hosts the run-once tasks ran on are listed - not the 30 instances.
+    assert len(lines) <= 4 and all(line["failed"] == 0 for host, line in lines.items() if host != web3)
+    assert len(run.rows()) == 30
