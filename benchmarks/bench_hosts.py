@@ -136,7 +136,7 @@ private internals; not done. `-e cms_patching_host_summary=failed` runs the outc
 
 def render(rows):
     lines = [
-        "| instances | hosts in recap | rc | wall s | CPU s, whole run | add_host ms/host | outcome ms/host (controller process alone) | per-host total ms/host |",
+        "| instances | hosts in recap | rc | wall s | CPU s, whole run | add_host ms/host | outcome ms/host (controller alone) | per-host ms/host |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:

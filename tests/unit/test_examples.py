@@ -13,10 +13,10 @@ import subprocess
 import sys
 
 import jinja2
-import jinja2.nodes as nodes
 import pytest
 import yaml
 from ansible.module_utils.testing import patch_module_args
+from jinja2 import nodes
 
 from ansible_collections.cms.patching.plugins.modules import landing_zone
 
