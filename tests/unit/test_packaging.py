@@ -101,6 +101,19 @@ def test_the_collection_tarball_leaves_out_the_self_link_and_the_checkout_files(
     # What ansible-builder and ansible-doc need from an installed collection stays.
     for name in ("meta/runtime.yml", "meta/execution-environment.yml", "requirements.txt", "plugins/filter/wave_plan.yml"):
         assert name in names
+    # Installed from the tarball, ansible-builder finds the collection's Python requirements (meta/execution-environment.yml).
+    # (Outside this checkout, whose ansible.cfg would find cms.patching already installed through the self-link.)
+    installed = tmp_path / "installed"
+    subprocess.run(
+        [str(BIN / "ansible-galaxy"), "collection", "install", "--offline", "--no-deps", "-p", str(installed), str(artifact)],
+        capture_output=True,
+        check=True,
+        cwd=tmp_path,
+        env={k: v for k, v in ENV.items() if k != "ANSIBLE_CONFIG"},
+    )
+    proc = subprocess.run([str(BIN / "ansible-builder"), "introspect", "--sanitize", str(installed)], capture_output=True, text=True, check=True, env=ENV)
+    python = yaml.safe_load(proc.stdout)["python"]
+    assert "boto3>=1.34.0  # from collection cms.patching" in python and "botocore>=1.34.0  # from collection cms.patching" in python
 
 
 def test_the_aws_group_of_module_defaults_reaches_these_modules_and_amazon_aws(tmp_path):
