@@ -19,7 +19,7 @@ help:
 	@echo "make demo      run the whole job on the local AWS sandbox (TAGS=discovery|backup|... for one phase)"
 	@echo "make sandbox   start the sandbox in the foreground and print the environment to export"
 	@echo "make test      run every test: lint, ansible-test sanity, unit, integration, molecule"
-	@echo "make bench     fleet benchmarks at 1,000 instances (API calls per instance, wall time)"
+	@echo "make bench     fleet benchmarks at 1,000 instances (API calls per instance, wall time), per-host cost at 1,000 and 4,000"
 
 $(STAMP): requirements-dev.txt requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is needed (found $(PYTHON))"; exit 1; }
@@ -62,6 +62,7 @@ molecule: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_fleet.py
+	$(BIN)/python benchmarks/bench_hosts.py
 
 clean:
 	rm -rf $(VENV) .cache .sandbox tests/output

@@ -112,18 +112,24 @@ def _group_name(prefix, value):
     return prefix + re.sub(r"[^A-Za-z0-9_]", "_", str(value))
 
 
-def inventory_hosts(instances, names=None):
+def inventory_hosts(instances, names=None, skipped=False):
     """The add_host arguments for each target: its host name (the inventory's name for it, else its ID) and groups.
 
+    With ``skipped=True``, the same for the instances that are NOT targets, in the group ``cms_patching_skipped``
+    instead of ``cms_patching_targets``: the playbook adds them too so the host summary shows every instance seen.
     Computed in one pass here rather than templated per loop item: add_host runs once per target, and at fleet
     size each item's templating is what the loop costs.
     """
     names = names or {}
     hosts = []
     for item in instances:
-        if not item.get("target"):
+        if bool(item.get("target")) == bool(skipped):
             continue
-        groups = ["cms_patching_targets", _group_name("cms_patching_account_", item["account_id"]), _group_name("cms_patching_region_", item["region"])]
+        groups = [
+            "cms_patching_skipped" if skipped else "cms_patching_targets",
+            _group_name("cms_patching_account_", item["account_id"]),
+            _group_name("cms_patching_region_", item["region"]),
+        ]
         if item.get("patch_group"):
             groups.append(_group_name("cms_patching_patch_group_", item["patch_group"]))
         hosts.append(

@@ -158,7 +158,7 @@ notes:
 EXAMPLES = r"""
 - name: Back up every target, then patch only the verified ones
   cms.patching.ami_backup_verified:
-    accounts: "{{ lz.accounts }}"
+    accounts: "{{ lz.config.accounts }}"
     lz: prod
     run_id: "{{ run_id }}"
     instances: "{{ scan.instances | selectattr('target') | list }}"
@@ -172,14 +172,14 @@ EXAMPLES = r"""
 - name: Check the latest pre-patch AMIs without creating any
   cms.patching.ami_backup_verified:
     mode: verify
-    accounts: "{{ lz.accounts }}"
+    accounts: "{{ lz.config.accounts }}"
     lz: prod
     instances: "{{ scan.instances | selectattr('target') | list }}"
 
 - name: Retire old pre-patch AMIs (keep 3 per instance, or 30 days)
   cms.patching.ami_backup_verified:
     mode: retain
-    accounts: "{{ lz.accounts }}"
+    accounts: "{{ lz.config.accounts }}"
     regions: [eu-west-1, eu-central-1]
     lz: prod
     run_id: "{{ run_id }}"

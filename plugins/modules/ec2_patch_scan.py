@@ -118,8 +118,8 @@ EXAMPLES = r"""
 
 - name: Scan only the hosts of the current inventory, honouring --limit
   cms.patching.ec2_patch_scan:
-    accounts: "{{ lz.accounts }}"
-    regions: "{{ lz.regions }}"
+    accounts: "{{ lz.config.accounts }}"
+    regions: "{{ lz.config.regions }}"
     instance_ids: "{{ ansible_play_hosts | map('extract', hostvars, 'instance_id') | list }}"
   delegate_to: localhost
   run_once: true

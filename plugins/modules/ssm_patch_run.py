@@ -246,7 +246,7 @@ notes:
 EXAMPLES = r"""
 - name: Patch the instances whose backup was verified in this run
   cms.patching.ssm_patch_run:
-    accounts: "{{ lz.accounts }}"
+    accounts: "{{ lz.config.accounts }}"
     lz: prod
     run_id: "{{ run_id }}"
     wave: canary
@@ -262,7 +262,7 @@ EXAMPLES = r"""
 
 - name: Scan only (no backup needed, nothing installed)
   cms.patching.ssm_patch_run:
-    accounts: "{{ lz.accounts }}"
+    accounts: "{{ lz.config.accounts }}"
     lz: prod
     run_id: "{{ run_id }}"
     instances: "{{ scan.instances | selectattr('target') | list }}"
@@ -271,7 +271,7 @@ EXAMPLES = r"""
 
 - name: Show progress every minute while a long wave runs
   cms.patching.ssm_patch_run:
-    accounts: "{{ lz.accounts }}"
+    accounts: "{{ lz.config.accounts }}"
     lz: prod
     run_id: "{{ run_id }}"
     wave: rest

@@ -137,3 +137,11 @@ def test_report_summary_counts_the_locations_discovery_could_not_scan():
     scan = dict(SCAN, errors=[{"account_id": "222222222222", "region": "eu-west-1", "operation": "ec2:DescribeInstances", "error": "denied"}])
     summary = report_summary({"scan": scan}, lz="demo", run_id="r1")
     assert summary["seen"] == 3 and summary["errors"] == 1 and summary["discovery_failed"] == ["222222222222/eu-west-1"]
+
+
+def test_inventory_hosts_skipped_gives_the_instances_that_are_not_targets():
+    # The playbook adds these too (group cms_patching_skipped), so the host summary lists every instance seen.
+    hosts = inventory_hosts(SCAN["instances"], {"i-00000003": "old.example"}, skipped=True)
+    assert [h["name"] for h in hosts] == ["old.example"]
+    assert hosts[0]["groups"][0] == "cms_patching_skipped" and "cms_patching_targets" not in hosts[0]["groups"]
+    assert hosts[0]["instance_id"] == "i-00000003"
