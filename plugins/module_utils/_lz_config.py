@@ -17,8 +17,10 @@ import difflib
 import os
 import re
 
+from ansible_collections.cms.patching.plugins.module_utils import _report_dest
 from ansible_collections.cms.patching.plugins.module_utils import _validate as v
 from ansible_collections.cms.patching.plugins.module_utils import _waves
+from ansible_collections.cms.patching.plugins.module_utils._backup import template_error as ami_template_error
 
 try:
     import yaml
@@ -111,8 +113,10 @@ SCHEMA = {
         default={},
         fields={
             "no_reboot": Field("bool", default=True),
-            "name_template": Field("str", default="cms-patching-{instance_id}-{run_id}"),
-            "description_template": Field("str", default="Pre-patch backup of {instance_id} ({name}) for run {run_id} in landing zone {lz}"),
+            "name_template": Field("str", default="cms-patching-{instance_id}-{run_id}", check=ami_template_error),
+            "description_template": Field(
+                "str", default="Pre-patch backup of {instance_id} ({name}) for run {run_id} in landing zone {lz}", check=ami_template_error
+            ),
             "tags": Field("map", default={}),
             "wait_timeout": Field("int", default=1800, minimum=60),
             "poll_interval": Field("int", default=15, minimum=1),
@@ -161,7 +165,26 @@ SCHEMA = {
             ),
         },
     ),
-    "report": Field("dict", default={}, fields={"dir": Field("str"), "file_name": Field("str")}),
+    "report": Field(
+        "dict",
+        default={},
+        fields={
+            "dir": Field("str"),
+            "file_name": Field("str", check=_report_dest.template_error),
+            "s3": Field(
+                "dict",
+                default={},
+                fields={
+                    "bucket": Field("str"),
+                    "prefix": Field("str", check=_report_dest.template_error),
+                    "sse": Field("str", choices=list(_report_dest.SSE_CHOICES)),
+                    "kms_key_id": Field("str"),
+                    "account_id": Field("str", check=v.account_id_error),
+                    "region": Field("str", check=v.region_error),
+                },
+            ),
+        },
+    ),
 }
 
 
@@ -276,6 +299,9 @@ def _cross_checks(config, path, problems):
     if len(set(names)) != len(names):
         problems.append("%s.patching.waves: wave names must be unique" % path)
     _check_wave_members([w for w in patching.get("waves") or [] if w], "%s.patching.waves" % path, problems)
+    s3 = (config.get("report") or {}).get("s3") or {}
+    if s3.get("account_id") and s3["account_id"] not in seen:
+        problems.append("%s.report.s3.account_id: account %s is not one of the landing zone's accounts (%s)" % (path, s3["account_id"], ", ".join(sorted(seen))))
     if patching.get("output_s3_prefix") and not patching.get("output_s3_bucket"):
         problems.append("%s.patching.output_s3_prefix: needs output_s3_bucket" % path)
 
@@ -404,6 +430,11 @@ def find_config(name, search_paths):
 def load(name, search_paths):
     """Find, parse and validate a landing zone; return (path, resolved configuration)."""
     path = find_config(name, search_paths)
+    return path, load_file(path, name)
+
+
+def load_file(path, name):
+    """Parse and validate one landing-zone file; return the resolved configuration."""
     try:
         with open(path, encoding="utf-8") as handle:
             data = yaml.load(handle, Loader=_UniqueKeyLoader)  # nosec B506 - SafeLoader subclass
@@ -413,7 +444,7 @@ def load(name, search_paths):
         raise ConfigError(["%s: cannot be read: %s" % (path, exc)]) from None
     config = validate(data, path)
     config["name"] = name
-    return path, config
+    return config
 
 
 def redacted(config):
