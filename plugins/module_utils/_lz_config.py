@@ -4,10 +4,18 @@
 
 """Landing-zone configuration: find it, load it, validate it once, resolve defaults.
 
-A landing zone lives in ``<search path>/<lz>/group_vars/all/landing_zone.yml``
-under the key ``cms_patching_landing_zone``.  It sits in ``group_vars/all`` so
-that the same directory works as an Ansible inventory (its ``*.aws_ec2.yml``
-sources) without Ansible trying to parse the configuration as hosts.
+A landing zone lives in ``<search path>/<lz>/.landing_zone.yml`` under the key
+``cms_patching_landing_zone``; ``<search path>/<lz>/`` is also the landing
+zone's Ansible inventory (its ``*.aws_ec2.yml`` sources, an AWX inventory
+source). The file's name starts with a dot because Ansible's inventory loader
+skips such files (``IGNORED_ALWAYS`` in ansible/inventory/manager.py): the
+configuration, external IDs included, never becomes inventory variables (as it
+did from ``group_vars/all/``, which AWX imported as host variables of every
+host) nor a bogus group (a plain ``landing_zone.yml`` there is parsed by the
+``yaml`` inventory plugin). It is read by the ``config`` role alone.
+
+The old place, ``<lz>/group_vars/all/landing_zone.yml``, is still read, with a
+deprecation warning.
 
 Validation happens before any AWS call and reports *every* problem of the
 file at once, each naming the file, the key path and what was expected.
@@ -29,7 +37,12 @@ try:
 except ImportError:
     HAS_YAML = False
 
-CONFIG_FILE = os.path.join("group_vars", "all", "landing_zone.yml")
+CONFIG_FILE = ".landing_zone.yml"
+LEGACY_CONFIG_FILE = os.path.join("group_vars", "all", "landing_zone.yml")
+LEGACY_NOTE = (
+    "%s: landing zones in <lz>/group_vars/all/landing_zone.yml are deprecated: an inventory source on that directory (AWX) imports "
+    "the whole configuration, external IDs included, as variables of every host; move it to %s"
+)
 ROOT_KEY = "cms_patching_landing_zone"
 # A landing-zone name is one directory under a search path, nothing more: no '.', so neither '..' nor a hidden
 # directory, and no path separator, so -e lz=../x cannot load a file outside the search paths.
@@ -394,9 +407,25 @@ def known_landing_zones(search_paths):
         if not root or not os.path.isdir(root):
             continue
         for entry in os.listdir(root):
-            if LZ_NAME.fullmatch(entry) and os.path.isfile(os.path.join(root, entry, CONFIG_FILE)):
+            if LZ_NAME.fullmatch(entry) and config_path(root, entry):
                 names.add(entry)
     return sorted(names)
+
+
+def config_path(root, name):
+    """The landing zone's file under one search path: the current place first, then the deprecated one; None if neither."""
+    for relative in (CONFIG_FILE, LEGACY_CONFIG_FILE):
+        path = os.path.join(root, name, relative)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def deprecation(path):
+    """The deprecation note for a file found at the old place, else None."""
+    if path.endswith(os.sep + LEGACY_CONFIG_FILE):
+        return LEGACY_NOTE % (path, os.path.join(path[: -len(LEGACY_CONFIG_FILE)], CONFIG_FILE))
+    return None
 
 
 def lz_name_error(name):
@@ -418,8 +447,9 @@ def find_config(name, search_paths):
     if error:
         raise ConfigError([error])
     for root in search_paths:
-        if root and os.path.isfile(os.path.join(root, name, CONFIG_FILE)):
-            return os.path.join(root, name, CONFIG_FILE)
+        path = config_path(root, name) if root else None
+        if path:
+            return path
     known = known_landing_zones(search_paths)
     where = ", ".join(p for p in search_paths if p) or "(no search paths)"
     raise ConfigError(
@@ -448,7 +478,7 @@ def load_file(path, name):
 
 
 def redacted(config):
-    """A copy fit for printing: external IDs are shared secrets with the role owner."""
+    """A copy fit for printing and for results: external IDs are shared secrets with the role owner."""
     copy = _copy(config)
     for account in copy.get("accounts", []):
         if account.get("external_id"):

@@ -9,8 +9,12 @@ module: landing_zone
 short_description: Load and validate a landing zone's configuration, and name the run
 version_added: 0.1.0
 description:
-  - Finds C(<search path>/<name>/group_vars/all/landing_zone.yml), validates it against the collection's schema and returns it with
-    every default filled in.
+  - Finds C(<search path>/<name>/.landing_zone.yml), validates it against the collection's schema and returns it with
+    every default filled in. The leading dot keeps Ansible's inventory loader away from it, so C(<search path>/<name>/) also works
+    as the landing zone's inventory (an AWX inventory source) without the configuration becoming host variables.
+  - The old place, C(<search path>/<name>/group_vars/all/landing_zone.yml), is still read, with a deprecation warning.
+  - External IDs are masked (C(********)) in RV(config) unless O(reveal_external_ids) is set; a task that sets it must have
+    C(no_log) set to true, as the C(cms.patching.config) role does.
   - Runs before any AWS call; it makes none itself. An unknown landing zone fails naming the known ones; a malformed file fails naming
     the file, every bad key and what was expected.
   - A landing-zone name is a plain directory name (letters, digits, C(-) and C(_)); any other name (C(..), a path separator, a leading
@@ -37,6 +41,12 @@ options:
       - The run ID to use. Omit it to start a new run (a UTC timestamp plus a random suffix).
       - Pass the ID of an interrupted run to resume it; AMIs and commands already made for that run are found and reused.
     type: str
+  reveal_external_ids:
+    description:
+      - Return the accounts' external IDs in RV(config) instead of masking them.
+      - Only for a task with C(no_log) set to true that hands the configuration to the other modules; never print its result.
+    type: bool
+    default: false
   report_overrides:
     description:
       - The report destination given as extra vars, by their names (C(cms_patching_report_dir), C(cms_patching_report_file_name),
@@ -76,6 +86,15 @@ EXAMPLES = r"""
       - "{{ playbook_dir }}/inventories"
   register: lz
 
+- name: The same, with the external IDs, for the other modules (never printed)
+  cms.patching.landing_zone:
+    name: prod
+    search_paths: ["{{ playbook_dir }}/inventories"]
+    run_id: "{{ lz.run_id }}"
+    reveal_external_ids: true
+  no_log: true
+  register: lz_with_secrets
+
 - name: Resume an interrupted run
   cms.patching.landing_zone:
     name: prod
@@ -93,9 +112,11 @@ file:
   description: The configuration file that was loaded.
   returned: success
   type: str
-  sample: /srv/patching/inventories/prod/group_vars/all/landing_zone.yml
+  sample: /srv/patching/inventories/prod/.landing_zone.yml
 config:
-  description: The validated configuration with every default filled in (see the collection README for the schema).
+  description:
+    - The validated configuration with every default filled in (see the collection README for the schema).
+    - External IDs are masked unless O(reveal_external_ids) is set.
   returned: success
   type: dict
 redacted_config:
@@ -192,6 +213,7 @@ def main():
             name=dict(type="str", required=True),
             search_paths=dict(type="list", elements="path", required=True),
             run_id=dict(type="str"),
+            reveal_external_ids=dict(type="bool", default=False),
             report_overrides=dict(type="dict", default={}),
             report_defaults=dict(type="dict", default={}),
             report_callback_enabled=dict(type="bool", default=True),
@@ -224,13 +246,18 @@ def main():
     config_warnings = _lz_config.wave_warnings(config, path)
     if not module.params["report_callback_enabled"]:
         config_warnings.append(CALLBACK_WARNING % report["csv"])
-    for warning in config_warnings:
-        module.warn(warning)
+    # The task that reveals the external IDs reads the same file right after the one that warned: say nothing twice.
+    note = _lz_config.deprecation(path)
+    if not module.params["reveal_external_ids"]:
+        for warning in config_warnings:
+            module.warn(warning)
+        if note:
+            module.deprecate(note, version="2.0.0", collection_name="cms.patching")
     module.exit_json(
         changed=False,
         lz=module.params["name"],
         file=path,
-        config=config,
+        config=config if module.params["reveal_external_ids"] else _lz_config.redacted(config),
         redacted_config=_lz_config.redacted(config),
         run_id=run_id,
         report=report,

@@ -93,3 +93,24 @@ def test_a_disabled_report_callback_is_a_warning_with_the_line_to_add(tmp_path, 
     assert len(warnings) == 1 and "'callbacks_enabled = cms.patching.patch_report'" in warnings[0] and "writes no CSV report" in warnings[0]
     enabled = run_module(landing_zone, {"name": "prod", "search_paths": [str(tmp_path)]})
     assert not enabled.get("warnings")
+
+
+SECRET = BASE.replace('    - account_id: "123456789012"\n', '    - account_id: "123456789012"\n    - {account_id: "210987654321", role_arn: "arn:aws:iam::210987654321:role/R", external_id: s3cr3t-id}\n')
+
+
+def test_external_ids_are_masked_unless_revealed_for_a_no_log_task(tmp_path, run_module):
+    (tmp_path / "prod").mkdir()
+    (tmp_path / "prod" / ".landing_zone.yml").write_text(SECRET)
+    shown = run_module(landing_zone, {"name": "prod", "search_paths": [str(tmp_path)]})
+    assert "s3cr3t-id" not in str(shown) and shown["config"]["accounts"][1]["external_id"] == "********"
+    revealed = run_module(landing_zone, {"name": "prod", "search_paths": [str(tmp_path)], "reveal_external_ids": True})
+    assert revealed["config"]["accounts"][1]["external_id"] == "s3cr3t-id"
+
+
+def test_the_old_place_is_deprecated_once_not_by_the_revealing_task(tmp_path, run_module):
+    write(tmp_path / "prod" / "group_vars" / "all", BASE)
+    shown = run_module(landing_zone, {"name": "prod", "search_paths": [str(tmp_path)]})
+    messages = [d["event"]["msg"] if isinstance(d.get("event"), dict) else d.get("msg") for d in shown["deprecations"]]
+    assert len(messages) == 1 and "group_vars/all/landing_zone.yml are deprecated" in messages[0] and "prod/.landing_zone.yml" in messages[0]
+    revealed = run_module(landing_zone, {"name": "prod", "search_paths": [str(tmp_path)], "reveal_external_ids": True})
+    assert not revealed.get("deprecations") and not revealed.get("warnings")
