@@ -314,7 +314,8 @@ def _cross_checks(config, path, problems):
     _check_wave_members([w for w in patching.get("waves") or [] if w], "%s.patching.waves" % path, problems)
     s3 = (config.get("report") or {}).get("s3") or {}
     if s3.get("account_id") and s3["account_id"] not in seen:
-        problems.append("%s.report.s3.account_id: account %s is not one of the landing zone's accounts (%s)" % (path, s3["account_id"], ", ".join(sorted(seen))))
+        known = ", ".join(sorted(seen))
+        problems.append("%s.report.s3.account_id: account %s is not one of the landing zone's accounts (%s)" % (path, s3["account_id"], known))
     if patching.get("output_s3_prefix") and not patching.get("output_s3_bucket"):
         problems.append("%s.patching.output_s3_prefix: needs output_s3_bucket" % path)
 

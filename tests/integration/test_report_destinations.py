@@ -24,9 +24,12 @@ def s3_report(aws, bucket, key):
 def test_a_full_run_uploads_csv_and_json_with_sse_kms(aws, playbook):
     s3_client(aws).create_bucket(Bucket="cms-reports")
     run = playbook(
-        "-e", "cms_patching_report_s3_bucket=cms-reports",
-        "-e", "cms_patching_report_s3_prefix=runs/{lz}/{run_id}",
-        "-e", "cms_patching_report_s3_kms_key_id=alias/cms-reports",
+        "-e",
+        "cms_patching_report_s3_bucket=cms-reports",
+        "-e",
+        "cms_patching_report_s3_prefix=runs/{lz}/{run_id}",
+        "-e",
+        "cms_patching_report_s3_kms_key_id=alias/cms-reports",
         env={"ANSIBLE_SHOW_CUSTOM_STATS": "true"},
     )
     assert run.rc == 2, run.output[-3000:]

@@ -34,8 +34,9 @@ def test_s3_calls_are_counted_and_logged_by_operation_and_account(sandbox, clien
 
 def test_a_bucket_belongs_to_the_account_that_made_it(sandbox, client):
     credentials = client("sts").assume_role(RoleArn=ROLE, RoleSessionName="tests")["Credentials"]
-    other = client("s3", aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials["SecretAccessKey"],
-                   aws_session_token=credentials["SessionToken"])
+    other = client(
+        "s3", aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials["SecretAccessKey"], aws_session_token=credentials["SessionToken"]
+    )
     other.create_bucket(Bucket="workload-reports")
     other.put_object(Bucket="workload-reports", Key="k", Body=b"1")
     assert [c["account"] for c in sandbox.state.calls.log() if c["operation"] == "s3:PutObject"] == [OTHER_ACCOUNT]

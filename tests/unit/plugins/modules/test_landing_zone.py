@@ -70,7 +70,11 @@ def test_report_destinations_follow_extra_vars_then_environment_then_landing_zon
 @pytest.mark.parametrize(
     "lz_report, overrides, expected",
     [
-        ("  report:\n    file_name: '{lz}-{when}.csv'\n", {}, "%s: cms_patching_landing_zone.report.file_name: unknown placeholder {when} (known: {lz}, {run_id})"),
+        (
+            "  report:\n    file_name: '{lz}-{when}.csv'\n",
+            {},
+            "%s: cms_patching_landing_zone.report.file_name: unknown placeholder {when} (known: {lz}, {run_id})",
+        ),
         ("", {"cms_patching_report_file_name": "{oops}.csv"}, "extra var cms_patching_report_file_name: unknown placeholder {oops}"),
         ("  backup:\n    name_template: 'pre-{instance}'\n", {}, "%s: cms_patching_landing_zone.backup.name_template: unknown placeholder {instance}"),
         ("  backup:\n    description_template: 'x {'\n", {}, "%s: cms_patching_landing_zone.backup.description_template: is not a valid template"),
@@ -95,7 +99,8 @@ def test_a_disabled_report_callback_is_a_warning_with_the_line_to_add(tmp_path, 
     assert not enabled.get("warnings")
 
 
-SECRET = BASE.replace('    - account_id: "123456789012"\n', '    - account_id: "123456789012"\n    - {account_id: "210987654321", role_arn: "arn:aws:iam::210987654321:role/R", external_id: s3cr3t-id}\n')
+SECOND = '    - {account_id: "210987654321", role_arn: "arn:aws:iam::210987654321:role/R", external_id: s3cr3t-id}\n'
+SECRET = BASE.replace('    - account_id: "123456789012"\n', '    - account_id: "123456789012"\n' + SECOND)
 
 
 def test_external_ids_are_masked_unless_revealed_for_a_no_log_task(tmp_path, run_module):
