@@ -124,6 +124,8 @@ class CallbackModule(CallbackBase):
     def _collect(self, result, failed):
         action = self._action(result)
         data = result._result  # pylint: disable=protected-access
+        if action == _CONFIG and not failed and "config" not in data:
+            return  # the no_log task that hands the external IDs on: its result reaches callbacks censored
         if action == _CONFIG and not failed:
             self.report.set_run(data.get("lz"), data.get("run_id"))
             config = data.get("config") or {}

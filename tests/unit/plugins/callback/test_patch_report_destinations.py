@@ -138,3 +138,12 @@ def test_a_failed_upload_warns_and_keeps_the_local_report(aws, callback, tmp_pat
     assert (tmp_path / "demo-r1.csv").is_file()
     assert any("could not upload the report to s3://missing-bucket/demo-r1.csv: NoSuchBucket" in line for line in callback._display.lines)
     assert not any(line.startswith("S3 report:") for line in callback._display.lines)
+
+
+def test_the_censored_result_of_the_no_log_config_task_changes_nothing(callback, tmp_path):
+    config(callback, report={"dir": str(tmp_path / "lz")}, accounts=[{"account_id": "210987654321"}])
+    censored = {"censored": "the output has been hidden due to the fact that 'no_log: true' was specified for this result", "changed": False}
+    callback.v2_runner_on_ok(Result("cms.patching.landing_zone", censored))
+    callback.v2_runner_on_ok(Result("cms.patching.ec2_patch_scan", SCAN))
+    assert (tmp_path / "lz" / "demo-r1.csv").is_file()
+    assert callback._accounts == [{"account_id": "210987654321"}]
