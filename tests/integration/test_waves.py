@@ -12,7 +12,7 @@ def demo_config():
 
 def write_lz(root, name, config):
     target = root / name
-    target.mkdir(parents=True)
+    target.mkdir(parents=True, exist_ok=True)
     (target / ".landing_zone.yml").write_text(yaml.safe_dump(config))
 
 
