@@ -127,8 +127,8 @@ def playbook_benchmark(count, targets, settings=None, profile=False):
     """ansible-playbook --tags discovery,backup on `count` instances of which `targets` are SSM-managed targets."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
-        (tmp / "lzs" / "bench" / "group_vars" / "all").mkdir(parents=True)
-        (tmp / "lzs" / "bench" / "group_vars" / "all" / "landing_zone.yml").write_text(LZ.format(account=ACCOUNT, region=REGION))
+        (tmp / "lzs" / "bench").mkdir(parents=True)
+        (tmp / "lzs" / "bench" / ".landing_zone.yml").write_text(LZ.format(account=ACCOUNT, region=REGION))
         scenario = tmp / "scenario.json"
         spec = {"count": count, "accounts": [ACCOUNT], "regions": [REGION], "reservations": 10, "managed_ratio": targets / count, "environment": "bench"}
         scenario.write_text(json.dumps({"synthetic": spec}))

@@ -51,9 +51,37 @@ def classify(environ: dict[str, Any]) -> AwsCall | None:
     else:
         params = _form_fields(environ)
         operation = params.get("Action", "")
+    if not operation and service.lower() == "s3":
+        operation = s3_operation(environ)
     if not operation:
         return None
     return AwsCall(service=service.lower(), operation=operation, access_key=access_key, region=region, json_protocol=bool(target), params=params)
+
+
+def s3_operation(environ: dict[str, Any]) -> str:
+    """S3 is a REST API (no Action, no X-Amz-Target): the operation follows from the method and the path (path-style
+    addressing, which botocore uses for an IP endpoint such as the sandbox's). Only what the collection and its tests
+    call is named; anything else is still answered by moto, as ``s3:<METHOD>``."""
+    method = environ.get("REQUEST_METHOD", "GET").upper()
+    parts = environ.get("PATH_INFO", "/").lstrip("/").split("/", 1)
+    has_key = len(parts) == 2 and bool(parts[1])
+    query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    if not parts[0]:
+        return "ListBuckets" if method == "GET" else method
+    if has_key:
+        return {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}.get(method, method)
+    if method == "GET":
+        return "ListObjectsV2" if query.get("list-type") == ["2"] else "ListObjects"
+    return {"PUT": "CreateBucket", "HEAD": "HeadBucket", "DELETE": "DeleteBucket"}.get(method, method)
+
+
+def _s3_error(status: str, code: str, message: str, request_id: str) -> Answer:
+    """S3's REST error document (S3 API reference, "Error responses")."""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
+    ).encode()
+    return status, [("Content-Type", "application/xml"), ("x-amz-request-id", request_id)], body
 
 
 def _form_fields(environ: dict[str, Any]) -> dict[str, str]:
@@ -78,6 +106,9 @@ Answer = tuple[str, list[tuple[str, str]], bytes]
 def throttling_response(call: AwsCall) -> Answer:
     """The (status, headers, body) AWS sends when it throttles ``call``, in that service's error format."""
     request_id = str(uuid.uuid4())
+    if call.service == "s3":
+        # S3 throttles with 503 SlowDown ("Please reduce your request rate.").
+        return _s3_error("503 Slow Down", "SlowDown", "Please reduce your request rate.", request_id)
     if call.service == "ec2":
         # EC2 throttles with 503 RequestLimitExceeded; botocore retries it as a throttle.
         body = (
@@ -102,6 +133,11 @@ def server_error_response(call: AwsCall, draw: float = 0.0) -> Answer:
     """A 5xx as the service sends it: EC2 InternalError 500 or Unavailable 503 (``draw`` < 0.5 picks the first),
     SSM (JSON) InternalServerError 500, STS / other query services ServiceUnavailable 503."""
     request_id = str(uuid.uuid4())
+    if call.service == "s3":
+        # S3 "Error responses": InternalError 500 or ServiceUnavailable 503.
+        if draw < 0.5:
+            return _s3_error("500 Internal Server Error", "InternalError", "We encountered an internal error. Please try again.", request_id)
+        return _s3_error("503 Service Unavailable", "ServiceUnavailable", "Reduce your request rate.", request_id)
     if call.service == "ec2":
         # "Error codes for the Amazon EC2 API": server errors.
         if draw < 0.5:

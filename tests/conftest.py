@@ -15,6 +15,7 @@ for path in (REPO_ROOT, REPO_ROOT / "collections"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
+from ansible.module_utils import _internal as _module_internal  # noqa: E402  pylint: disable=wrong-import-position
 from ansible.module_utils.common import warnings as warnings_module  # noqa: E402  pylint: disable=wrong-import-position
 from ansible.module_utils.testing import patch_module_args  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -58,8 +59,11 @@ class ModuleResult(dict):
 
 
 @pytest.fixture
-def run_module(capsys):
+def run_module(capsys, monkeypatch):
     """run_module(module, args, check_mode=False) -> the module's result dict (exit_json or fail_json)."""
+    # Once a controller module is imported in this process (e.g. by the callback's tests), ansible-core sends module
+    # warnings to the controller's Display instead of the result; a real module process is never the controller.
+    monkeypatch.setattr(_module_internal, "is_controller", False)
 
     def run(module, args, check_mode=False):
         args = dict(args)

@@ -24,12 +24,26 @@ description:
     to C(error); a dry run reports no errors.
   - Cells starting with C(=), C(+), C(-), C(@), a tab or a carriage return are prefixed with an apostrophe so a spreadsheet does not
     run them as formulas.
-  - A landing zone's C(report.dir) and C(report.file_name) settings, when set, take precedence over these options.
+  - Where the report goes, key by key, highest first; extra vars (C(-e cms_patching_report_dir=...)), the environment
+    (C(CMS_PATCHING_REPORT_DIR=...)), the landing zone's C(report) section, then these options (ansible.cfg or their defaults).
+    The keys are C(dir), C(file_name), C(s3_bucket), C(s3_prefix), C(s3_sse), C(s3_kms_key_id), C(s3_account_id) and C(s3_region);
+    extra vars are named C(cms_patching_report_<key>), environment variables C(CMS_PATCHING_REPORT_<KEY>) (the file name's is
+    C(CMS_PATCHING_REPORT_FILE)), the landing zone's C(report.dir), C(report.file_name) and C(report.s3.<key>).
+  - Beside the CSV, a JSON file with the same base name holds the same rows as typed objects, plus the summary.
+  - With an S3 bucket, both files are uploaded (C(s3://<bucket>/<prefix>/<file>), SSE-S3 or SSE-KMS) at the end of every phase (play)
+    and when the run ends, also when it failed or was interrupted, through the collection's session layer; the bucket's account
+    (C(s3_account_id), default the landing zone's first account) is reached as the modules reach it (own credentials or its role).
+    A failed upload is a warning; the local files stay.
+  - Under ansible-runner / AWX (C(AWX_ISOLATED_DATA_DIR) set), both files are also copied into the job's artifacts directory, under
+    C(cms_patching/).
+  - C(file_name) and C(s3_prefix) take the placeholders C({lz}) and C({run_id}); the C(config) phase refuses any other, naming
+    where it was set. Should a bad name reach the callback anyway, it warns and writes C({lz}-{run_id}.csv) instead; the CSV is
+    never lost.
 requirements:
-  - Enable it in ansible.cfg (C(callbacks_enabled = cms.patching.patch_report)).
+  - Enable it in ansible.cfg (C(callbacks_enabled = cms.patching.patch_report)); without it the C(config) phase warns once.
 options:
   dir:
-    description: The directory for the CSV files; created when missing.
+    description: The directory for the CSV and JSON files; created when missing.
     type: path
     default: ./reports
     env:
@@ -38,7 +52,7 @@ options:
       - section: cms_patching_report
         key: dir
   file_name:
-    description: The CSV file name; C({lz}) and C({run_id}) are replaced.
+    description: The CSV file name; C({lz}) and C({run_id}) are replaced. The JSON file has the same base name.
     type: str
     default: "{lz}-{run_id}.csv"
     env:
@@ -50,11 +64,20 @@ options:
 
 import atexit
 import os
+import shutil
 
 from ansible import context
 from ansible.plugins.callback import CallbackBase
 
+from ansible_collections.cms.patching.plugins.module_utils import _report_dest as dest
 from ansible_collections.cms.patching.plugins.module_utils._report import RunReport, summary_line
+
+try:
+    from ansible_collections.cms.patching.plugins.module_utils import _report_upload
+
+    HAS_UPLOAD = True
+except ImportError:  # boto3 missing: the local report still works, an S3 destination says why it cannot
+    HAS_UPLOAD = False
 
 _CONFIG = "cms.patching.landing_zone"
 _SCAN = "cms.patching.ec2_patch_scan"
@@ -72,9 +95,18 @@ class CallbackModule(CallbackBase):
     def __init__(self, display=None):
         super().__init__(display=display)
         self.report = RunReport()
-        self._overrides = {}
+        self._lz_report = {}
+        self._lz_file = None
+        self._accounts = []
+        self._session_name = None
+        self._extra_vars = {}
+        self._settings = None
+        self._resolved = None
         self._path = None
         self._dirty = False
+        # Written since the last upload / artifacts copy.
+        self._unpublished = False
+        self._warned = set()
         # What ended the run early, if anything: the last failure before Ansible had no host left to run on.
         self._last_failure = None
         self._stopped_by = None
@@ -92,10 +124,17 @@ class CallbackModule(CallbackBase):
     def _collect(self, result, failed):
         action = self._action(result)
         data = result._result  # pylint: disable=protected-access
+        if action == _CONFIG and not failed and "config" not in data:
+            return  # the no_log task that hands the external IDs on: its result reaches callbacks censored
         if action == _CONFIG and not failed:
             self.report.set_run(data.get("lz"), data.get("run_id"))
-            self._overrides = (data.get("config") or {}).get("report") or {}
-            self._path = None
+            config = data.get("config") or {}
+            self._lz_report = dest.flatten_lz(config.get("report"))
+            self._lz_file = data.get("file")
+            self._accounts = config.get("accounts") or []
+            self._session_name = config.get("role_session_name")
+            self._resolved = data.get("report") or None
+            self._settings = self._path = None
         elif action == _SCAN:
             self.report.add_discovery(data.get("instances") or [], errors=data.get("errors") or [])
         elif action == _BACKUP and data.get("mode", "create") in ("create", "verify"):
@@ -154,6 +193,17 @@ class CallbackModule(CallbackBase):
 
     def v2_playbook_on_play_start(self, play):
         self._plays_started += 1
+        try:
+            extra = play.get_variable_manager().extra_vars
+        except Exception:  # pylint: disable=broad-except  # no variable manager (tests, odd plays): no extra vars
+            extra = {}
+        extra = {name: str(extra[name]) for name in dest.EXTRA_VARS.values() if extra.get(name) not in (None, "")}
+        if extra != self._extra_vars and not self.report.run_id:
+            self._extra_vars = extra
+            self._settings = self._path = None
+        # A new play is the end of the previous phase: the report as it stands leaves the controller.
+        if self._plays_started > 1:
+            self._publish()
 
     def _stopped(self):
         """Plays were left when the playbook ended: every host of one failed, so the later plays (phases) never ran.
@@ -185,12 +235,51 @@ class CallbackModule(CallbackBase):
 
     # -- writing ----------------------------------------------------------------------------------
 
+    def _warn_once(self, message):
+        if message not in self._warned:
+            self._warned.add(message)
+            self._display.warning("cms.patching.patch_report: %s" % message)
+
+    def _destination(self):
+        """The resolved settings (extra vars > environment > landing zone > options); a bad value falls back, with a warning."""
+        if self._settings is None:
+            defaults = {"dir": self.get_option("dir"), "file_name": self.get_option("file_name")}
+            if self._resolved:
+                # The config phase resolved (and validated) them with the same code; only its defaults tier is ours (ansible.cfg).
+                settings, origin = dict(self._resolved.get("settings") or {}), dict(self._resolved.get("origin") or {})
+                for key in ("dir", "file_name"):
+                    if origin.get(key, "default").startswith("default") and defaults.get(key):
+                        settings[key], origin[key] = defaults[key], "the callback's option %s" % key
+                problems = dest.check(settings, origin)
+            else:
+                tiers = dict(extra=self._extra_vars, environ=os.environ, lz=self._lz_report, lz_source=self._lz_file or "the landing zone")
+                try:
+                    settings, problems = dest.resolve(defaults=defaults, **tiers)[0], []
+                except dest.DestinationError as exc:
+                    problems = exc.problems
+                    names = (dest.EXTRA_VARS["file_name"], dest.ENV_VARS["file_name"], "file_name")
+                    tiers = {k: ({n: v for n, v in t.items() if n not in names} if isinstance(t, dict) else t) for k, t in tiers.items()}
+                    try:
+                        settings = dest.resolve(defaults=dict(defaults, file_name=dest.DEFAULT_FILE_NAME), **tiers)[0]
+                    except dest.DestinationError:
+                        settings = {"dir": defaults["dir"] or dest.DEFAULT_DIR}
+            if problems:
+                # The config phase refuses these; should one get here anyway, the CSV is still written under the default name.
+                self._warn_once("%s; writing the report as %s instead" % ("; ".join(problems), dest.DEFAULT_FILE_NAME))
+                settings["file_name"] = dest.DEFAULT_FILE_NAME
+            self._settings = settings
+        return self._settings
+
     def _report_path(self):
         if self._path is None:
-            directory = self._overrides.get("dir") or self.get_option("dir")
-            name = (self._overrides.get("file_name") or self.get_option("file_name")).format(lz=self.report.lz or "unknown", run_id=self.report.run_id)
-            self._path = os.path.join(os.path.expanduser(directory), name)
+            settings = self._destination()
+            csv_name = dest.file_names(settings, self.report.lz, self.report.run_id)[0]
+            self._path = os.path.join(os.path.expanduser(settings["dir"]), csv_name)
         return self._path
+
+    def _json_path(self):
+        base = self._report_path()
+        return (base[:-4] if base.lower().endswith(".csv") else base) + ".json"
 
     def _flush(self):
         # Nothing seen yet (e.g. a configuration error): there is no row to lose and no file to write.
@@ -198,9 +287,59 @@ class CallbackModule(CallbackBase):
             return
         try:
             self.report.write(self._report_path())
+            self.report.write_json(self._json_path())
             self._dirty = False
+            self._unpublished = True
         except OSError as exc:
             self._display.warning("cms.patching.patch_report: could not write %s: %s" % (self._report_path(), exc))
+
+    def _publish(self):
+        """Copy what was written to the other destinations: the S3 bucket and the job's artifacts directory."""
+        self._flush()
+        if not self._unpublished or not os.path.isfile(self._report_path()):
+            return
+        self._unpublished = False
+        self._copy_to_artifacts()
+        self._upload()
+
+    def _copy_to_artifacts(self):
+        artifacts = os.environ.get("AWX_ISOLATED_DATA_DIR")
+        if not artifacts:
+            return
+        target = os.path.join(artifacts, "cms_patching")
+        try:
+            os.makedirs(target, exist_ok=True)
+            for path in (self._report_path(), self._json_path()):
+                shutil.copyfile(path, os.path.join(target, os.path.basename(path)))
+        except OSError as exc:
+            self._warn_once("could not copy the report into the job's artifacts (%s): %s" % (target, exc))
+
+    def _upload(self):
+        settings = self._destination()
+        keys = dest.s3_keys(settings, self.report.lz, self.report.run_id)
+        if not keys:
+            return
+        if not HAS_UPLOAD:
+            self._warn_once("the report's S3 bucket needs boto3 on the controller; the report stays in %s" % self._report_path())
+            return
+        try:
+            _report_upload.put_files(
+                settings, [(self._report_path(), keys[0]), (self._json_path(), keys[1])], self._upload_accounts(), session_name=self._session_name
+            )
+        except Exception as exc:  # pylint: disable=broad-except  # never fail the run for its report: say it and keep the local files
+            self._unpublished = True
+            self._display.warning("cms.patching.patch_report: %s; the report stays in %s" % (exc, self._report_path()))
+
+    def _upload_accounts(self):
+        """The landing zone's accounts with their external IDs: the config result masks them, the file has them."""
+        if self._lz_file and any(a.get("external_id") for a in self._accounts):
+            try:
+                from ansible_collections.cms.patching.plugins.module_utils import _lz_config  # pylint: disable=import-outside-toplevel
+
+                return _lz_config.load_file(self._lz_file, self.report.lz)["accounts"]
+            except Exception:  # pylint: disable=broad-except  # the upload then says which role it could not assume
+                pass
+        return self._accounts
 
     @staticmethod
     def _selection():
@@ -215,7 +354,7 @@ class CallbackModule(CallbackBase):
         self._finished = True
         self.report.explain_not_run(self._stopped_by, interrupted=interrupted, selection="" if interrupted else self._selection())
         self._dirty = True
-        self._flush()
+        self._publish()
 
     def _at_exit(self):
         # Reached without v2_playbook_on_stats: the run was interrupted (Ctrl-C, a cancel) or ended abnormally.
@@ -228,3 +367,7 @@ class CallbackModule(CallbackBase):
             self._display.banner("CMS PATCHING REPORT")
             self._display.display("%s run %s: %s" % (self.report.lz, self.report.run_id, summary_line(self.report.summary())))
             self._display.display("CSV report: %s" % os.path.abspath(self._report_path()))
+            self._display.display("JSON report: %s" % os.path.abspath(self._json_path()))
+            keys = dest.s3_keys(self._destination(), self.report.lz, self.report.run_id)
+            if keys and not self._unpublished:
+                self._display.display("S3 report: s3://%s/%s" % (self._destination()["s3_bucket"], keys[0]))

@@ -4,10 +4,18 @@
 
 """Landing-zone configuration: find it, load it, validate it once, resolve defaults.
 
-A landing zone lives in ``<search path>/<lz>/group_vars/all/landing_zone.yml``
-under the key ``cms_patching_landing_zone``.  It sits in ``group_vars/all`` so
-that the same directory works as an Ansible inventory (its ``*.aws_ec2.yml``
-sources) without Ansible trying to parse the configuration as hosts.
+A landing zone lives in ``<search path>/<lz>/.landing_zone.yml`` under the key
+``cms_patching_landing_zone``; ``<search path>/<lz>/`` is also the landing
+zone's Ansible inventory (its ``*.aws_ec2.yml`` sources, an AWX inventory
+source). The file's name starts with a dot because Ansible's inventory loader
+skips such files (``IGNORED_ALWAYS`` in ansible/inventory/manager.py): the
+configuration, external IDs included, never becomes inventory variables (as it
+did from ``group_vars/all/``, which AWX imported as host variables of every
+host) nor a bogus group (a plain ``landing_zone.yml`` there is parsed by the
+``yaml`` inventory plugin). It is read by the ``config`` role alone.
+
+The old place, ``<lz>/group_vars/all/landing_zone.yml``, is still read, with a
+deprecation warning.
 
 Validation happens before any AWS call and reports *every* problem of the
 file at once, each naming the file, the key path and what was expected.
@@ -17,8 +25,10 @@ import difflib
 import os
 import re
 
+from ansible_collections.cms.patching.plugins.module_utils import _report_dest
 from ansible_collections.cms.patching.plugins.module_utils import _validate as v
 from ansible_collections.cms.patching.plugins.module_utils import _waves
+from ansible_collections.cms.patching.plugins.module_utils._backup import template_error as ami_template_error
 
 try:
     import yaml
@@ -27,7 +37,12 @@ try:
 except ImportError:
     HAS_YAML = False
 
-CONFIG_FILE = os.path.join("group_vars", "all", "landing_zone.yml")
+CONFIG_FILE = ".landing_zone.yml"
+LEGACY_CONFIG_FILE = os.path.join("group_vars", "all", "landing_zone.yml")
+LEGACY_NOTE = (
+    "%s: landing zones in <lz>/group_vars/all/landing_zone.yml are deprecated: an inventory source on that directory (AWX) imports "
+    "the whole configuration, external IDs included, as variables of every host; move it to %s"
+)
 ROOT_KEY = "cms_patching_landing_zone"
 # A landing-zone name is one directory under a search path, nothing more: no '.', so neither '..' nor a hidden
 # directory, and no path separator, so -e lz=../x cannot load a file outside the search paths.
@@ -113,8 +128,10 @@ SCHEMA = {
         default={},
         fields={
             "no_reboot": Field("bool", default=True),
-            "name_template": Field("str", default="cms-patching-{instance_id}-{run_id}"),
-            "description_template": Field("str", default="Pre-patch backup of {instance_id} ({name}) for run {run_id} in landing zone {lz}"),
+            "name_template": Field("str", default="cms-patching-{instance_id}-{run_id}", check=ami_template_error),
+            "description_template": Field(
+                "str", default="Pre-patch backup of {instance_id} ({name}) for run {run_id} in landing zone {lz}", check=ami_template_error
+            ),
             "tags": Field("map", default={}),
             "wait_timeout": Field("int", default=1800, minimum=60),
             "poll_interval": Field("int", default=15, minimum=1),
@@ -163,7 +180,26 @@ SCHEMA = {
             ),
         },
     ),
-    "report": Field("dict", default={}, fields={"dir": Field("str"), "file_name": Field("str")}),
+    "report": Field(
+        "dict",
+        default={},
+        fields={
+            "dir": Field("str"),
+            "file_name": Field("str", check=_report_dest.template_error),
+            "s3": Field(
+                "dict",
+                default={},
+                fields={
+                    "bucket": Field("str"),
+                    "prefix": Field("str", check=_report_dest.template_error),
+                    "sse": Field("str", choices=list(_report_dest.SSE_CHOICES)),
+                    "kms_key_id": Field("str"),
+                    "account_id": Field("str", check=v.account_id_error),
+                    "region": Field("str", check=v.region_error),
+                },
+            ),
+        },
+    ),
 }
 
 
@@ -282,6 +318,10 @@ def _cross_checks(config, path, problems):
     if len(set(names)) != len(names):
         problems.append("%s.patching.waves: wave names must be unique" % path)
     _check_wave_members([w for w in patching.get("waves") or [] if w], "%s.patching.waves" % path, problems)
+    s3 = (config.get("report") or {}).get("s3") or {}
+    if s3.get("account_id") and s3["account_id"] not in seen:
+        known = ", ".join(sorted(seen))
+        problems.append("%s.report.s3.account_id: account %s is not one of the landing zone's accounts (%s)" % (path, s3["account_id"], known))
     if patching.get("output_s3_prefix") and not patching.get("output_s3_bucket"):
         problems.append("%s.patching.output_s3_prefix: needs output_s3_bucket" % path)
 
@@ -393,9 +433,25 @@ def known_landing_zones(search_paths):
         if not root or not os.path.isdir(root):
             continue
         for entry in os.listdir(root):
-            if LZ_NAME.fullmatch(entry) and os.path.isfile(os.path.join(root, entry, CONFIG_FILE)):
+            if LZ_NAME.fullmatch(entry) and config_path(root, entry):
                 names.add(entry)
     return sorted(names)
+
+
+def config_path(root, name):
+    """The landing zone's file under one search path: the current place first, then the deprecated one; None if neither."""
+    for relative in (CONFIG_FILE, LEGACY_CONFIG_FILE):
+        path = os.path.join(root, name, relative)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def deprecation(path):
+    """The deprecation note for a file found at the old place, else None."""
+    if path.endswith(os.sep + LEGACY_CONFIG_FILE):
+        return LEGACY_NOTE % (path, os.path.join(path[: -len(LEGACY_CONFIG_FILE)], CONFIG_FILE))
+    return None
 
 
 def lz_name_error(name):
@@ -417,8 +473,9 @@ def find_config(name, search_paths):
     if error:
         raise ConfigError([error])
     for root in search_paths:
-        if root and os.path.isfile(os.path.join(root, name, CONFIG_FILE)):
-            return os.path.join(root, name, CONFIG_FILE)
+        path = config_path(root, name) if root else None
+        if path:
+            return path
     known = known_landing_zones(search_paths)
     where = ", ".join(p for p in search_paths if p) or "(no search paths)"
     raise ConfigError(
@@ -429,6 +486,11 @@ def find_config(name, search_paths):
 def load(name, search_paths):
     """Find, parse and validate a landing zone; return (path, resolved configuration)."""
     path = find_config(name, search_paths)
+    return path, load_file(path, name)
+
+
+def load_file(path, name):
+    """Parse and validate one landing-zone file; return the resolved configuration."""
     try:
         with open(path, encoding="utf-8") as handle:
             data = yaml.load(handle, Loader=_UniqueKeyLoader)  # nosec B506 - SafeLoader subclass
@@ -438,11 +500,11 @@ def load(name, search_paths):
         raise ConfigError(["%s: cannot be read: %s" % (path, exc)]) from None
     config = validate(data, path)
     config["name"] = name
-    return path, config
+    return config
 
 
 def redacted(config):
-    """A copy fit for printing: external IDs are shared secrets with the role owner."""
+    """A copy fit for printing and for results: external IDs are shared secrets with the role owner."""
     copy = _copy(config)
     for account in copy.get("accounts", []):
         if account.get("external_id"):

@@ -22,7 +22,7 @@ except ImportError:  # AnsibleAWSModule reports the missing library itself
 ACCOUNT_OPTIONS = dict(
     account_id=dict(type="str", required=True),
     role_arn=dict(type="str"),
-    external_id=dict(type="str", no_log=False),
+    external_id=dict(type="str", no_log=True),  # a secret shared with the role owner: masked in -v output and results
     session_name=dict(type="str"),
     duration_seconds=dict(type="int"),
     name=dict(type="str"),

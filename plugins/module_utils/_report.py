@@ -18,6 +18,7 @@ dry run reports no errors.
 import csv
 import datetime
 import io
+import json
 import os
 import tempfile
 
@@ -263,19 +264,37 @@ class RunReport:
             writer.writerow([neutralise(row[c]) for c in COLUMNS])
         return buffer.getvalue()
 
+    def to_json(self):
+        """The same rows as the CSV, one object per instance (and per account/region discovery could not scan), typed."""
+        instances = []
+        for row in self.rows.values():
+            item = dict(row)
+            item["target"] = row["target"] if isinstance(row["target"], bool) else None
+            item["snapshot_ids"] = [s for s in str(row["snapshot_ids"]).split(";") if s]
+            instances.append(item)
+        return json.dumps({"lz": self.lz, "run_id": self.run_id, "summary": self.summary(), "instances": instances}, indent=1, sort_keys=True) + "\n"
+
     def write(self, path):
-        """Write atomically: a reader (or an interrupted run) never sees half a file."""
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(prefix=".report-", suffix=".csv", dir=directory)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-                out.write(self.to_csv())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        """Write the CSV atomically."""
+        write_atomically(path, self.to_csv())
+
+    def write_json(self, path):
+        write_atomically(path, self.to_json())
+
+
+def write_atomically(path, text):
+    """A reader (or an interrupted run) never sees half a file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=".report-", suffix=os.path.splitext(path)[1], dir=directory)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            out.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def summary_line(summary):

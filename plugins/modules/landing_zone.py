@@ -9,8 +9,12 @@ module: landing_zone
 short_description: Load and validate a landing zone's configuration, and name the run
 version_added: 0.1.0
 description:
-  - Finds C(<search path>/<name>/group_vars/all/landing_zone.yml), validates it against the collection's schema and returns it with
-    every default filled in.
+  - Finds C(<search path>/<name>/.landing_zone.yml), validates it against the collection's schema and returns it with
+    every default filled in. The leading dot keeps Ansible's inventory loader away from it, so C(<search path>/<name>/) also works
+    as the landing zone's inventory (an AWX inventory source) without the configuration becoming host variables.
+  - The old place, C(<search path>/<name>/group_vars/all/landing_zone.yml), is still read, with a deprecation warning.
+  - External IDs are masked (C(********)) in RV(config) unless O(reveal_external_ids) is set; a task that sets it must have
+    C(no_log) set to true, as the C(cms.patching.config) role does.
   - Runs before any AWS call; it makes none itself. An unknown landing zone fails naming the known ones; a malformed file fails naming
     the file, every bad key and what was expected.
   - A landing-zone name is a plain directory name (letters, digits, C(-) and C(_)); any other name (C(..), a path separator, a leading
@@ -37,6 +41,32 @@ options:
       - The run ID to use. Omit it to start a new run (a UTC timestamp plus a random suffix).
       - Pass the ID of an interrupted run to resume it; AMIs and commands already made for that run are found and reused.
     type: str
+  reveal_external_ids:
+    description:
+      - Return the accounts' external IDs in RV(config) instead of masking them.
+      - Only for a task with C(no_log) set to true that hands the configuration to the other modules; never print its result.
+    type: bool
+    default: false
+  report_overrides:
+    description:
+      - The report destination given as extra vars, by their names (C(cms_patching_report_dir), C(cms_patching_report_file_name),
+        C(cms_patching_report_s3_bucket), C(cms_patching_report_s3_prefix), C(cms_patching_report_s3_sse),
+        C(cms_patching_report_s3_kms_key_id), C(cms_patching_report_s3_account_id), C(cms_patching_report_s3_region)).
+      - They win over the environment (C(CMS_PATCHING_REPORT_DIR), C(CMS_PATCHING_REPORT_FILE), C(CMS_PATCHING_REPORT_S3_BUCKET), ...),
+        which wins over the landing zone's C(report) section, which wins over O(report_defaults).
+      - Every value is checked here, before any AWS call; a bad one fails naming the extra var, environment variable or file and key.
+    type: dict
+    default: {}
+  report_defaults:
+    description: The report callback's own C(dir) and C(file_name) (ansible.cfg or built-in defaults), the lowest tier.
+    type: dict
+    default: {}
+  report_callback_enabled:
+    description:
+      - Whether the C(cms.patching.patch_report) callback is enabled; when not, a warning (once per run) names the line to add to
+        ansible.cfg, since no CSV would be written.
+    type: bool
+    default: true
 extends_documentation_fragment:
   - cms.patching.attributes
 attributes:
@@ -56,6 +86,15 @@ EXAMPLES = r"""
       - "{{ playbook_dir }}/inventories"
   register: lz
 
+- name: The same, with the external IDs, for the other modules (never printed)
+  cms.patching.landing_zone:
+    name: prod
+    search_paths: ["{{ playbook_dir }}/inventories"]
+    run_id: "{{ lz.run_id }}"
+    reveal_external_ids: true
+  no_log: true
+  register: lz_with_secrets
+
 - name: Resume an interrupted run
   cms.patching.landing_zone:
     name: prod
@@ -73,9 +112,11 @@ file:
   description: The configuration file that was loaded.
   returned: success
   type: str
-  sample: /srv/patching/inventories/prod/group_vars/all/landing_zone.yml
+  sample: /srv/patching/inventories/prod/.landing_zone.yml
 config:
-  description: The validated configuration with every default filled in (see the collection README for the schema).
+  description:
+    - The validated configuration with every default filled in (see the collection README for the schema).
+    - External IDs are masked unless O(reveal_external_ids) is set.
   returned: success
   type: dict
 redacted_config:
@@ -87,6 +128,34 @@ run_id:
   returned: success
   type: str
   sample: 20261127T180400Z-3f9a1c
+report:
+  description: Where the report of this run goes, resolved by precedence (the report callback computes the same).
+  returned: success
+  type: dict
+  contains:
+    csv:
+      description: The CSV's absolute path on the controller.
+      type: str
+      sample: /srv/patching/reports/prod-20261127T180400Z-3f9a1c.csv
+    json:
+      description: The per-instance JSON file, beside the CSV.
+      type: str
+      sample: /srv/patching/reports/prod-20261127T180400Z-3f9a1c.json
+    s3_csv:
+      description: The CSV's S3 URI, when an S3 bucket is set.
+      type: str
+      returned: with an S3 bucket
+      sample: s3://patching-reports/prod/20261127T180400Z-3f9a1c/prod-20261127T180400Z-3f9a1c.csv
+    s3_json:
+      description: The JSON's S3 URI, when an S3 bucket is set.
+      type: str
+      returned: with an S3 bucket
+    settings:
+      description: The resolved settings (dir, file_name, s3_bucket, s3_prefix, s3_sse, s3_kms_key_id, s3_account_id, s3_region).
+      type: dict
+    origin:
+      description: Where each setting came from (extra var, environment variable, landing-zone file and key, default).
+      type: dict
 config_warnings:
   description: Warnings about the configuration (e.g. a wave that gets no instance), each naming the file and the key; also shown as warnings.
   returned: success
@@ -110,7 +179,10 @@ import secrets
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+import os
+
 from ansible_collections.cms.patching.plugins.module_utils import _lz_config
+from ansible_collections.cms.patching.plugins.module_utils import _report_dest
 from ansible_collections.cms.patching.plugins.module_utils._validate import run_id_error
 
 
@@ -119,12 +191,32 @@ def new_run_id():
     return "%s-%s" % (now.strftime("%Y%m%dT%H%M%SZ"), secrets.token_hex(3))
 
 
+CALLBACK_WARNING = (
+    "the cms.patching.patch_report callback is not enabled, so this run writes no CSV report (it would be %s): add the line "
+    "'callbacks_enabled = cms.patching.patch_report' to the [defaults] section of your ansible.cfg "
+    "(or set ANSIBLE_CALLBACKS_ENABLED=cms.patching.patch_report)"
+)
+
+
+def report_destination(params, config, path, run_id):
+    """The report's destinations by precedence: extra vars > environment > landing zone > the callback's defaults."""
+    defaults = {k: v for k, v in (params["report_defaults"] or {}).items() if k in ("dir", "file_name") and v}
+    settings, origin = _report_dest.resolve(
+        extra=params["report_overrides"], environ=os.environ, lz=_report_dest.flatten_lz(config.get("report")), defaults=defaults, lz_source=path
+    )
+    return dict(_report_dest.describe(settings, config["name"], run_id), settings=settings, origin=origin)
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             name=dict(type="str", required=True),
             search_paths=dict(type="list", elements="path", required=True),
             run_id=dict(type="str"),
+            reveal_external_ids=dict(type="bool", default=False),
+            report_overrides=dict(type="dict", default={}),
+            report_defaults=dict(type="dict", default={}),
+            report_callback_enabled=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
@@ -145,16 +237,30 @@ def main():
         count = len(exc.problems)
         msg = exc.problems[0] if count == 1 else "%d problems in the landing zone configuration:\n%s" % (count, "\n".join(exc.problems))
         module.fail_json(msg=msg, problems=exc.problems, known=known)
+    run_id = run_id or new_run_id()
+    try:
+        report = report_destination(module.params, config, path, run_id)
+    except _report_dest.DestinationError as exc:
+        msg = exc.problems[0] if len(exc.problems) == 1 else "%d problems in the report settings:\n%s" % (len(exc.problems), "\n".join(exc.problems))
+        module.fail_json(msg=msg, problems=exc.problems, known=known)
     config_warnings = _lz_config.wave_warnings(config, path)
-    for warning in config_warnings:
-        module.warn(warning)
+    if not module.params["report_callback_enabled"]:
+        config_warnings.append(CALLBACK_WARNING % report["csv"])
+    # The task that reveals the external IDs reads the same file right after the one that warned: say nothing twice.
+    note = _lz_config.deprecation(path)
+    if not module.params["reveal_external_ids"]:
+        for warning in config_warnings:
+            module.warn(warning)
+        if note:
+            module.deprecate(note, version="2.0.0", collection_name="cms.patching")
     module.exit_json(
         changed=False,
         lz=module.params["name"],
         file=path,
-        config=config,
+        config=config if module.params["reveal_external_ids"] else _lz_config.redacted(config),
         redacted_config=_lz_config.redacted(config),
-        run_id=run_id or new_run_id(),
+        run_id=run_id,
+        report=report,
         known=known,
         config_warnings=config_warnings,
     )

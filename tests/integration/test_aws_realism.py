@@ -36,14 +36,14 @@ TERMINATED = "pay-eu-app-01"
 
 def realistic_landing_zone(tmp_path, max_failure_rate=50):
     """The demo landing zone with the timeouts a real one has (the demo's are sized for a sandbox that takes seconds)."""
-    source = REPO / "inventories" / "demo" / "group_vars" / "all" / "landing_zone.yml"
+    source = REPO / "inventories" / "demo" / ".landing_zone.yml"
     config = yaml.safe_load(source.read_text())
     lz = config["cms_patching_landing_zone"]
     lz["backup"].update(wait_timeout=7200, poll_interval=1, progress_interval=4)
     lz["patching"].update(wait_timeout=10800, poll_interval=1, progress_interval=4, max_failure_rate=max_failure_rate)
-    target = tmp_path / "lzs" / "realistic" / "group_vars" / "all"
+    target = tmp_path / "lzs" / "realistic"
     target.mkdir(parents=True)
-    (target / "landing_zone.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (target / ".landing_zone.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     return tmp_path / "lzs"
 
 

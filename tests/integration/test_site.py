@@ -141,13 +141,13 @@ def test_verify_backup_creates_nothing(aws, playbook):
 def test_a_failing_canary_wave_stops_the_run(aws, playbook, tmp_path):
     import yaml
 
-    source = (pathlib_repo() / "inventories/demo/group_vars/all/landing_zone.yml").read_text()
+    source = (pathlib_repo() / "inventories/demo/.landing_zone.yml").read_text()
     config = yaml.safe_load(source)
     config["cms_patching_landing_zone"]["patching"]["waves"] = [{"name": "canary", "names": ["pay-web-02", "pay-web-01"]}, {"name": "rest"}]
     config["cms_patching_landing_zone"]["patching"]["max_failure_rate"] = 0
-    target = tmp_path / "lzs" / "canary" / "group_vars" / "all"
+    target = tmp_path / "lzs" / "canary"
     target.mkdir(parents=True)
-    (target / "landing_zone.yml").write_text(yaml.safe_dump(config))
+    (target / ".landing_zone.yml").write_text(yaml.safe_dump(config))
     run = playbook(lz="canary", env={"CMS_PATCHING_LZ_PATH": str(tmp_path / "lzs")})
     assert run.rc == 2
     rows = run.by_name()
@@ -161,11 +161,11 @@ def landing_zone(tmp_path, name, change):
     """A copy of the demo landing zone, changed by change(config), under tmp_path/lzs/<name>; returns CMS_PATCHING_LZ_PATH's env."""
     import yaml
 
-    config = yaml.safe_load((pathlib_repo() / "inventories/demo/group_vars/all/landing_zone.yml").read_text())
+    config = yaml.safe_load((pathlib_repo() / "inventories/demo/.landing_zone.yml").read_text())
     change(config["cms_patching_landing_zone"])
-    target = tmp_path / "lzs" / name / "group_vars" / "all"
+    target = tmp_path / "lzs" / name
     target.mkdir(parents=True)
-    (target / "landing_zone.yml").write_text(yaml.safe_dump(config))
+    (target / ".landing_zone.yml").write_text(yaml.safe_dump(config))
     return {"CMS_PATCHING_LZ_PATH": str(tmp_path / "lzs")}
 
 

@@ -7,13 +7,13 @@ from conftest import REPO, calls, write_calls
 
 
 def demo_config():
-    return yaml.safe_load((REPO / "inventories/demo/group_vars/all/landing_zone.yml").read_text())
+    return yaml.safe_load((REPO / "inventories/demo/.landing_zone.yml").read_text())
 
 
 def write_lz(root, name, config):
-    target = root / name / "group_vars" / "all"
-    target.mkdir(parents=True)
-    (target / "landing_zone.yml").write_text(yaml.safe_dump(config))
+    target = root / name
+    target.mkdir(parents=True, exist_ok=True)
+    (target / ".landing_zone.yml").write_text(yaml.safe_dump(config))
 
 
 def test_a_wave_naming_no_target_stops_the_run_before_any_backup(aws, playbook, tmp_path):

@@ -18,11 +18,12 @@ cms_patching_landing_zone:
 """
 
 
-def write_lz(root, name, text):
-    path = root / name / "group_vars" / "all"
-    path.mkdir(parents=True)
-    (path / "landing_zone.yml").write_text(textwrap.dedent(text))
-    return str(path / "landing_zone.yml")
+def write_lz(root, name, text, legacy=False):
+    path = root / name / "group_vars" / "all" if legacy else root / name
+    path.mkdir(parents=True, exist_ok=True)
+    target = path / ("landing_zone.yml" if legacy else ".landing_zone.yml")
+    target.write_text(textwrap.dedent(text))
+    return str(target)
 
 
 def problems_of(tmp_path, text):
@@ -35,7 +36,8 @@ def problems_of(tmp_path, text):
 def test_shipped_landing_zones_validate():
     for name in ("demo", "example"):
         path, config = lz.load(name, [INVENTORIES])
-        assert path.endswith(os.path.join(name, "group_vars", "all", "landing_zone.yml"))
+        assert path == os.path.join(INVENTORIES, name, ".landing_zone.yml")
+        assert not os.path.exists(os.path.join(INVENTORIES, name, "group_vars"))
         assert config["name"] == name
         assert config["accounts"] and config["regions"]
 
@@ -253,7 +255,7 @@ def test_an_instance_listed_twice_names_both_places(tmp_path):
               - {name: more, instance_ids: [i-0123456789abcdef0]}
         """,
     )
-    waves = "%s: cms_patching_landing_zone.patching.waves" % os.path.join(str(tmp_path), "lz", "group_vars", "all", "landing_zone.yml")
+    waves = "%s: cms_patching_landing_zone.patching.waves" % os.path.join(str(tmp_path), "lz", ".landing_zone.yml")
     assert problems == [
         "%s[0].names[2]: web-01 is listed twice, here and at cms_patching_landing_zone.patching.waves[0].names[0]; an instance belongs to one wave, once"
         % waves,
@@ -302,3 +304,19 @@ def test_a_landing_zone_name_is_a_plain_name(tmp_path, name):
 
 def test_valid_landing_zone_names():
     assert all(lz.lz_name_error(n) is None for n in ("prod", "prod-eu_1", "DEMO"))
+
+
+def test_the_old_place_in_group_vars_is_still_read_with_a_deprecation_note(tmp_path):
+    old = write_lz(tmp_path, "legacy", MINIMAL, legacy=True)
+    path, config = lz.load("legacy", [str(tmp_path)])
+    assert path == old and config["name"] == "legacy"
+    assert lz.known_landing_zones([str(tmp_path)]) == ["legacy"]
+    note = lz.deprecation(path)
+    assert note.startswith(old + ": landing zones in <lz>/group_vars/all/landing_zone.yml are deprecated")
+    assert note.endswith("move it to %s" % os.path.join(str(tmp_path), "legacy", ".landing_zone.yml"))
+
+
+def test_the_new_place_wins_over_the_old_one_in_the_same_directory(tmp_path):
+    write_lz(tmp_path, "prod", MINIMAL, legacy=True)
+    new = write_lz(tmp_path, "prod", MINIMAL)
+    assert lz.find_config("prod", [str(tmp_path)]) == new and lz.deprecation(new) is None

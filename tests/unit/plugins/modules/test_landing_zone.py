@@ -2,6 +2,8 @@
 
 import textwrap
 
+import pytest
+
 from ansible_collections.cms.patching.plugins.modules import landing_zone
 
 CONFIG = """
@@ -42,3 +44,78 @@ def test_a_wave_that_gets_nothing_is_a_warning_not_an_error(tmp_path, run_module
     assert result["config_warnings"] == expected
     # ansible-core 2.19 wraps module warnings in events; Ansible prints their msg as [WARNING].
     assert [w["event"]["msg"] if isinstance(w, dict) else w for w in result["warnings"]] == expected
+
+
+BASE = """
+cms_patching_landing_zone:
+  accounts:
+    - account_id: "123456789012"
+  regions: [eu-west-1]
+"""
+
+
+def test_report_destinations_follow_extra_vars_then_environment_then_landing_zone(tmp_path, run_module, monkeypatch):
+    write(tmp_path / "prod" / "group_vars" / "all", BASE + "  report:\n    dir: /lz\n    s3: {bucket: lz-bucket, prefix: '{lz}/{run_id}'}\n")
+    monkeypatch.setenv("CMS_PATCHING_REPORT_DIR", "/env")
+    monkeypatch.setenv("CMS_PATCHING_REPORT_FILE", "env-{run_id}.csv")
+    args = {"name": "prod", "search_paths": [str(tmp_path)], "run_id": "20261127T100000Z-abc123"}
+    args["report_overrides"] = {"cms_patching_report_file_name": "x-{lz}.csv"}
+    result = run_module(landing_zone, args)
+    assert not result.failed, result
+    assert result["report"]["csv"] == "/env/x-prod.csv" and result["report"]["json"] == "/env/x-prod.json"
+    assert result["report"]["s3_csv"] == "s3://lz-bucket/prod/20261127T100000Z-abc123/x-prod.csv"
+    assert result["report"]["origin"]["dir"] == "environment variable CMS_PATCHING_REPORT_DIR"
+
+
+@pytest.mark.parametrize(
+    "lz_report, overrides, expected",
+    [
+        (
+            "  report:\n    file_name: '{lz}-{when}.csv'\n",
+            {},
+            "%s: cms_patching_landing_zone.report.file_name: unknown placeholder {when} (known: {lz}, {run_id})",
+        ),
+        ("", {"cms_patching_report_file_name": "{oops}.csv"}, "extra var cms_patching_report_file_name: unknown placeholder {oops}"),
+        ("  backup:\n    name_template: 'pre-{instance}'\n", {}, "%s: cms_patching_landing_zone.backup.name_template: unknown placeholder {instance}"),
+        ("  backup:\n    description_template: 'x {'\n", {}, "%s: cms_patching_landing_zone.backup.description_template: is not a valid template"),
+        ("  report:\n    s3: {bucket: b, account_id: '999999999999'}\n", {}, "report.s3.account_id: account 999999999999 is not one of"),
+    ],
+)
+def test_templates_are_checked_at_configuration_time(tmp_path, run_module, monkeypatch, lz_report, overrides, expected):
+    monkeypatch.delenv("CMS_PATCHING_REPORT_FILE", raising=False)
+    write(tmp_path / "prod" / "group_vars" / "all", BASE + lz_report)
+    result = run_module(landing_zone, {"name": "prod", "search_paths": [str(tmp_path)], "report_overrides": overrides})
+    assert result.failed
+    assert expected.replace("%s", str(tmp_path / "prod" / "group_vars" / "all" / "landing_zone.yml")) in result["msg"]
+
+
+def test_a_disabled_report_callback_is_a_warning_with_the_line_to_add(tmp_path, run_module):
+    write(tmp_path / "prod" / "group_vars" / "all", BASE)
+    result = run_module(landing_zone, {"name": "prod", "search_paths": [str(tmp_path)], "report_callback_enabled": False})
+    assert not result.failed
+    warnings = [w["event"]["msg"] if isinstance(w, dict) else w for w in result["warnings"]]
+    assert len(warnings) == 1 and "'callbacks_enabled = cms.patching.patch_report'" in warnings[0] and "writes no CSV report" in warnings[0]
+    enabled = run_module(landing_zone, {"name": "prod", "search_paths": [str(tmp_path)]})
+    assert not enabled.get("warnings")
+
+
+SECOND = '    - {account_id: "210987654321", role_arn: "arn:aws:iam::210987654321:role/R", external_id: s3cr3t-id}\n'
+SECRET = BASE.replace('    - account_id: "123456789012"\n', '    - account_id: "123456789012"\n' + SECOND)
+
+
+def test_external_ids_are_masked_unless_revealed_for_a_no_log_task(tmp_path, run_module):
+    (tmp_path / "prod").mkdir()
+    (tmp_path / "prod" / ".landing_zone.yml").write_text(SECRET)
+    shown = run_module(landing_zone, {"name": "prod", "search_paths": [str(tmp_path)]})
+    assert "s3cr3t-id" not in str(shown) and shown["config"]["accounts"][1]["external_id"] == "********"
+    revealed = run_module(landing_zone, {"name": "prod", "search_paths": [str(tmp_path)], "reveal_external_ids": True})
+    assert revealed["config"]["accounts"][1]["external_id"] == "s3cr3t-id"
+
+
+def test_the_old_place_is_deprecated_once_not_by_the_revealing_task(tmp_path, run_module):
+    write(tmp_path / "prod" / "group_vars" / "all", BASE)
+    shown = run_module(landing_zone, {"name": "prod", "search_paths": [str(tmp_path)]})
+    messages = [d["event"]["msg"] if isinstance(d.get("event"), dict) else d.get("msg") for d in shown["deprecations"]]
+    assert len(messages) == 1 and "group_vars/all/landing_zone.yml are deprecated" in messages[0] and "prod/.landing_zone.yml" in messages[0]
+    revealed = run_module(landing_zone, {"name": "prod", "search_paths": [str(tmp_path)], "reveal_external_ids": True})
+    assert not revealed.get("deprecations") and not revealed.get("warnings")
