@@ -113,10 +113,10 @@ def test_an_awx_job_on_the_synced_inventory_with_a_limit(aws, tmp_path):
     inventory = synced_inventory(aws, tmp_path)
     in_account = set(inventory["account_210987654321"]["hosts"])
     assert len(in_account) == 15
-    config = yaml.safe_load((REPO / "inventories/demo/group_vars/all/landing_zone.yml").read_text())
+    config = yaml.safe_load((REPO / "inventories/demo/.landing_zone.yml").read_text())
     config["cms_patching_landing_zone"]["patching"]["waves"] = [{"name": "canary", "names": ["pay-eu-web-01"]}, {"name": "rest"}]
-    (tmp_path / "lzs" / "demo" / "group_vars" / "all").mkdir(parents=True)
-    (tmp_path / "lzs" / "demo" / "group_vars" / "all" / "landing_zone.yml").write_text(yaml.safe_dump(config))
+    (tmp_path / "lzs" / "demo").mkdir(parents=True)
+    (tmp_path / "lzs" / "demo" / ".landing_zone.yml").write_text(yaml.safe_dump(config))
     runner, reports = awx_job(
         aws, tmp_path, {"lz": "demo"}, inventory=inventory, env={"CMS_PATCHING_LZ_PATH": str(tmp_path / "lzs")}, limit="account_210987654321"
     )

@@ -36,11 +36,11 @@ def instances(aws):
 
 def landing_zone(tmp_path, waves):
     """A copy of the demo landing zone with waves that fit the limit (the planning step refuses a canary outside it)."""
-    config = yaml.safe_load((REPO / "inventories/demo/group_vars/all/landing_zone.yml").read_text())
+    config = yaml.safe_load((REPO / "inventories/demo/.landing_zone.yml").read_text())
     config["cms_patching_landing_zone"]["patching"]["waves"] = waves
-    target = tmp_path / "lzs" / "demo" / "group_vars" / "all"
+    target = tmp_path / "lzs" / "demo"
     target.mkdir(parents=True)
-    (target / "landing_zone.yml").write_text(yaml.safe_dump(config))
+    (target / ".landing_zone.yml").write_text(yaml.safe_dump(config))
     return {"CMS_PATCHING_LZ_PATH": str(tmp_path / "lzs")}
 
 

@@ -62,11 +62,11 @@ def slice_inventory(inventory, number, count):
 def one_wave_lz(tmp_path):
     """The demo landing zone with percent waves: named canaries cannot work with slices (a slice without the named
     instance stops at the wave plan), so a sliced job template needs waves that do not name instances."""
-    config = yaml.safe_load((REPO / "inventories/demo/group_vars/all/landing_zone.yml").read_text())
+    config = yaml.safe_load((REPO / "inventories/demo/.landing_zone.yml").read_text())
     config["cms_patching_landing_zone"]["patching"]["waves"] = [{"name": "canary", "percent": 10}, {"name": "rest"}]
-    directory = tmp_path / "lzs" / "demo" / "group_vars" / "all"
+    directory = tmp_path / "lzs" / "demo"
     directory.mkdir(parents=True)
-    (directory / "landing_zone.yml").write_text("---\n" + yaml.safe_dump(config))
+    (directory / ".landing_zone.yml").write_text("---\n" + yaml.safe_dump(config))
     return tmp_path / "lzs"
 
 
