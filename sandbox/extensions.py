@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from sandbox import speedups, sts
 from sandbox.ec2 import api as ec2_api, catalogue
+from sandbox.ec2 import rollback as ec2_rollback
 from sandbox.ssm import api as ssm_api
 
 
 def install(full_ami_catalogue: bool = False) -> None:
     catalogue.install(full_ami_catalogue)
     ec2_api.install()
+    # After ec2_api: it wraps that module's DescribeInstanceStatus.
+    ec2_rollback.install()
     ssm_api.install()
     sts.install()
     # Last: the method-name cache must see every method installed above.

@@ -28,6 +28,7 @@ FAULT_KINDS: dict[str, tuple[str, frozenset[str]]] = {
     "patch_timeout": ("instance", frozenset({"count"})),
     "command_fail": ("instance", frozenset({"count"})),
     "agent_offline": ("instance", frozenset()),
+    "rollback_fail": ("instance", frozenset({"step", "count"})),
     "throttle": ("operation", frozenset({"rate", "every", "count", "seed"})),
 }
 
