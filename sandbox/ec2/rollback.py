@@ -37,7 +37,7 @@ from typing import Any
 
 from moto.core.responses import ActionResult, BaseResponse
 from moto.ec2.models.elastic_block_store import Volume, VolumeAttachment
-from moto.ec2.models.instances import Instance
+from moto.ec2.models.instances import Instance, StateReason
 from moto.ec2.responses import EC2Response
 from moto.ec2.responses.elastic_block_store import ElasticBlockStore
 from moto.ec2.responses.instances import InstanceResponse
@@ -106,14 +106,23 @@ def _instance_state_get(self: Instance) -> Any:
         if transition.final is not None:
             real.name, real.code = transition.final
             if transition.reason:
-                self._reason = transition.reason
-                self._state_reason = {"Code": transition.reason, "Message": f"{transition.reason}: the instance could not be started"}
+                self._reason = f"{transition.reason}: the instance could not be started"
+                self.state_reason = StateReason(f"{transition.reason}: the instance could not be started", transition.reason)
     return real
 
 
 def _instance_state_set(self: Instance, value: Any) -> None:
     self.__dict__["_cms_state"] = value
     self.__dict__.pop("_cms_transition", None)
+
+
+def _state_reason_get(self: Instance) -> Any:
+    self._state  # pylint: disable=pointless-statement,protected-access  # a failed start sets the reason when it settles
+    return self.__dict__.get("_cms_state_reason")
+
+
+def _state_reason_set(self: Instance, value: Any) -> None:
+    self.__dict__["_cms_state_reason"] = value
 
 
 def _in_transition(instance: Instance) -> _InstanceTransition | None:
@@ -530,5 +539,6 @@ def install() -> None:
     moto_hooks.replace(InstanceResponse, "describe_instance_status", describe_instance_status)
     moto_hooks.replace(BaseResponse, "call_action", call_action)
     moto_hooks.replace(Instance, "_state", property(_instance_state_get, _instance_state_set))
+    moto_hooks.replace(Instance, "state_reason", property(_state_reason_get, _state_reason_set))
     moto_hooks.replace(Volume, "status", property(_volume_status))
     moto_hooks.replace(VolumeAttachment, "status", property(_attachment_status_get, _attachment_status_set))
