@@ -45,6 +45,7 @@ options:
 import atexit
 import os
 
+from ansible import context
 from ansible.plugins.callback import CallbackBase
 
 from ansible_collections.cms.patching.plugins.module_utils._report import RunReport, summary_line
@@ -53,7 +54,8 @@ _CONFIG = "cms.patching.landing_zone"
 _SCAN = "cms.patching.ec2_patch_scan"
 _BACKUP = "cms.patching.ami_backup_verified"
 _PATCH = "cms.patching.ssm_patch_run"
-_OURS = (_CONFIG, _SCAN, _BACKUP, _PATCH)
+_ROLLBACK = "cms.patching.ec2_rollback"
+_OURS = (_CONFIG, _SCAN, _BACKUP, _PATCH, _ROLLBACK)
 
 
 class CallbackModule(CallbackBase):
@@ -68,6 +70,8 @@ class CallbackModule(CallbackBase):
         self._overrides = {}
         self._path = None
         self._dirty = False
+        # A rollback (--tags rollback -e run_id=...) adds to its run's existing CSV instead of replacing it.
+        self._keep_existing = "rollback" in (context.CLIARGS.get("tags") or ())
         atexit.register(self._flush)
 
     # -- collecting -------------------------------------------------------------------------------
@@ -89,6 +93,8 @@ class CallbackModule(CallbackBase):
             self.report.add_backup(data.get("instances") or [])
         elif action == _PATCH:
             self.report.add_patch(data.get("instances") or [])
+        elif action == _ROLLBACK:
+            self.report.add_rollback(data.get("instances") or [])
         if failed:
             self._collect_failure(result, action, data)
         self._dirty = True
@@ -137,6 +143,9 @@ class CallbackModule(CallbackBase):
         if not self._dirty or not self.report.rows or not self.report.run_id:
             return
         try:
+            if self._keep_existing and os.path.exists(self._report_path()):
+                self.report.keep_rows_of(self._report_path())
+                self._keep_existing = False
             self.report.write(self._report_path())
             self._dirty = False
         except OSError as exc:

@@ -42,9 +42,13 @@ COLUMNS = (
     # Added after the original 23 columns; new columns only ever go at the end.
     "wave",
     "post_checks",
+    # Recovery (cms.patching.ec2_rollback): rolled_back, failed, skipped, not_run; and "device: old -> new; ..." per volume.
+    "rollback_status",
+    "rollback_volumes",
 )
 BACKUP_STATUSES = ("verified", "failed", "skipped", "not_run")
 PATCH_STATUSES = ("success", "failed", "timed_out", "cancelled", "undeliverable", "skipped", "not_run")
+ROLLBACK_STATUSES = ("rolled_back", "failed", "skipped", "not_run")
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 ERROR_MAX = 1000
@@ -66,6 +70,10 @@ def neutralise(value):
     if text.startswith(FORMULA_PREFIXES):
         return "'" + text
     return text
+
+
+def _unneutralise(text):
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_PREFIXES) else text
 
 
 def _trim(text):
@@ -92,6 +100,7 @@ class RunReport:
         if row is None:
             row = {c: "" for c in COLUMNS}
             row.update(instance_id=instance_id, lz=self.lz, run_id=self.run_id, backup_status="not_run", patch_status="not_run", started_at=when)
+            row["rollback_status"] = "not_run"
             self.rows[instance_id] = row
         row["finished_at"] = when
         return row
@@ -158,6 +167,47 @@ class RunReport:
             elif checks.get("status") == "failed":
                 self._set_error(row, "post-patch check failed: %s" % checks.get("reason", ""))
 
+    def add_rollback(self, instances, when=None):
+        """Results of cms.patching.ec2_rollback; a failed or refused rollback's reason goes to error."""
+        when = when or now_iso()
+        for item in instances:
+            row = self._row(item["instance_id"], when)
+            for key in ("account_id", "region", "name"):
+                row[key] = row[key] or item.get(key, "")
+            status = item.get("rollback_status")
+            if status in ROLLBACK_STATUSES:
+                row["rollback_status"] = status
+            row["rollback_volumes"] = item.get("rollback_volumes_text") or row["rollback_volumes"]
+            if status in ("failed", "skipped") and item.get("error"):
+                self._set_error(row, "rollback %s: %s" % (status, item["error"]))
+
+    def keep_rows_of(self, path):
+        """Merge the rows of an earlier CSV of this run (a rollback run adds its columns to the patch run's report).
+
+        A cell this run knows nothing about (empty, or not_run) keeps the earlier value; rows of instances this run
+        did not see are kept as they were.
+        """
+        with open(path, encoding="utf-8", newline="") as handle:
+            earlier = list(csv.DictReader(handle))
+        merged = {}
+        for old in earlier:
+            instance_id = old.get("instance_id")
+            if not instance_id:
+                continue
+            row = {c: _unneutralise(old.get(c) or "") for c in COLUMNS}
+            row["rollback_status"] = row["rollback_status"] or "not_run"
+            new = self.rows.get(instance_id)
+            if new is not None:
+                for column in COLUMNS:
+                    if column == "error" and row["error"] and new["error"] and new["error"] not in row["error"]:
+                        row["error"] = _trim("%s; %s" % (row["error"], new["error"]))
+                    elif new[column] not in ("", "not_run", None) and not (column in ("error", "started_at") and row[column]):
+                        row[column] = new[column]
+            merged[instance_id] = row
+        for instance_id, row in self.rows.items():
+            merged.setdefault(instance_id, row)
+        self.rows = merged
+
     def add_error(self, instance_ids, message, when=None):
         """A failure without per-instance results (an AWS error, a failed gate task) lands on each row it concerns."""
         when = when or now_iso()
@@ -169,9 +219,11 @@ class RunReport:
         rows = list(self.rows.values())
         backup = {s: 0 for s in BACKUP_STATUSES}
         patch = {s: 0 for s in PATCH_STATUSES}
+        rollback = {s: 0 for s in ROLLBACK_STATUSES}
         for row in rows:
             backup[row["backup_status"]] = backup.get(row["backup_status"], 0) + 1
             patch[row["patch_status"]] = patch.get(row["patch_status"], 0) + 1
+            rollback[row["rollback_status"]] = rollback.get(row["rollback_status"], 0) + 1
         return {
             "lz": self.lz,
             "run_id": self.run_id,
@@ -179,6 +231,7 @@ class RunReport:
             "targets": sum(1 for r in rows if r["target"] is True),
             "backup": backup,
             "patch": patch,
+            "rollback": rollback,
             "errors": sum(1 for r in rows if r["error"]),
         }
 
@@ -209,10 +262,13 @@ def summary_line(summary):
     """One human line: the same numbers as the CSV and set_stats."""
     backup = ", ".join("%d %s" % (n, s) for s, n in summary["backup"].items() if n)
     patch = ", ".join("%d %s" % (n, s) for s, n in summary["patch"].items() if n)
-    return "%d seen, %d targets; backup: %s; patch: %s; %d with errors" % (
+    line = "%d seen, %d targets; backup: %s; patch: %s; %d with errors" % (
         summary["seen"],
         summary["targets"],
         backup or "none",
         patch or "none",
         summary["errors"],
     )
+    # Rollbacks only when one was attempted: a normal run's line stays as it was.
+    rollback = ", ".join("%d %s" % (n, s) for s, n in (summary.get("rollback") or {}).items() if n and s != "not_run")
+    return line + ("; rollback: %s" % rollback if rollback else "")

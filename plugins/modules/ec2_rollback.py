@@ -209,6 +209,12 @@ summary:
   returned: always
   type: dict
   sample: {"rolled_back": 2, "failed": 0, "skipped": 1, "pending": 0}
+lines:
+  description: One line per instance for the job log - its status and, in check mode, the plan, otherwise old -> new per device, or the error.
+  returned: always
+  type: list
+  elements: str
+  sample: ["web-01 (i-0123456789abcdef0): rolled_back /dev/xvda: vol-0aa -> vol-0bb"]
 pending:
   description: How many rollbacks are still running; non-zero only when O(progress_interval) or O(wait=false) made the call return early.
   returned: always
@@ -293,7 +299,11 @@ def main():
         run = _rollback.RollbackRun(fleet, [dict(i) for i in params["instances"]], params["run_id"], options, check_mode=module.check_mode)
         results = run.run(wait=params["wait"], progress_interval=params["progress_interval"])
         counts, prog = progress(results, run.rounds, int(time.time() - started))
-        return dict(run_id=params["run_id"], changed=run.changed, instances=results, summary=counts, pending=counts["pending"], progress=prog)
+        lines = [
+            "%s (%s): %s %s" % (r["name"] or r["instance_id"], r["instance_id"], r["rollback_status"], r["plan"] or r["error"] or r["rollback_volumes_text"])
+            for r in results
+        ]
+        return dict(run_id=params["run_id"], changed=run.changed, instances=results, summary=counts, pending=counts["pending"], progress=prog, lines=lines)
 
     run_fleet_module(module, fleet, work)
 

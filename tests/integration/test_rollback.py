@@ -1,0 +1,81 @@
+"""Recovery through the playbook: --tags rollback on the demo (a data-volume instance and a Windows one), --check, resume."""
+
+import boto3
+from conftest import calls, write_calls
+
+ROLLBACK_WRITES = ("ec2:CreateReplaceRootVolumeTask", "ec2:CreateVolume", "ec2:StopInstances", "ec2:StartInstances", "ec2:AttachVolume", "ec2:DetachVolume")
+
+
+def ec2(aws):
+    return boto3.client("ec2", region_name="us-east-1", endpoint_url=aws.endpoint, aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def backed_up(playbook):
+    """A backup run of the demo: its run ID, and the instances' volumes at that moment."""
+    run = playbook("--tags", "backup")
+    assert run.rc == 2, run.output[-3000:]  # web-03's AMI fails: the demo's injected fault
+    rows = run.by_name()
+    assert rows["web-01"]["backup_status"] == "verified" and rows["app-win-01"]["backup_status"] == "verified"
+    return rows["web-01"]["run_id"], rows
+
+
+def volumes_of(aws, instance_id):
+    inst = ec2(aws).describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    return inst["State"]["Name"], {m["DeviceName"]: m["Ebs"]["VolumeId"] for m in inst["BlockDeviceMappings"]}
+
+
+def test_rollback_of_two_demo_instances_check_first_then_for_real_then_again(aws, playbook):
+    run_id, rows = backed_up(playbook)
+    web, win = rows["web-01"]["instance_id"], rows["app-win-01"]["instance_id"]
+    before = {i: volumes_of(aws, i)[1] for i in (web, win)}
+    chosen = ("--tags", "rollback", "-e", "run_id=%s" % run_id, "-e", "rollback_instances=web-01,app-win-01")
+
+    aws.state.calls.reset()
+    check = playbook(*chosen, "--check")
+    assert check.rc == 0, check.output[-3000:]
+    assert write_calls(aws) == {}
+    assert "would roll back to" in check.output
+
+    aws.state.calls.reset()
+    done = playbook(*chosen)
+    assert done.rc == 0, done.output[-3000:]
+    report = done.by_name()
+    assert report["web-01"]["rollback_status"] == report["app-win-01"]["rollback_status"] == "rolled_back"
+    # The rollback adds to the run's CSV: the backup columns of the earlier run are still there.
+    assert report["web-01"]["backup_status"] == "verified" and report["web-03"]["backup_status"] == "failed"
+    assert report["web-03"]["rollback_status"] == "not_run"
+    state, now = volumes_of(aws, web)
+    assert state == "running" and set(now) == {"/dev/xvda", "/dev/sdf"} and not set(now.values()) & set(before[web].values())
+    for device in now:
+        assert "%s: %s -> %s" % (device, before[web][device], now[device]) in report["web-01"]["rollback_volumes"]
+    assert volumes_of(aws, win)[1]["/dev/sda1"] != before[win]["/dev/sda1"]
+    assert "rollback: 2 rolled_back" in done.output
+    assert calls(aws)["ec2:CreateReplaceRootVolumeTask"] == 2 and calls(aws)["ec2:CreateVolume"] == 1
+
+    # Again: recognised as done, nothing written.
+    aws.state.calls.reset()
+    again = playbook(*chosen)
+    assert again.rc == 0, again.output[-3000:]
+    assert not {op for op in write_calls(aws) if op in ROLLBACK_WRITES}
+
+
+def test_rollback_without_a_choice_or_run_is_refused(aws, playbook):
+    run_id, _rows = backed_up(playbook)
+    aws.state.calls.reset()
+    nothing = playbook("--tags", "rollback", "-e", "run_id=%s" % run_id)
+    assert nothing.rc != 0 and "Say which instances to roll back" in nothing.output
+    no_run = playbook("--tags", "rollback", "-e", "rollback_instances=web-01")
+    assert no_run.rc != 0 and "A rollback needs -e run_id" in no_run.output
+    unknown = playbook("--tags", "rollback", "-e", "run_id=%s" % run_id, "-e", "rollback_instances=web-99")
+    assert unknown.rc != 0 and "Not in landing zone demo: web-99" in unknown.output
+    assert not {op for op in write_calls(aws) if op in ROLLBACK_WRITES}
+
+
+def test_a_failed_rollback_fails_the_host_with_the_reason(aws, playbook):
+    run_id, rows = backed_up(playbook)
+    aws.state.faults.add("rollback_fail", instance_id=rows["web-01"]["instance_id"], step="attach", count=1)
+    run = playbook("--tags", "rollback", "-e", "run_id=%s" % run_id, "-e", "rollback_instances=web-01")
+    assert run.rc == 2, run.output[-3000:]
+    row = run.by_name()["web-01"]
+    assert row["rollback_status"] == "failed" and "attached again" in row["error"]
+    assert "was not rolled back" in run.output
