@@ -162,6 +162,15 @@ SCHEMA = {
         },
     ),
     "report": Field("dict", default={}, fields={"dir": Field("str"), "file_name": Field("str")}),
+    # Recovery (--tags rollback, cms.patching.ec2_rollback).
+    "rollback": Field(
+        "dict",
+        default={},
+        fields={
+            "max_concurrent": Field("int", default=5, minimum=1, maximum=50),
+            "wait_timeout": Field("int", default=3600, minimum=60),
+        },
+    ),
 }
 
 
