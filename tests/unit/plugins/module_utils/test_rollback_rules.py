@@ -241,3 +241,53 @@ def test_client_tokens_are_stable_distinct_and_short():
     one = client_token("root", RUN, IID)
     assert one == client_token("root", RUN, IID) and len(one) <= 64
     assert len({one, client_token("root", RUN, IID, attempt=1), client_token("root", "run-2", IID), client_token("volume", RUN, IID, "/dev/sdf")}) == 4
+
+
+# -- the report -------------------------------------------------------------------------------------------
+
+
+def test_report_columns_end_with_the_rollback_and_count_it(tmp_path):
+    from ansible_collections.cms.patching.plugins.module_utils._report import COLUMNS, RunReport, summary_line
+
+    assert COLUMNS[-2:] == ("rollback_status", "rollback_volumes")
+    report = RunReport()
+    report.set_run("demo", RUN)
+    report.add_discovery([{"instance_id": IID, "account_id": "1", "region": "r", "name": "web-01", "target": True}, {"instance_id": "i-2", "target": True}])
+    assert report.rows[IID]["rollback_status"] == "not_run"
+    line = summary_line(report.summary())
+    assert "rollback" not in line  # a normal run's line is unchanged
+    report.add_rollback(
+        [
+            {"instance_id": IID, "rollback_status": "rolled_back", "rollback_volumes_text": "/dev/xvda: vol-a -> vol-b", "error": ""},
+            {"instance_id": "i-2", "rollback_status": "skipped", "error": "AMI ami-1 was never verified"},
+        ]
+    )
+    assert report.rows[IID]["rollback_volumes"] == "/dev/xvda: vol-a -> vol-b" and report.rows[IID]["error"] == ""
+    assert report.rows["i-2"]["error"] == "rollback skipped: AMI ami-1 was never verified"
+    summary = report.summary()
+    assert summary["rollback"] == {"rolled_back": 1, "failed": 0, "skipped": 1, "not_run": 0}
+    assert summary_line(summary).endswith("; rollback: 1 rolled_back, 1 skipped")
+
+
+def test_a_rollback_run_keeps_the_earlier_rows_of_its_run(tmp_path):
+    from ansible_collections.cms.patching.plugins.module_utils._report import RunReport
+
+    earlier = RunReport()
+    earlier.set_run("demo", RUN)
+    earlier.add_discovery([{"instance_id": IID, "name": "web-01", "target": True}, {"instance_id": "i-2", "name": "web-02", "target": True}])
+    earlier.add_backup([{"instance_id": IID, "backup_status": "verified", "ami_id": "ami-1"}, {"instance_id": "i-2", "backup_status": "verified"}])
+    earlier.add_patch([{"instance_id": IID, "patch_status": "failed", "error": "Failed: 2 patches"}, {"instance_id": "i-2", "patch_status": "success"}])
+    path = tmp_path / "demo-run-1.csv"
+    earlier.write(str(path))
+    started = earlier.rows[IID]["started_at"]
+
+    later = RunReport()
+    later.set_run("demo", RUN)
+    later.add_discovery([{"instance_id": IID, "name": "web-01", "target": True, "state": "running"}])
+    later.add_rollback([{"instance_id": IID, "rollback_status": "failed", "error": "attaching vol-n failed"}])
+    later.keep_rows_of(str(path))
+    row = later.rows[IID]
+    assert (row["backup_status"], row["ami_id"], row["patch_status"], row["rollback_status"]) == ("verified", "ami-1", "failed", "failed")
+    assert row["error"] == "Failed: 2 patches; rollback failed: attaching vol-n failed"
+    assert row["started_at"] == started and row["instance_state"] == "running"
+    assert later.rows["i-2"]["patch_status"] == "success" and later.rows["i-2"]["rollback_status"] == "not_run"

@@ -185,3 +185,18 @@ def test_max_concurrent_bounds_instances_in_flight(aws, fleet, pair):
     assert ops(aws).get("ec2:CreateReplaceRootVolumeTask", 0) + ops(aws).get("ec2:CreateVolume", 0) == 1
     # The next call admits the second only when the first is done; both finish, one at a time.
     assert {r["rollback_status"] for r in rollback_run(aws, fleet, targets, max_concurrent=1).run()} == {"rolled_back"}
+
+
+def test_module_check_mode_and_input_errors(aws, pair, run_module):
+    from conftest import DEMO_ACCOUNTS
+
+    from ansible_collections.cms.patching.plugins.modules import ec2_rollback
+
+    targets, _before = pair
+    args = dict(accounts=DEMO_ACCOUNTS, run_id="run-1", instances=targets, endpoint_url=aws.endpoint, region="us-east-1")
+    result = run_module(ec2_rollback, args, check_mode=True)
+    assert not result.failed and not result["changed"]
+    assert result["summary"]["skipped"] == 2 and all(line.split(": ", 1)[1].startswith("skipped would roll back to") for line in result["lines"])
+    assert writes(aws) == {} and result["api_calls"]["total"] > 0
+    bad = run_module(ec2_rollback, dict(args, max_concurrent=0, instances=[{"instance_id": "i-1"}]))
+    assert bad.failed and "max_concurrent: must be at least 1" in bad["msg"] and "instances[0]: missing account_id, region" in bad["msg"]
