@@ -148,6 +148,8 @@ SCHEMA = {
             "cloudwatch_output": Field("bool", default=False),
             "waves": Field("list", default=[{"name": "all"}], items=Field("dict", fields=WAVE)),
             "max_failure_rate": Field("int", default=0, check=_positive_percent),
+            # Recovery: instances whose patch failed, timed out or failed its post-checks go back to their verified AMI right after their wave.
+            "rollback_on_failure": Field("bool", default=False),
             "post_checks": Field(
                 "dict",
                 default={},

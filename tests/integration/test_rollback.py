@@ -79,3 +79,16 @@ def test_a_failed_rollback_fails_the_host_with_the_reason(aws, playbook):
     row = run.by_name()["web-01"]
     assert row["rollback_status"] == "failed" and "attached again" in row["error"]
     assert "was not rolled back" in run.output
+
+
+def test_demo_rolls_back_its_injected_patch_failure_right_after_the_wave(aws, playbook):
+    run = playbook()
+    assert run.rc == 2, run.output[-3000:]
+    rows = run.by_name()
+    pay2 = rows["pay-web-02"]
+    # Still failed for the wave's stop rule and the play, and rolled back.
+    assert pay2["patch_status"] == "failed" and pay2["rollback_status"] == "rolled_back", pay2
+    assert "/dev/xvda: vol-" in pay2["rollback_volumes"]
+    assert {r["rollback_status"] for n, r in rows.items() if n != "pay-web-02"} == {"not_run"}
+    assert "rollback: 1 rolled_back" in run.output
+    assert calls(aws)["ec2:CreateReplaceRootVolumeTask"] == 1 and "ec2:StopInstances" not in calls(aws)
