@@ -210,6 +210,15 @@ def _volume_status(self: Volume) -> str:
     return "available"
 
 
+def _volume_snapshot_get(self: Volume) -> str:
+    # AWS answers SnapshotId "" for a volume not made from a snapshot; moto leaves it out (amazon.aws.ec2_vol_info then fails).
+    return self.__dict__.get("_cms_snapshot_id") or ""
+
+
+def _volume_snapshot_set(self: Volume, value: str | None) -> None:
+    self.__dict__["_cms_snapshot_id"] = value
+
+
 def _attachment_status_get(self: VolumeAttachment) -> str:
     status = self.__dict__["_cms_status"]
     until = self.__dict__.get("_cms_until")
@@ -541,4 +550,5 @@ def install() -> None:
     moto_hooks.replace(Instance, "_state", property(_instance_state_get, _instance_state_set))
     moto_hooks.replace(Instance, "state_reason", property(_state_reason_get, _state_reason_set))
     moto_hooks.replace(Volume, "status", property(_volume_status))
+    moto_hooks.replace(Volume, "snapshot_id", property(_volume_snapshot_get, _volume_snapshot_set))
     moto_hooks.replace(VolumeAttachment, "status", property(_attachment_status_get, _attachment_status_set))

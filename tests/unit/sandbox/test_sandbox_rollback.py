@@ -202,3 +202,8 @@ def test_describe_tasks_rejects_unknown_filters(ec2):
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
         ec2.describe_replace_root_volume_tasks(Filters=[{"Name": "task-state", "Values": ["failed"]}])
     assert code(excinfo) == "InvalidParameterValue"
+
+
+def test_a_volume_not_made_from_a_snapshot_says_snapshot_id_empty(ec2, instance):
+    volumes = ec2.describe_volumes()["Volumes"]
+    assert volumes and all(v["SnapshotId"] == "" for v in volumes)
