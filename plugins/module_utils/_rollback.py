@@ -121,8 +121,9 @@ def volume_plan(image, snapshots, instance, volumes):
             "snapshot_id": ebs["SnapshotId"],
             "size": max(int(current.get("Size") or 0), int(snap.get("VolumeSize") or ebs.get("VolumeSize") or 0)),
             "volume_type": volume_type,
-            "iops": current.get("Iops") if volume_type in IOPS_TYPES else None,
-            "throughput": current.get("Throughput") if volume_type in THROUGHPUT_TYPES else None,
+            # A device with nothing attached now takes what the AMI's mapping says.
+            "iops": (current.get("Iops") or ebs.get("Iops")) if volume_type in IOPS_TYPES else None,
+            "throughput": (current.get("Throughput") or ebs.get("Throughput")) if volume_type in THROUGHPUT_TYPES else None,
             "encrypted": encrypted,
             "kms_key_id": (current.get("KmsKeyId") or snap.get("KmsKeyId")) if encrypted else None,
         }
@@ -175,7 +176,6 @@ class Rollback:
         self.tasks_started = set()  # root task IDs this run created
         self.start_requested = False
         self.stop_requested = False
-        self.changed_instance = False
         self.step = "gate"
         self.task_id = ""
         self.old_by_device = {}  # device -> the volume that was there before (tagged ORIGINAL_OF)
@@ -379,7 +379,6 @@ class RollbackRun:
                 rb.status, rb.reason = "skipped", reason
                 continue
             rb.devices, rb.uncovered = volume_plan(rb.image, snapshots, inst, volumes)
-            # Volumes this run restored are found by tag, not by the instance's current mappings (already swapped ones included).
             rb.plan = describe_plan(rb.image["ImageId"], rb.devices, rb.uncovered)
 
     def _observe_location(self, location, open_):
@@ -446,7 +445,6 @@ class RollbackRun:
                 )["ReplaceRootVolumeTask"]
                 rb.tasks_started.add(task["ReplaceRootVolumeTaskId"])
                 rb.task_id = task["ReplaceRootVolumeTaskId"]
-                rb.changed_instance = True
             elif kind == "mark_old":
                 # Before anything changes: the volume can always be found again (by a person, or by a resumed run).
                 for volume_id, device in action[1]:
@@ -460,7 +458,7 @@ class RollbackRun:
                 ec2.create_tags(Resources=[v for v, _d in action[1]], Tags=_tags.as_list({REPLACED_BY: self.run_id, REPLACED_AT: stamp}))
             elif kind == "stop":
                 ec2.stop_instances(InstanceIds=[rb.instance_id])
-                rb.stop_requested = rb.changed_instance = True
+                rb.stop_requested = True
             elif kind == "detach":
                 ec2.detach_volume(VolumeId=action[1], InstanceId=rb.instance_id, Device=action[2])
             elif kind == "attach":

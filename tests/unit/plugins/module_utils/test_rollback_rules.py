@@ -291,3 +291,11 @@ def test_a_rollback_run_keeps_the_earlier_rows_of_its_run(tmp_path):
     assert row["error"] == "Failed: 2 patches; rollback failed: attaching vol-n failed"
     assert row["started_at"] == started and row["instance_state"] == "running"
     assert later.rows["i-2"]["patch_status"] == "success" and later.rows["i-2"]["rollback_status"] == "not_run"
+
+
+def test_a_device_with_nothing_attached_takes_the_ami_mapping():
+    img = image()
+    img["BlockDeviceMappings"][1]["Ebs"].update(VolumeType="io1", Iops=4000)
+    devices, _uncovered = volume_plan(img, SNAPS, instance(devices=(("/dev/xvda", "vol-root"),)), VOLUMES)
+    data = devices[1]
+    assert (data["current_volume_id"], data["volume_type"], data["iops"], data["size"]) == ("", "io1", 4000, 20)
