@@ -92,3 +92,41 @@ def test_demo_rolls_back_its_injected_patch_failure_right_after_the_wave(aws, pl
     assert {r["rollback_status"] for n, r in rows.items() if n != "pay-web-02"} == {"not_run"}
     assert "rollback: 1 rolled_back" in run.output
     assert calls(aws)["ec2:CreateReplaceRootVolumeTask"] == 1 and "ec2:StopInstances" not in calls(aws)
+
+
+def test_ctrl_c_in_the_middle_of_a_rollback_then_resume_makes_nothing_twice(aws, lz_env, playbook):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import ANSIBLE_PLAYBOOK, REPO
+
+    run_id, rows = backed_up(playbook)
+    web = rows["web-01"]["instance_id"]
+    aws.state.update_settings(root_replace_seconds=60)
+    args = ["-e", "lz=demo", "-e", "run_id=%s" % run_id, "--tags", "rollback", "-e", "rollback_instances=web-01"]
+    proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        [ANSIBLE_PLAYBOOK, "site.yml"] + args, cwd=REPO, env=lz_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        tasks = ec2(aws).describe_replace_root_volume_tasks(Filters=[{"Name": "instance-id", "Values": [web]}])["ReplaceRootVolumeTasks"]
+        if tasks:
+            break
+        time.sleep(0.5)
+    assert tasks and tasks[0]["TaskState"] in ("pending", "in-progress")
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    aws.state.update_settings(root_replace_seconds=4)
+    aws.state.clock.advance(60)
+
+    resumed = playbook(*args[2:])
+    assert resumed.rc == 0, resumed.output[-3000:]
+    assert resumed.by_name()["web-01"]["rollback_status"] == "rolled_back"
+    tasks = ec2(aws).describe_replace_root_volume_tasks(Filters=[{"Name": "instance-id", "Values": [web]}])["ReplaceRootVolumeTasks"]
+    assert len(tasks) == 1 and tasks[0]["TaskState"] == "succeeded"
+    restored = [v for v in ec2(aws).describe_volumes()["Volumes"] if {"Key": "cms:patching:restored-by-rollback", "Value": run_id} in v.get("Tags", [])]
+    assert len(restored) == 1 and restored[0]["State"] == "in-use"
+    assert calls(aws)["ec2:CreateReplaceRootVolumeTask"] == 1 and calls(aws)["ec2:CreateVolume"] == 1
