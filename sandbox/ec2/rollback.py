@@ -49,7 +49,6 @@ from sandbox.errors import ec2_error
 from sandbox.paging import page
 
 INTERNAL_HEADER = "X-Cms-Sandbox-Internal"
-STEPS = ("root_replace", "volume_create", "attach", "start")
 _ACTIVE_TASK_STATES = ("pending", "in-progress", "failing")
 _PENDING_SHARE = 0.3  # of root_replace_seconds: the replacement volume is being created
 _FAILING_SHARE = 0.7  # a failing task turns "failing" from here

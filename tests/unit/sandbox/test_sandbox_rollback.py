@@ -207,3 +207,9 @@ def test_describe_tasks_rejects_unknown_filters(ec2):
 def test_a_volume_not_made_from_a_snapshot_says_snapshot_id_empty(ec2, instance):
     volumes = ec2.describe_volumes()["Volumes"]
     assert volumes and all(v["SnapshotId"] == "" for v in volumes)
+
+
+def test_rollback_fail_names_its_step(sandbox, instance):
+    with pytest.raises(ValueError, match="rollback_fail step must be one of root_replace, volume_create, attach, start"):
+        sandbox.state.faults.add("rollback_fail", instance_id=instance, step="detach")
+    assert sandbox.state.faults.add("rollback_fail", instance_id=instance).options == {}
