@@ -454,7 +454,9 @@ class RollbackRun:
                     )
                     rb.old_by_device[device] = volume_id
             elif kind == "mark_replaced":
-                stamp = datetime.datetime.fromtimestamp(self.clock(), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                # AWS's time (from its answers), so the stamp agrees with the volumes' own timestamps.
+                now = self.fleet.server_clock.now() or self.clock()
+                stamp = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
                 ec2.create_tags(Resources=[v for v, _d in action[1]], Tags=_tags.as_list({REPLACED_BY: self.run_id, REPLACED_AT: stamp}))
             elif kind == "stop":
                 ec2.stop_instances(InstanceIds=[rb.instance_id])
