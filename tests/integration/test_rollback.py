@@ -130,3 +130,14 @@ def test_ctrl_c_in_the_middle_of_a_rollback_then_resume_makes_nothing_twice(aws,
     restored = [v for v in ec2(aws).describe_volumes()["Volumes"] if {"Key": "cms:patching:restored-by-rollback", "Value": run_id} in v.get("Tags", [])]
     assert len(restored) == 1 and restored[0]["State"] == "in-use"
     assert calls(aws)["ec2:CreateReplaceRootVolumeTask"] == 1 and calls(aws)["ec2:CreateVolume"] == 1
+
+
+def test_limit_chooses_the_instances_with_the_landing_zones_inventory(aws, playbook):
+    run_id, rows = backed_up(playbook)
+    web = rows["web-01"]["instance_id"]
+    aws.state.calls.reset()
+    run = playbook("-i", "inventories/demo", "--limit", web, "--tags", "rollback", "-e", "run_id=%s" % run_id, "--check")
+    assert run.rc == 0, run.output[-3000:]
+    assert write_calls(aws) == {}
+    assert "web-01 (%s): skipped would roll back to ami-" % web in run.output
+    assert "app-win-01 (" not in run.output
