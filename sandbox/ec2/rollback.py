@@ -47,6 +47,7 @@ from sandbox import moto_hooks, runtime
 from sandbox.clock import to_iso
 from sandbox.errors import ec2_error
 from sandbox.paging import page
+from sandbox.ssm import managed
 
 INTERNAL_HEADER = "X-Cms-Sandbox-Internal"
 _ACTIVE_TASK_STATES = ("pending", "in-progress", "failing")
@@ -531,6 +532,14 @@ def describe_instance_status(self: InstanceResponse) -> ActionResult:
     return result
 
 
+def ping_status(entry: Any, instance: Any, agent_offline: bool) -> str:
+    """The SSM agent is offline while its instance reboots for a root volume replacement."""
+    status = moto_hooks.original(managed, "ping_status")(entry, instance, agent_offline)
+    if status == "Online" and instance is not None and rebooting(instance.ec2_backend, instance.id, _now()):
+        return "ConnectionLost"
+    return status
+
+
 def tasks_of(backend: Any) -> list[dict[str, Any]]:
     now = _now()
     return [dict(task.view(now), NewVolumeId=task.new_volume_id) for task in _tasks(backend).values()]
@@ -546,6 +555,7 @@ def install() -> None:
     moto_hooks.replace(InstanceResponse, "start_instances", start_instances)
     moto_hooks.replace(InstanceResponse, "describe_instance_status", describe_instance_status)
     moto_hooks.replace(BaseResponse, "call_action", call_action)
+    moto_hooks.replace(managed, "ping_status", ping_status)
     moto_hooks.replace(Instance, "_state", property(_instance_state_get, _instance_state_set))
     moto_hooks.replace(Instance, "state_reason", property(_state_reason_get, _state_reason_set))
     moto_hooks.replace(Volume, "status", property(_volume_status))

@@ -34,7 +34,7 @@ def instance(launch_managed):
     return launch_managed(1, data_volume=True)[0]
 
 
-def test_root_replacement_from_an_image_goes_pending_in_progress_succeeded(sandbox, ec2, instance):
+def test_root_replacement_from_an_image_goes_pending_in_progress_succeeded(sandbox, ec2, ssm, instance):
     image_id = backed_up(sandbox, ec2, instance)
     _inst, before = mappings(ec2, instance)
     tags = [{"ResourceType": "replace-root-volume-task", "Tags": [{"Key": "run", "Value": "r1"}]}]
@@ -43,6 +43,7 @@ def test_root_replacement_from_an_image_goes_pending_in_progress_succeeded(sandb
     assert task["Tags"] == [{"Key": "run", "Value": "r1"}] and "CompleteTime" not in task
     status = ec2.describe_instance_status(InstanceIds=[instance])["InstanceStatuses"][0]
     assert status["InstanceStatus"]["Status"] == "initializing"
+    assert ssm.describe_instance_information()["InstanceInformationList"][0]["PingStatus"] == "ConnectionLost"
     sandbox.state.clock.advance(2)
     assert task_state(ec2, task["ReplaceRootVolumeTaskId"])["TaskState"] == "in-progress"
     sandbox.state.clock.advance(2)
@@ -57,6 +58,7 @@ def test_root_replacement_from_an_image_goes_pending_in_progress_succeeded(sandb
     assert volumes[after["/dev/xvda"]]["SnapshotId"] == root_snapshot and volumes[after["/dev/xvda"]]["State"] == "in-use"
     assert volumes[before["/dev/xvda"]]["State"] == "available"  # kept: DeleteReplacedRootVolume was not asked
     assert ec2.describe_instance_status(InstanceIds=[instance])["InstanceStatuses"][0]["InstanceStatus"]["Status"] == "ok"
+    assert ssm.describe_instance_information()["InstanceInformationList"][0]["PingStatus"] == "Online"
 
 
 def test_client_token_answers_the_same_task_and_a_second_task_is_refused(sandbox, ec2, instance):
