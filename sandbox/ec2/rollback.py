@@ -540,11 +540,6 @@ def ping_status(entry: Any, instance: Any, agent_offline: bool) -> str:
     return status
 
 
-def tasks_of(backend: Any) -> list[dict[str, Any]]:
-    now = _now()
-    return [dict(task.view(now), NewVolumeId=task.new_volume_id) for task in _tasks(backend).values()]
-
-
 def install() -> None:
     moto_hooks.replace(EC2Response, "create_replace_root_volume_task", create_replace_root_volume_task)
     moto_hooks.replace(EC2Response, "describe_replace_root_volume_tasks", describe_replace_root_volume_tasks)
