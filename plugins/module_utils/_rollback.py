@@ -42,6 +42,7 @@ from ansible_collections.cms.patching.plugins.module_utils._batching import by_l
 from ansible_collections.cms.patching.plugins.module_utils._checks import HealthChecks
 from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_out
 from ansible_collections.cms.patching.plugins.module_utils._retry import is_transient, paginate
+from ansible_collections.cms.patching.plugins.module_utils._runcommand import CommandBatch
 from ansible_collections.cms.patching.plugins.module_utils._session import describe_aws_error
 
 ROLLBACK_RUN = "cms:patching:rollback-run-id"
@@ -182,6 +183,7 @@ class Rollback:
         self.new_by_device = {}  # device -> the restored volume
         self.already = False
         self.post_checks = {}
+        self.rescan = ""
 
     @property
     def instance_id(self):
@@ -608,16 +610,48 @@ class RollbackRun:
                 break
             self.sleep(self.options.get("poll_interval", 15))
         self._post_checks()
+        self._rescan()
         return self.results()
+
+    def _command_options(self):
+        options = dict(self.options)
+        # Commands of this run's rollback are found again (a resumed call sends nothing twice) if sent within the hour.
+        options.setdefault("run_started", self.clock() - 3600)
+        return options
+
+    def _rescan(self):
+        """AWS-RunPatchBaseline Scan on the rolled-back instances: SSM's compliance then describes the restored machine.
+
+        SSM keeps what the agent last reported - the patched state - until the next scan (DescribeInstancePatchStates,
+        "About patch compliance"): without this, compliance reports would show patches a rolled-back instance no longer has.
+        """
+        # Also those whose post-checks failed: their volumes are the restored ones all the same.
+        done = [rb for rb in self.rollbacks.values() if rb.step == "done"]
+        if not self.options.get("rescan") or not done:
+            return
+        options = self._command_options()
+        batch = CommandBatch(self.fleet, "AWS-RunPatchBaseline", {"Operation": ["Scan"]}, self.run_id, "rollback rescan", options, self.clock)
+        locations = sorted({(rb.instance["account_id"], rb.instance["region"]) for rb in done})
+        deadline = self.clock() + options.get("rescan_timeout", 1800)
+        batch.refresh(locations, options["run_started"])
+        batch.send(batch.plan([rb.instance for rb in done]))
+        while True:
+            batch.refresh(locations, options["run_started"])
+            batch.collect_finished()
+            if all(batch.outcome(rb.instance_id)[0] != "pending" for rb in done) or self.clock() >= deadline:
+                break
+            self.sleep(options.get("poll_interval", 15))
+        for rb in done:
+            status, error, _command_id = batch.outcome(rb.instance_id)
+            # The machine is back either way: a scan that did not finish is reported, it does not undo the rollback.
+            rb.rescan = status if status in ("success", "pending") else "%s: %s" % (status, error)
 
     def _post_checks(self):
         spec = self.options.get("post_checks") or {}
         done = [rb for rb in self.rollbacks.values() if rb.status == "rolled_back"]
         if not done or not spec:
             return
-        options = dict(self.options)
-        options.setdefault("run_started", self.clock() - 3600)
-        checks = HealthChecks(self.fleet, spec, self.run_id, "rollback post-check", options, self.clock, self.sleep)
+        checks = HealthChecks(self.fleet, spec, self.run_id, "rollback post-check", self._command_options(), self.clock, self.sleep)
         for instance_id, result in checks.run([rb.instance for rb in done], settle=True).items():
             rb = self.rollbacks[instance_id]
             rb.post_checks = result
@@ -652,6 +686,7 @@ class RollbackRun:
                         "error": rb.reason if rb.status in ("failed", "skipped") and not (self.check_mode and rb.plan) else ("" if final else rb.reason),
                         "step": rb.step,
                         "post_checks": rb.post_checks,
+                        "rescan": rb.rescan,
                     }
                 )
         return out

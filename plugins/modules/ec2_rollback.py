@@ -93,6 +93,13 @@ options:
         description: Seconds the checks may take to pass.
         type: int
         default: 600
+  rescan:
+    description:
+      - After the rollback, run C(AWS-RunPatchBaseline) with C(Operation=Scan) on the instances rolled back, so SSM's patch compliance
+        describes the restored machine. SSM otherwise shows what the agent last reported - the patched state - until the next scan.
+      - Needs C(ssm:SendCommand) on C(AWS-RunPatchBaseline), C(ssm:ListCommands) and C(ssm:ListCommandInvocations).
+    type: bool
+    default: false
   max_workers:
     description: How many accounts/regions (and instances' actions) are worked on at the same time.
     type: int
@@ -118,9 +125,10 @@ notes:
     C(ec2:DescribeReplaceRootVolumeTasks), C(ec2:CreateReplaceRootVolumeTask), C(ec2:CreateVolume), C(ec2:CreateTags),
     C(ec2:StopInstances), C(ec2:StartInstances), C(ec2:AttachVolume), C(ec2:DetachVolume); with encrypted volumes the KMS key's
     C(kms:CreateGrant), C(kms:Decrypt), C(kms:GenerateDataKeyWithoutPlaintext), C(kms:ReEncrypt*), C(kms:DescribeKey); for
-    O(post_checks) the permissions of M(cms.patching.ssm_patch_run)'s checks."
+    O(post_checks) the permissions of M(cms.patching.ssm_patch_run)'s checks; for O(rescan) C(ssm:SendCommand) on
+    C(AWS-RunPatchBaseline), C(ssm:ListCommands), C(ssm:ListCommandInvocations)."
   - Patch compliance in SSM is what the agent last reported; after a rollback it still shows the patched state until the next
-    C(AWS-RunPatchBaseline) Scan.
+    C(AWS-RunPatchBaseline) Scan (O(rescan) runs one).
 """
 
 EXAMPLES = r"""
@@ -204,6 +212,9 @@ instances:
     post_checks:
       description: The post-check result (C(status), C(reason)) when post-checks ran.
       type: dict
+    rescan:
+      description: With O(rescan), the Scan's outcome (C(success), C(pending) when it did not finish in time, or the failure); empty otherwise.
+      type: str
 summary:
   description: Counts of RV(instances[].rollback_status).
   returned: always
@@ -286,6 +297,7 @@ def main():
         poll_interval=dict(type="int", default=15),
         progress_interval=dict(type="int", default=0),
         post_checks=dict(type="dict", default={}, options=CHECK_OPTIONS),
+        rescan=dict(type="bool", default=False),
         max_workers=dict(type="int", default=8),
     )
     module = fleet_module(argument_spec)

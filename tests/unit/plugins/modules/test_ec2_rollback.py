@@ -200,3 +200,18 @@ def test_module_check_mode_and_input_errors(aws, pair, run_module):
     assert writes(aws) == {} and result["api_calls"]["total"] > 0
     bad = run_module(ec2_rollback, dict(args, max_concurrent=0, instances=[{"instance_id": "i-1"}]))
     assert bad.failed and "max_concurrent: must be at least 1" in bad["msg"] and "instances[0]: missing account_id, region" in bad["msg"]
+
+
+def test_rescan_makes_ssm_report_the_restored_machine(aws, fleet, pair):
+    targets, _before = pair
+    web = next(t for t in targets if t["name"] == "web-01")
+    reported = ssm(aws).describe_instance_patch_states(InstanceIds=[web["instance_id"]])["InstancePatchStates"][0]
+    assert reported["Operation"] == "Install" and reported["MissingCount"] == 0
+    result = rollback_run(aws, fleet, [web], rescan=True).run()[0]
+    assert result["rollback_status"] == "rolled_back" and result["rescan"] == "success"
+    reported = ssm(aws).describe_instance_patch_states(InstanceIds=[web["instance_id"]])["InstancePatchStates"][0]
+    assert reported["Operation"] == "Scan" and reported["MissingCount"] == real_missing(aws, web["instance_id"], "Linux") > 0
+    # Called again (a resume): the rescan of this run is found, not sent twice.
+    rollback_run(aws, fleet, [web], rescan=True).run()
+    scans = [c for c in ssm(aws).list_commands()["Commands"] if c["Comment"].endswith("rollback rescan")]
+    assert len(scans) == 1
