@@ -634,7 +634,9 @@ class RollbackRun:
         locations = sorted({(rb.instance["account_id"], rb.instance["region"]) for rb in done})
         deadline = self.clock() + options.get("rescan_timeout", 1800)
         batch.refresh(locations, options["run_started"])
-        batch.send(batch.plan([rb.instance for rb in done]))
+        jobs = batch.plan([rb.instance for rb in done])
+        batch.send(jobs)
+        self.changed = self.changed or bool(jobs)
         while True:
             batch.refresh(locations, options["run_started"])
             batch.collect_finished()
