@@ -63,6 +63,7 @@ molecule: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_fleet.py
 	$(BIN)/python benchmarks/bench_hosts.py
+	$(BIN)/python benchmarks/bench_rollback.py
 
 clean:
 	rm -rf $(VENV) .cache .sandbox tests/output

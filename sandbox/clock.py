@@ -50,6 +50,13 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "credential_max_seconds": 0.0,
     # How long after an AWS-RunPatchBaseline invocation ends its compliance is reported.
     "compliance_delay_seconds": 0.0,
+    # Rollback (sandbox/ec2/rollback.py): a root volume replacement task, a volume restored from a snapshot,
+    # an attachment or detachment, a StopInstances / StartInstances of a client.
+    "root_replace_seconds": 4.0,
+    "volume_create_seconds": 2.0,
+    "volume_attach_seconds": 1.0,
+    "instance_stop_seconds": 2.0,
+    "instance_start_seconds": 2.0,
     # AssumeRole credentials expire (DurationSeconds, role chaining cap); expired calls are refused.
     "credentials_expire": False,
     # An unreachable Run Command target stays Delayed until the command expires, then DeliveryTimedOut.
@@ -101,6 +108,11 @@ class Settings:
     delayed_until_expiry: bool = DEFAULT_SETTINGS["delayed_until_expiry"]
     realistic_output: bool = DEFAULT_SETTINGS["realistic_output"]
     iam_enforcement: float = DEFAULT_SETTINGS["iam_enforcement"]
+    root_replace_seconds: float = DEFAULT_SETTINGS["root_replace_seconds"]
+    volume_create_seconds: float = DEFAULT_SETTINGS["volume_create_seconds"]
+    volume_attach_seconds: float = DEFAULT_SETTINGS["volume_attach_seconds"]
+    instance_stop_seconds: float = DEFAULT_SETTINGS["instance_stop_seconds"]
+    instance_start_seconds: float = DEFAULT_SETTINGS["instance_start_seconds"]
 
     def updated(self, changes: dict[str, Any]) -> Settings:
         """Return a copy with ``changes`` applied; unknown names and bad values raise ValueError.

@@ -28,10 +28,13 @@ FAULT_KINDS: dict[str, tuple[str, frozenset[str]]] = {
     "patch_timeout": ("instance", frozenset({"count"})),
     "command_fail": ("instance", frozenset({"count"})),
     "agent_offline": ("instance", frozenset()),
+    "rollback_fail": ("instance", frozenset({"step", "count"})),
     "throttle": ("operation", frozenset({"rate", "every", "count", "seed"})),
 }
 
 FOREVER = math.inf
+# The steps of a rollback the rollback_fail fault can break (sandbox/ec2/rollback.py).
+ROLLBACK_STEPS = ("root_replace", "volume_create", "attach", "start")
 
 
 @dataclasses.dataclass
@@ -92,6 +95,8 @@ class FaultStore:
             if not operation:
                 raise ValueError(f"fault {kind} needs an operation (e.g. 'ec2:CreateImage' or 'SendCommand')")
             _validate_throttle(options)
+        if kind == "rollback_fail" and options.get("step", "root_replace") not in ROLLBACK_STEPS:
+            raise ValueError(f"rollback_fail step must be one of {', '.join(ROLLBACK_STEPS)}, got {options.get('step')!r}")
         count = options.get("count")
         if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
             raise ValueError(f"count must be a positive integer, got {count!r}")

@@ -38,7 +38,7 @@ echo "== Demo summary"
 grep -E '^# (scenario|  [0-9]{12}/)' "$LOG" | sed 's/^# /   /' || true
 echo "   Failures injected on purpose by the sandbox (to show the gates working):"
 grep -E '^#   fault ' "$LOG" | sed -e 's/^#   fault ami_fail:/     - AMI of/' -e 's/$/ ends "failed" -> the backup gate keeps it from patching/' \
-    -e 's/^#   fault patch_fail:\(.*\) ends "failed" -> the backup gate keeps it from patching/     - AWS-RunPatchBaseline fails on\1 -> reported with its error/' \
+    -e 's/^#   fault patch_fail:\(.*\) ends "failed" -> the backup gate keeps it from patching/     - AWS-RunPatchBaseline fails on\1 -> reported with its error, then rolled back to its verified AMI (rollback_on_failure)/' \
     -e 's/^#   fault /     - /' || true
 report="$(sed -n 's/^CSV report: //p' "$RUN_LOG" | tail -n 1)"
 if [[ -n "$report" ]]; then

@@ -83,7 +83,8 @@ _CONFIG = "cms.patching.landing_zone"
 _SCAN = "cms.patching.ec2_patch_scan"
 _BACKUP = "cms.patching.ami_backup_verified"
 _PATCH = "cms.patching.ssm_patch_run"
-_OURS = (_CONFIG, _SCAN, _BACKUP, _PATCH)
+_ROLLBACK = "cms.patching.ec2_rollback"
+_OURS = (_CONFIG, _SCAN, _BACKUP, _PATCH, _ROLLBACK)
 
 
 class CallbackModule(CallbackBase):
@@ -114,6 +115,8 @@ class CallbackModule(CallbackBase):
         self._plays_total = None
         self._plays_started = 0
         atexit.register(self._at_exit)
+        # A rollback (--tags rollback -e run_id=...) adds to its run's existing CSV instead of replacing it.
+        self._keep_existing = "rollback" in (context.CLIARGS.get("tags") or ())
 
     # -- collecting -------------------------------------------------------------------------------
 
@@ -141,6 +144,8 @@ class CallbackModule(CallbackBase):
             self.report.add_backup(data.get("instances") or [])
         elif action == _PATCH:
             self.report.add_patch(data.get("instances") or [])
+        elif action == _ROLLBACK:
+            self.report.add_rollback(data.get("instances") or [])
         if failed:
             self._collect_failure(result, action, data)
         self._dirty = True
@@ -286,6 +291,9 @@ class CallbackModule(CallbackBase):
         if not self._dirty or not self.report.rows or not self.report.run_id:
             return
         try:
+            if self._keep_existing and os.path.exists(self._report_path()):
+                self.report.keep_rows_of(self._report_path())
+                self._keep_existing = False
             self.report.write(self._report_path())
             self.report.write_json(self._json_path())
             self._dirty = False

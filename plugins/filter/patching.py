@@ -42,6 +42,9 @@ def report_summary(results, lz="", run_id=""):
     report.add_backup((results.get("backup") or {}).get("instances") or [])
     for wave in results.get("patch") or []:
         report.add_patch((wave or {}).get("instances") or [])
+    rollbacks = results.get("rollback") or []
+    for rollback in rollbacks if isinstance(rollbacks, list) else [rollbacks]:
+        report.add_rollback((rollback or {}).get("instances") or [])
     return report.summary()
 
 

@@ -167,6 +167,8 @@ SCHEMA = {
             "cloudwatch_output": Field("bool", default=False),
             "waves": Field("list", default=[{"name": "all"}], items=Field("dict", fields=WAVE)),
             "max_failure_rate": Field("int", default=0, check=_positive_percent),
+            # Recovery: instances whose patch failed, timed out or failed its post-checks go back to their verified AMI right after their wave.
+            "rollback_on_failure": Field("bool", default=False),
             "post_checks": Field(
                 "dict",
                 default={},
@@ -198,6 +200,15 @@ SCHEMA = {
                     "region": Field("str", check=v.region_error),
                 },
             ),
+        },
+    ),
+    # Recovery (--tags rollback, cms.patching.ec2_rollback).
+    "rollback": Field(
+        "dict",
+        default={},
+        fields={
+            "max_concurrent": Field("int", default=5, minimum=1, maximum=50),
+            "wait_timeout": Field("int", default=3600, minimum=60),
         },
     ),
 }

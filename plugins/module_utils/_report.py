@@ -50,9 +50,13 @@ COLUMNS = (
     "wave",
     "post_checks",
     "plan",
+    # Recovery (cms.patching.ec2_rollback): rolled_back, failed, skipped, not_run; and "device: old -> new; ..." per volume.
+    "rollback_status",
+    "rollback_volumes",
 )
 BACKUP_STATUSES = ("verified", "failed", "skipped", "not_run")
 PATCH_STATUSES = ("success", "failed", "timed_out", "cancelled", "undeliverable", "skipped", "not_run")
+ROLLBACK_STATUSES = ("rolled_back", "failed", "skipped", "not_run")
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 ERROR_MAX = 1000
@@ -77,6 +81,10 @@ def neutralise(value):
     if text.startswith(FORMULA_PREFIXES):
         return "'" + text
     return text
+
+
+def _unneutralise(text):
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_PREFIXES) else text
 
 
 def _trim(text):
@@ -104,6 +112,7 @@ class RunReport:
         if row is None:
             row = {c: "" for c in COLUMNS}
             row.update(instance_id=instance_id, lz=self.lz, run_id=self.run_id, backup_status="not_run", patch_status="not_run", started_at=when)
+            row["rollback_status"] = "not_run"
             self.rows[instance_id] = row
         row["finished_at"] = when
         return row
@@ -208,6 +217,47 @@ class RunReport:
             elif checks.get("status") == "failed":
                 self._set_error(row, "post-patch check failed: %s" % checks.get("reason", ""))
 
+    def add_rollback(self, instances, when=None):
+        """Results of cms.patching.ec2_rollback; a failed or refused rollback's reason goes to error."""
+        when = when or now_iso()
+        for item in instances:
+            row = self._row(item["instance_id"], when)
+            for key in ("account_id", "region", "name"):
+                row[key] = row[key] or item.get(key, "")
+            status = item.get("rollback_status")
+            if status in ROLLBACK_STATUSES:
+                row["rollback_status"] = status
+            row["rollback_volumes"] = item.get("rollback_volumes_text") or row["rollback_volumes"]
+            if status in ("failed", "skipped") and item.get("error"):
+                self._set_error(row, "rollback %s: %s" % (status, item["error"]))
+
+    def keep_rows_of(self, path):
+        """Merge the rows of an earlier CSV of this run (a rollback run adds its columns to the patch run's report).
+
+        A cell this run knows nothing about (empty, or not_run) keeps the earlier value; rows of instances this run
+        did not see are kept as they were.
+        """
+        with open(path, encoding="utf-8", newline="") as handle:
+            earlier = list(csv.DictReader(handle))
+        merged = {}
+        for old in earlier:
+            instance_id = old.get("instance_id")
+            if not instance_id:
+                continue
+            row = {c: _unneutralise(old.get(c) or "") for c in COLUMNS}
+            row["rollback_status"] = row["rollback_status"] or "not_run"
+            new = self.rows.get(instance_id)
+            if new is not None:
+                for column in COLUMNS:
+                    if column == "error" and row["error"] and new["error"] and new["error"] not in row["error"]:
+                        row["error"] = _trim("%s; %s" % (row["error"], new["error"]))
+                    elif new[column] not in ("", "not_run", None) and not (column in ("error", "started_at") and row[column]):
+                        row[column] = new[column]
+            merged[instance_id] = row
+        for instance_id, row in self.rows.items():
+            merged.setdefault(instance_id, row)
+        self.rows = merged
+
     def add_error(self, instance_ids, message, when=None):
         """A failure without per-instance results (an AWS error, a failed gate task) lands on each row it concerns."""
         when = when or now_iso()
@@ -241,9 +291,11 @@ class RunReport:
         locations = [r for k, r in self.rows.items() if self.is_location(k)]
         backup = {s: 0 for s in BACKUP_STATUSES}
         patch = {s: 0 for s in PATCH_STATUSES}
+        rollback = {s: 0 for s in ROLLBACK_STATUSES}
         for row in rows:
             backup[row["backup_status"]] = backup.get(row["backup_status"], 0) + 1
             patch[row["patch_status"]] = patch.get(row["patch_status"], 0) + 1
+            rollback[row["rollback_status"]] = rollback.get(row["rollback_status"], 0) + 1
         return {
             "lz": self.lz,
             "run_id": self.run_id,
@@ -251,6 +303,7 @@ class RunReport:
             "targets": sum(1 for r in rows if r["target"] is True),
             "backup": backup,
             "patch": patch,
+            "rollback": rollback,
             # Rows (instances and account/regions) with an error; a phase that was merely not selected is not one.
             "errors": sum(1 for k, r in self.rows.items() if r["error"] and k not in self._not_requested),
             "discovery_failed": ["%s/%s" % (r["account_id"], r["region"]) for r in locations],
@@ -310,4 +363,6 @@ def summary_line(summary):
     )
     if summary.get("discovery_failed"):
         line += "; discovery failed in %s" % ", ".join(summary["discovery_failed"])
-    return line
+    # Rollbacks only when one was attempted: a normal run's line stays as it was.
+    rollback = ", ".join("%d %s" % (n, s) for s, n in (summary.get("rollback") or {}).items() if n and s != "not_run")
+    return line + ("; rollback: %s" % rollback if rollback else "")

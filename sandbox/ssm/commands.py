@@ -91,6 +91,8 @@ class CommandStore:
         self._commands: dict[tuple[str, str], list[CommandRecord]] = {}
         # instance id -> (command, invocation index) of every AWS-RunPatchBaseline invocation on it, in send order.
         self._patch_runs: dict[str, list[tuple[CommandRecord, int]]] = {}
+        # instance id -> [(when its root volume was restored, the moment the restored snapshot was taken)] (sandbox/ec2/rollback.py).
+        self._restores: dict[str, list[tuple[float, float]]] = {}
 
     def add(self, command: CommandRecord) -> None:
         with self._lock:
@@ -136,7 +138,18 @@ class CommandStore:
                 if timeline.ran_to_completion() and timeline.completed_by(when - delay) and timeline.final.details != "ExecutionTimedOut":
                     history.append((planned.patch_run, timeline.executed_from or timeline.ended, timeline.ended, command.command_id))
         history.sort(key=lambda item: item[2])
+        restores = self._restores.get(instance_id)
+        if restores and history:
+            # What the machine holds: after a restore, the runs that ended between the snapshot and the restore are gone.
+            # What SSM reports is what the agent uploaded last, from the machine as it was then (a restore alone changes no report).
+            history = _effective(history, restores, history[-1][2] if reported else when)
         return history
+
+    def restore(self, instance_id: str, at: float, as_of: float) -> None:
+        """The instance's root volume is replaced at ``at`` by one restored from a snapshot taken at ``as_of``."""
+        with self._lock:
+            self._restores.setdefault(instance_id, []).append((at, as_of))
+            self._restores[instance_id].sort()
 
     def patch_state(self, account: str, region: str, instance_id: str, platform_type: str, when: float, reported: bool = False) -> PatchState:
         """The instance's patch state at ``when``: what is really installed, or (``reported``) what SSM reports so far."""
@@ -195,3 +208,14 @@ class CommandStore:
         with self._lock:
             self._commands.clear()
             self._patch_runs.clear()
+            self._restores.clear()
+
+
+def _effective(history: list[Any], restores: list[tuple[float, float]], when: float) -> list[Any]:
+    """The runs (sorted by end) whose effect is on the machine at ``when``: the latest restore before it brings back the
+    machine as it was at its snapshot's moment (itself the result of earlier restores), and the runs since add to that."""
+    done = [restore for restore in restores if restore[0] <= when]
+    if not done:
+        return [item for item in history if item[2] <= when]
+    at, as_of = done[-1]
+    return _effective(history, restores, as_of) + [item for item in history if at < item[2] <= when]
