@@ -134,7 +134,7 @@ notes:
 EXAMPLES = r"""
 - name: Roll two instances back to their verified AMI of a run
   cms.patching.ec2_rollback:
-    accounts: "{{ lz.accounts }}"
+    accounts: "{{ lz.config.accounts }}"
     run_id: 20261201T090000Z-ab12
     instances:
       - {instance_id: i-0123456789abcdef0, account_id: "123456789012", region: eu-west-1}
@@ -146,9 +146,9 @@ EXAMPLES = r"""
 
 - name: What would be replaced, without changing anything
   cms.patching.ec2_rollback:
-    accounts: "{{ lz.accounts }}"
+    accounts: "{{ lz.config.accounts }}"
     run_id: "{{ run_id }}"
-    instances: "{{ failed_instances }}"
+    instances: "{{ wave_instances }}"
   check_mode: true
 """
 
@@ -188,7 +188,7 @@ instances:
       elements: dict
       sample: [{"device": "/dev/xvda", "old_volume_id": "vol-0aa", "new_volume_id": "vol-0bb"}]
     rollback_volumes_text:
-      description: RV(instances[].rollback_volumes) as one line, C(device: old -> new; ...), for the CSV report.
+      description: "RV(instances[].rollback_volumes) as one line, C(device: old -> new; ...), for the CSV report."
       type: str
     root_task_id:
       description: The root volume replacement task.

@@ -153,7 +153,7 @@ def test_write_is_atomic_and_complete(tmp_path):
 
 
 def test_new_columns_go_at_the_end():
-    assert COLUMNS[23:] == ("wave", "post_checks", "plan")
+    assert COLUMNS[23:] == ("wave", "post_checks", "plan", "rollback_status", "rollback_volumes")
 
 
 LOCATION_ERROR = {"account_id": "2", "region": "eu-west-1", "operation": "ec2:DescribeInstances", "error": "could not assume arn:aws:iam::2:role/x"}
