@@ -133,7 +133,7 @@ SCHEMA = {
                 "str", default="Pre-patch backup of {instance_id} ({name}) for run {run_id} in landing zone {lz}", check=ami_template_error
             ),
             "tags": Field("map", default={}),
-            "wait_timeout": Field("int", default=1800, minimum=60),
+            "wait_timeout": Field("int", default=10800, minimum=60),
             "poll_interval": Field("int", default=15, minimum=1),
             "progress_interval": Field("int", default=60, minimum=0),
             "max_concurrent_creates": Field("int", default=10, minimum=1, maximum=100),

@@ -95,9 +95,9 @@ options:
     type: bool
     default: true
   wait_timeout:
-    description: Seconds from an AMI's creation after which it counts as failed if it is not verified.
+    description: Seconds from an AMI's creation (on AWS's clock) after which it counts as failed if it is not verified; a first snapshot of a large volume can take hours.
     type: int
-    default: 1800
+    default: 10800
   poll_interval:
     description: Seconds between poll rounds.
     type: int
@@ -369,7 +369,7 @@ def main():
         tags=dict(type="dict", default={}),
         snapshot_tags_on_create=dict(type="bool", default=True),
         wait=dict(type="bool", default=True),
-        wait_timeout=dict(type="int", default=1800),
+        wait_timeout=dict(type="int", default=10800),
         poll_interval=dict(type="int", default=15),
         progress_interval=dict(type="int", default=0),
         max_concurrent_creates=dict(type="int", default=10),
