@@ -112,7 +112,7 @@ def assert_invariants(aws, rows, run_id):
     # One row per instance seen (30 in the demo landing zone), each failure with its reason.
     assert len(instances) == 30 and len({r["instance_id"] for r in instances}) == 30, [r["name"] for r in instances]
     for row in instances:
-        if row["backup_status"] == "failed" or (row["target"] == "yes" and row["patch_status"] in FAILURE_STATUSES):
+        if row["backup_status"] == "failed" or (row["target"] == "true" and row["patch_status"] in FAILURE_STATUSES):
             assert row["error"].strip(), "no reason for %s: %s" % (row["name"], row)
     by_id = {r["instance_id"]: r for r in instances}
     # At most one AWS-RunPatchBaseline Install per instance per run, counted from the sandbox's own command log.
