@@ -30,7 +30,7 @@ from sandbox.ec2.lookup import locate_by_name
 TIME_SCALE = 120.0
 CREDENTIAL_SECONDS = 900
 FAILURE_STATUSES = ("failed", "timed_out", "cancelled", "undeliverable", "not_run")
-OFFLINE_CANARY = "web-01"
+OFFLINE_CANARY = "pay-eu-web-01"
 TERMINATED = "pay-eu-app-01"
 
 
@@ -40,7 +40,9 @@ def realistic_landing_zone(tmp_path, max_failure_rate=50):
     config = yaml.safe_load(source.read_text())
     lz = config["cms_patching_landing_zone"]
     lz["backup"].update(wait_timeout=7200, poll_interval=1, progress_interval=4)
-    lz["patching"].update(wait_timeout=10800, poll_interval=1, progress_interval=4, max_failure_rate=max_failure_rate)
+    # Every wave runs to its end (the error budget and the stop rule are tested elsewhere): here the faults must not
+    # stop the run before the instances they are meant to meet.
+    lz["patching"].update(wait_timeout=10800, poll_interval=1, progress_interval=4, max_failure_rate=max_failure_rate, max_errors="100%")
     target = tmp_path / "lzs" / "realistic"
     target.mkdir(parents=True)
     (target / ".landing_zone.yml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -134,11 +136,11 @@ def assert_invariants(aws, rows, run_id):
     for row in instances:
         if row["backup_status"] == "verified":
             assert made[row["instance_id"]] == 1 and row["ami_id"] in {i["image_id"] for i in images}
-    # No false backup failure: every instance whose AMI the sandbox completed (image available, every snapshot
-    # completed) is verified in the report.
+    # No false backup failure: no instance whose AMI the sandbox completed (image available, every snapshot
+    # completed) is reported failed (a resumed run may skip an instance that is rebooting, never fail its backup).
     for image in images:
         if image["state"] == "available" and set(image["snapshots"].values()) == {"completed"}:
-            assert by_id[image["instance_id"]]["backup_status"] == "verified", by_id[image["instance_id"]]
+            assert by_id[image["instance_id"]]["backup_status"] != "failed", by_id[image["instance_id"]]
     return by_id
 
 
@@ -150,21 +152,34 @@ def test_the_demo_on_an_unkind_aws_keeps_every_invariant(aws, lz_env, tmp_path, 
     terminated = locate_by_name(TERMINATED)
     acted = []
 
-    def on_line(line):
-        # During the canary wave: one canary's agent goes offline, and an instance of the next wave is terminated.
-        if not acted and "TASK [cms.patching.patching : Patch wave canary]" in line:
-            acted.append(line)
-            aws.state.faults.add("agent_offline", instance_name=OFFLINE_CANARY)
-            terminated.instance.ec2_backend.terminate_instances([terminated.instance.id])
+    offline = locate_by_name(OFFLINE_CANARY).instance.id
+    watcher_done = threading.Event()
 
+    def during_the_canary():
+        # The canary wave has one slot (50 % of 2): as soon as its first command is out, the other canary's agent goes
+        # offline (it passed its pre-check, so it is sent and stays Delayed), and an instance of the next wave is
+        # terminated (its 50-ID SendCommand is then refused with InvalidInstanceId).
+        while not watcher_done.is_set():
+            sent = [c for c in aws.state.command_log() if "wave=canary" in c["comment"] and c["document"] == "AWS-RunPatchBaseline"]
+            if sent:
+                assert offline not in sent[0]["instance_ids"], "the offline canary was sent first: %s" % sent
+                aws.state.faults.add("agent_offline", instance_name=OFFLINE_CANARY)
+                terminated.instance.ec2_backend.terminate_instances([terminated.instance.id])
+                acted.append(sent[0])
+                return
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=during_the_canary, daemon=True)
+    watcher.start()
     proc = start_playbook(env)
-    thread, lines = follow(proc, on_line)
+    thread, lines = follow(proc, lambda line: None)
     try:
         proc.wait(timeout=900)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     thread.join(timeout=30)
+    watcher_done.set()
     output = "".join(lines)
     assert acted, output[-3000:]
     assert proc.returncode == 2, output[-4000:]
