@@ -1,7 +1,8 @@
 """Cancel means stop, and a run never patches an instance twice, whatever happens to its processes and clocks.
 
-An AWX cancel (ansible-runner) and a Ctrl-C signal ansible-playbook's process group; ansible-core's workers run in
-their own session, so the modules never get that signal and must notice that their controller is gone. What reached
+An AWX cancel (ansible-runner SIGKILLs ansible-playbook's process group), a Ctrl-C (SIGINT to the group) or a lost terminal
+(SIGHUP) ends the playbook. ansible-core's workers run in their own session: after a SIGKILL or SIGHUP nothing reaches the
+modules, which must notice that their controller is gone and stop between AWS calls. What reached
 AWS is read from the sandbox's own logs: the call log (wall time, operation, write flag of every call) and the
 command log (every SendCommand accepted).
 """
@@ -18,8 +19,6 @@ import pytest
 
 from conftest import ANSIBLE_PLAYBOOK, REPO, TIME_SCALE, Run
 
-# Writes a cancelled run must not make once it is over (CancelCommand would only stop what it started).
-WRITES = frozenset(["ec2:CreateImage", "ec2:CreateTags", "ssm:SendCommand", "ec2:DeregisterImage", "ec2:DeleteSnapshot"])
 # What "stop" allows: a call already on its way when the playbook exited.
 GRACE_SECONDS = 2.0
 # How long the sandbox is watched after the playbook exited: longer than a poll round, an AMI or an invocation below.
@@ -144,7 +143,11 @@ def images_per_instance(aws):
 
 
 def late_writes(aws, run):
-    """Write calls that reached the sandbox more than GRACE_SECONDS after the playbook exited."""
+    """Write calls that reached the sandbox more than GRACE_SECONDS after the playbook exited.
+
+    Every write (CreateImage, CreateTags, SendCommand, DeregisterImage, DeleteSnapshot, AssumeRole...: the sandbox's write flag, all
+    but Describe/List/Get/Search) counts, except CancelCommand, which would only stop what the run had started.
+    """
     return [c for c in aws.state.calls.log(since=run.exited_at + GRACE_SECONDS) if c["write"] and c["operation"] != "ssm:CancelCommand"]
 
 
@@ -182,9 +185,10 @@ def signal_ids(signums):
     return [signal.Signals(signum).name for signum in signums]
 
 
-# SIGINT / SIGTERM: a Ctrl-C, a kill; ansible-core forwards them to its workers' process groups. SIGKILL of the group: what
-# ansible-runner (AWX's cancel, Runner.handle_termination) does; nothing is forwarded, only the modules' watch of their
-# controller can stop them. SIGHUP: the terminal or SSH session of the operator is gone; ansible-playbook dies at once.
+# SIGINT / SIGTERM (a Ctrl-C, a kill of the playbook): ansible-core 2.19 forwards them to its workers, which pass them on to their
+# own process group, so the module gets the signal itself. SIGKILL of the group: ansible-runner's cancel (Runner.handle_termination,
+# what an AWX cancel comes to); nothing is forwarded and the workers live in sessions of their own, so only the modules' watch of
+# their controller stops them. SIGHUP: the operator's terminal or SSH session is gone; ansible-playbook dies without forwarding.
 BACKUP_SIGNALS = [signal.SIGINT, signal.SIGKILL]
 WAVE_SIGNALS = [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL]
 # The controller can still write its report after these.
