@@ -291,6 +291,17 @@ errors:
   returned: when O(mode=retain)
   type: list
   elements: str
+cancelled:
+  description:
+    - V(true) when the run was cancelled and the module stopped between two AWS calls, making no further call. A run is cancelled when a
+      SIGINT, SIGTERM or SIGHUP reaches the module or when its controller (C(ansible-playbook)) exits, which is what a Ctrl-C or an
+      AWX / ansible-runner cancel amounts to (ansible-core runs modules in their own session, so the controller's signal never reaches them).
+    - The module then fails; C(msg) starts with C(cancelled) and names the reason (the signal received, or the controller process that exited),
+      and the result has RV(api_calls). The other keys are missing when the cancel stopped the work mid-way; a resumed run with the same run ID finds
+      and adopts what this one had made.
+  returned: when the run was cancelled
+  type: bool
+  sample: true
 api_calls:
   description: The AWS API calls this run made, per operation, with retries.
   returned: always
