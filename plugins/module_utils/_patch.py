@@ -156,6 +156,8 @@ class PatchRun:
         self.before = {}  # instance_id -> its patch state from before this command's operation ended
         self.before_read = set()  # instances whose earlier state this call has asked for once
         self.stale = {}  # instance_id -> why no patch state of this command was found in time
+        self.state_errors = {}  # location -> why its latest DescribeInstancePatchStates failed (none when it answered)
+        self.list_errors = {}  # location -> why its latest ListCommands failed (none when it answered)
         self.planned = []  # [(location, [ids])] SendCommand calls made (or planned in check mode)
         self.timed_out = {}
         self.late = {}  # instance_id -> status at the deadline (timed_out, or undeliverable when it never started)
@@ -256,11 +258,20 @@ class PatchRun:
     def poll(self):
         """One round of reading: commands (a location that does not answer changes nothing), finished results, deadlines."""
         self.rounds += 1
-        self.batch.refresh(self.active_locations(), self.since)
+        self._list(self.active_locations())
         self._check_foreign()
         self.batch.collect_finished()
         self._enforce_deadlines()
         self._read_compliance()
+
+    def _list(self, locations, new_round=True):
+        """The batch's listing of these locations; a failure is kept so an instance never sent can say why."""
+        errors = self.batch.refresh(locations, self.since, new_round=new_round)
+        for location in locations:
+            if location in errors:
+                self.list_errors[location] = errors[location]
+            else:
+                self.list_errors.pop(location, None)
 
     def _check_foreign(self):
         try:
@@ -341,7 +352,7 @@ class PatchRun:
                 break
             if location not in self.batch.listed:
                 # Right before sending: this round's listing of the location must show no command of this run for them.
-                self.batch.refresh([location], self.since, new_round=False)
+                self._list([location], new_round=False)
                 self._check_foreign()
                 self._triage_queue()
             queued = {i["instance_id"] for i in self.queue}
@@ -384,6 +395,16 @@ class PatchRun:
         # Without any command yet (every listing failed), this call's own start bounds the wait.
         if now >= (self.started_at if first is None else first) + self.options["wait_timeout"]:
             for item in self.queue:
+                list_error = self.list_errors.get((item["account_id"], item["region"]))
+                if list_error:
+                    # Never sent blind: without a listing, a command of this run may already be there.
+                    self.not_run[item["instance_id"]] = "not sent: ListCommands in %s/%s failed until the wave's wait_timeout (%ds): %s" % (
+                        item["account_id"],
+                        item["region"],
+                        self.options["wait_timeout"],
+                        list_error,
+                    )
+                    continue
                 self.not_run[item["instance_id"]] = "not sent: the wave's wait_timeout (%ds) ran out before a slot was free" % self.options["wait_timeout"]
             self.queue = []
             for instance_id, (_location, error) in self.batch.uncertain.items():
@@ -398,11 +419,15 @@ class PatchRun:
                 late.setdefault(self.batch.by_instance[instance_id], []).append(instance_id)
         for command_id, ids in late.items():
             command = self.batch.commands[command_id]
+            read_error = ""
             try:
                 # Its other invocations may have ended long ago: read them, so only the ones still going count as late.
                 waiting = set(self.batch.read_running(command))
-            except Exception:  # pylint: disable=broad-except  # then the reason cannot say which never started
+            except Exception as exc:  # pylint: disable=broad-except  # then the reason cannot say which never started
                 waiting = set()
+                read_error = describe_aws_error(exc)
+            # An invocation that could not be read may have ended long ago: the reason says so rather than "still running".
+            read_error = read_error or command.get("_read_error", "")
             ids = [i for i in ids if self.batch.outcome(i)[0] == "pending"]
             if not self.check_mode and ids:
                 self.batch.cancel([command], set(ids))
@@ -412,6 +437,12 @@ class PatchRun:
                     self.timed_out[instance_id] = (
                         "never started: still Delayed or Pending at the deadline (agent offline or instance stopped); cancel requested for command %s"
                         % command_id
+                    )
+                elif read_error:
+                    self.late[instance_id] = "timed_out"
+                    self.timed_out[instance_id] = "its invocation could not be read by the deadline (%s); cancel requested for command %s" % (
+                        read_error,
+                        command_id,
                     )
                 else:
                     self.late[instance_id] = "timed_out"
@@ -546,8 +577,13 @@ class PatchRun:
         groups = {loc: [i["instance_id"] for i in members] for loc, members in by_location(wanted).items()}
         for outcome in fan_out(lambda loc: self._read_states(loc, groups[loc]), sorted(groups), self.options.get("max_workers", 8)):
             if outcome.ok:
+                self.state_errors.pop(outcome.item, None)
                 for instance_id, state in outcome.result.items():
                     self._take_state(instance_id, state)
+            else:
+                # Kept for the compliance note: a refused read (a policy without ssm:DescribeInstancePatchStates) must
+                # not pass for an agent that never reported.
+                self.state_errors[outcome.item] = describe_aws_error(outcome.error)
         now = self.aws_now()
         for item in wanted:
             instance_id = item["instance_id"]
@@ -558,6 +594,9 @@ class PatchRun:
                 self.stale[instance_id] = "no patch state of this command reported within compliance_wait (%ss) after it ended" % self.options.get(
                     "compliance_wait", 300
                 )
+                read_error = self.state_errors.get((item["account_id"], item["region"]))
+                if read_error:
+                    self.stale[instance_id] += "; the patch states could not be read: %s" % read_error
 
     def _take_state(self, instance_id, state):
         requested = self.batch.requested_at(instance_id)

@@ -87,6 +87,15 @@ def _unneutralise(text):
     return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_PREFIXES) else text
 
 
+# The note explain_not_run leaves on a target whose phase was simply not selected (--tags): no error, so a real error
+# replaces it - also one from a later run of the same run ID (a rollback adds to the patch run's CSV).
+NOT_SELECTED = " phase not run: not part of this run"
+
+
+def _is_note(error):
+    return NOT_SELECTED in (error or "")
+
+
 def _trim(text):
     text = " ".join(str(text or "").split())
     return text if len(text) <= ERROR_MAX else text[: ERROR_MAX - 3] + "..."
@@ -99,7 +108,6 @@ class RunReport:
         self.lz = ""
         self.run_id = ""
         self.rows = {}
-        self._not_requested = set()
 
     def set_run(self, lz, run_id):
         self.lz = lz or self.lz
@@ -118,7 +126,7 @@ class RunReport:
         return row
 
     def _set_error(self, row, message):
-        if message and not row["error"]:
+        if message and (not row["error"] or _is_note(row["error"])):
             row["error"] = _trim(message)
 
     @staticmethod
@@ -249,7 +257,9 @@ class RunReport:
             new = self.rows.get(instance_id)
             if new is not None:
                 for column in COLUMNS:
-                    if column == "error" and row["error"] and new["error"] and new["error"] not in row["error"]:
+                    if column == "error" and _is_note(row["error"]) and new["error"]:
+                        row["error"] = new["error"]
+                    elif column == "error" and row["error"] and new["error"] and new["error"] not in row["error"] and not _is_note(new["error"]):
                         row["error"] = _trim("%s; %s" % (row["error"], new["error"]))
                     elif new[column] not in ("", "not_run", None) and not (column in ("error", "started_at") and row[column]):
                         row[column] = new[column]
@@ -283,8 +293,7 @@ class RunReport:
             elif interrupted:
                 row["error"] = "%s phase did not run: the run was interrupted before it" % phase
             else:
-                row["error"] = "%s phase not run: not part of this run%s" % (phase, " (%s)" % selection if selection else "")
-                self._not_requested.add(key)
+                row["error"] = "%s%s%s" % (phase, NOT_SELECTED, " (%s)" % selection if selection else "")
 
     def summary(self):
         rows = [r for k, r in self.rows.items() if not self.is_location(k)]
@@ -305,7 +314,7 @@ class RunReport:
             "patch": patch,
             "rollback": rollback,
             # Rows (instances and account/regions) with an error; a phase that was merely not selected is not one.
-            "errors": sum(1 for k, r in self.rows.items() if r["error"] and k not in self._not_requested),
+            "errors": sum(1 for r in self.rows.values() if r["error"] and not _is_note(r["error"])),
             "discovery_failed": ["%s/%s" % (r["account_id"], r["region"]) for r in locations],
         }
 

@@ -41,8 +41,9 @@ from ansible_collections.cms.patching.plugins.module_utils import _tags
 from ansible_collections.cms.patching.plugins.module_utils._batching import by_location, chunks
 from ansible_collections.cms.patching.plugins.module_utils._checks import HealthChecks
 from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_out
+from ansible_collections.cms.patching.plugins.module_utils._patch import LOOKUP_MARGIN, aws_time
 from ansible_collections.cms.patching.plugins.module_utils._retry import is_transient, paginate
-from ansible_collections.cms.patching.plugins.module_utils._runcommand import CommandBatch
+from ansible_collections.cms.patching.plugins.module_utils._runcommand import CommandBatch, send_all
 from ansible_collections.cms.patching.plugins.module_utils._session import describe_aws_error
 
 ROLLBACK_RUN = "cms:patching:rollback-run-id"
@@ -614,9 +615,20 @@ class RollbackRun:
         return self.results()
 
     def _command_options(self):
+        """The options of the rescan and post-check commands: the run's landing zone (their comments name it) and, per
+        location, where ListCommands starts on AWS's clock - before the run's AMIs there, so a resumed call finds the
+        commands it already sent and sends none twice (the controller's clock may be off; AWS's is the one that counts)."""
         options = dict(self.options)
-        # Commands of this run's rollback are found again (a resumed call sends nothing twice) if sent within the hour.
-        options.setdefault("run_started", self.clock() - 3600)
+        with_image = [rb for rb in self.rollbacks.values() if rb.image]
+        # A run ID belongs to one landing zone: its AMIs carry the name when the caller does not give it.
+        options["lz"] = options.get("lz") or next((_tag(rb.image, _tags.LZ) for rb in with_image if _tag(rb.image, _tags.LZ)), "")
+        now = self.fleet.server_clock.now() or self.clock()
+        since = {}
+        for location in self.groups:
+            created = [aws_time(rb.image.get("CreationDate")) for rb in with_image if (rb.instance["account_id"], rb.instance["region"]) == location]
+            created = [t for t in created if t is not None]
+            since[location] = min(created) - LOOKUP_MARGIN if created else now - options.get("lookback_hours", 168) * 3600
+        options["since"] = since
         return options
 
     def _rescan(self):
@@ -630,16 +642,16 @@ class RollbackRun:
         if not self.options.get("rescan") or not done:
             return
         options = self._command_options()
-        batch = CommandBatch(self.fleet, "AWS-RunPatchBaseline", {"Operation": ["Scan"]}, self.run_id, "rollback rescan", options, self.clock)
+        batch = CommandBatch(self.fleet, "AWS-RunPatchBaseline", {"Operation": ["Scan"]}, self.run_id, options["lz"], "rollback rescan", options)
         locations = sorted({(rb.instance["account_id"], rb.instance["region"]) for rb in done})
         deadline = self.clock() + options.get("rescan_timeout", 1800)
-        batch.refresh(locations, options["run_started"])
-        jobs = batch.plan([rb.instance for rb in done])
-        batch.send(jobs)
-        self.changed = self.changed or bool(jobs)
+        # Each round lists first and sends only where the listing answered and shows no scan of this rollback yet.
         while True:
-            batch.refresh(locations, options["run_started"])
+            batch.refresh(locations, options["since"])
             batch.collect_finished()
+            sent = batch.send_calls
+            send_all(batch, [rb.instance for rb in done if not batch.has_command(rb.instance_id)])
+            self.changed = self.changed or batch.send_calls > sent
             if all(batch.outcome(rb.instance_id)[0] != "pending" for rb in done) or self.clock() >= deadline:
                 break
             self.sleep(options.get("poll_interval", 15))

@@ -334,7 +334,10 @@ class CommandBatch:
 
         for outcome in fan_out(read, todo, self.options.get("max_workers", 8)):
             if not outcome.ok:
+                # Kept so an instance still pending at its deadline says why (a policy without ListCommandInvocations).
+                outcome.item["_read_error"] = describe_aws_error(outcome.error)
                 continue
+            outcome.item.pop("_read_error", None)
             outcome.item["_read"] = True
             for invocation in outcome.result:
                 self.invocations[invocation["InstanceId"]] = invocation

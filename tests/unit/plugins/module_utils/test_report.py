@@ -209,6 +209,34 @@ def test_not_run_targets_say_why_when_interrupted_or_not_selected():
     assert report.summary()["errors"] == 1
 
 
+def test_a_rollback_error_replaces_the_not_selected_note_of_the_earlier_run(tmp_path):
+    """--tags backup leaves "patching phase not run: ..." (a note); the rollback of that run says why it failed instead."""
+    earlier = RunReport()
+    earlier.set_run("demo", "r1")
+    earlier.add_discovery(SEEN)
+    earlier.add_backup([{"instance_id": "i-1", "backup_status": "verified", "ami_id": "ami-1"}])
+    earlier.explain_not_run(selection="--tags backup")
+    earlier.write(str(tmp_path / "r1.csv"))
+
+    report = RunReport()
+    report.set_run("demo", "r1")
+    report.add_discovery(SEEN)
+    report.keep_rows_of(str(tmp_path / "r1.csv"))
+    report.add_rollback([{"instance_id": "i-1", "rollback_status": "failed", "error": "volume vol-1 could not be attached again"}])
+    report.explain_not_run(selection="--tags rollback")
+    row = rows(report)[0]
+    assert row["rollback_status"] == "failed" and row["error"] == "rollback failed: volume vol-1 could not be attached again"
+    assert report.summary()["errors"] == 1
+
+    # Merged the other way round (the rollback's rows first known, then the earlier CSV): the same.
+    report = RunReport()
+    report.set_run("demo", "r1")
+    report.add_discovery(SEEN)
+    report.add_rollback([{"instance_id": "i-1", "rollback_status": "failed", "error": "volume vol-1 could not be attached again"}])
+    report.keep_rows_of(str(tmp_path / "r1.csv"))
+    assert rows(report)[0]["error"] == "rollback failed: volume vol-1 could not be attached again"
+
+
 def test_check_mode_plan_goes_to_its_own_column_never_to_error():
     report = RunReport()
     report.add_discovery(SEEN)
