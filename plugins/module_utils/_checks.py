@@ -23,6 +23,8 @@ class HealthChecks:
     """Run the configured checks for a batch until all pass or the deadline; failures carry their reason."""
 
     def __init__(self, fleet, spec, run_id, label, options, clock, sleep):
+        # clock: AWS's time (the patch run passes its server clock): a check's timeout is how long an instance may take
+        # to come back (a reboot), which AWS's clock measures, not the controller's.
         self.fleet = fleet
         self.spec = spec or {}
         self.run_id = run_id

@@ -487,7 +487,7 @@ class PatchRun:
         allowed = self.gate(self.queue)
         if allowed and self.options.get("pre_checks"):
             checks = HealthChecks(
-                self.fleet, self.options["pre_checks"], self.run_id, "pre-check wave=%s" % self.options["wave"], self.check_options(), self.clock, self.sleep
+                self.fleet, self.options["pre_checks"], self.run_id, "pre-check wave=%s" % self.options["wave"], self.check_options(), self.aws_now, self.sleep
             )
             if checks.enabled() and not self.check_mode:
                 self.pre_checks = checks.run(allowed, settle=False)
@@ -622,7 +622,7 @@ class PatchRun:
         succeeded = [i for i in self.instances if self.status_of(i["instance_id"])[0] == "success"]
         if succeeded and self.options.get("post_checks") and not self.check_mode:
             checks = HealthChecks(
-                self.fleet, self.options["post_checks"], self.run_id, "post-check wave=%s" % self.options["wave"], self.check_options(), self.clock, self.sleep
+                self.fleet, self.options["post_checks"], self.run_id, "post-check wave=%s" % self.options["wave"], self.check_options(), self.aws_now, self.sleep
             )
             if checks.enabled():
                 self.post_checks = checks.run(succeeded)

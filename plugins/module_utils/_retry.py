@@ -82,8 +82,11 @@ TRANSIENT_CODES = frozenset(
 # sent again.  "Common Errors": https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html
 EXPIRED_CODES = frozenset(["ExpiredToken", "ExpiredTokenException", "RequestExpired"])
 READ_ONLY_PREFIXES = ("describe_", "list_", "get_")
-# Calls without side effects whose names do not say so: AssumeRole only hands out credentials.
-SAFE_METHODS = frozenset(["assume_role"])
+# Calls that may be sent again after a server error, though their names do not say so: AssumeRole only hands out
+# credentials; CreateTags sets the same keys to the same values again (EC2 "CreateTags": an existing key's value is
+# overwritten); CancelCommand of a command already cancelling or done changes nothing.  A lost answer to one of these
+# must never fail a phase (one 500 on the verified-at CreateTags used to fail every backup of the run).
+SAFE_METHODS = frozenset(["assume_role", "create_tags", "cancel_command"])
 # Methods of a botocore client that are not API calls.
 _PASSTHROUGH = frozenset(["meta", "exceptions", "get_paginator", "can_paginate", "get_waiter", "close"])
 

@@ -665,7 +665,9 @@ class RollbackRun:
         done = [rb for rb in self.rollbacks.values() if rb.status == "rolled_back"]
         if not done or not spec:
             return
-        checks = HealthChecks(self.fleet, spec, self.run_id, "rollback post-check", self._command_options(), self.clock, self.sleep)
+        checks = HealthChecks(
+            self.fleet, spec, self.run_id, "rollback post-check", self._command_options(), lambda: self.fleet.server_clock.now() or self.clock(), self.sleep
+        )
         for instance_id, result in checks.run([rb.instance for rb in done], settle=True).items():
             rb = self.rollbacks[instance_id]
             rb.post_checks = result

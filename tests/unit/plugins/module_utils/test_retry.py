@@ -327,3 +327,38 @@ def test_default_backoff_sleep_is_interruptible():
     from ansible_collections.cms.patching.plugins.module_utils import _cancel
 
     assert RetryPolicy().sleep is _cancel.sleep
+
+
+def test_idempotent_writes_are_retried_after_a_server_error_other_writes_are_not():
+    from botocore.exceptions import ClientError
+
+    from ansible_collections.cms.patching.plugins.module_utils._retry import CallStats, RetryingClient, RetryPolicy
+
+    class Fake:
+        class meta:  # noqa: N801  pylint: disable=invalid-name,too-few-public-methods
+            service_model = type("M", (), {"service_name": "ec2"})()
+            method_to_api_mapping = {"create_tags": "CreateTags", "create_image": "CreateImage"}
+
+        def __init__(self):
+            self.calls = []
+
+        def _fail_once(self, name):
+            self.calls.append(name)
+            if self.calls.count(name) == 1:
+                raise ClientError({"Error": {"Code": "InternalError"}, "ResponseMetadata": {"HTTPStatusCode": 500}}, name)
+            return {}
+
+        def create_tags(self, **kwargs):
+            return self._fail_once("create_tags")
+
+        def create_image(self, **kwargs):
+            return self._fail_once("create_image")
+
+    fake = Fake()
+    client = RetryingClient(fake, RetryPolicy(sleep=lambda s: None), CallStats())
+    assert client.create_tags(Resources=["ami-1"], Tags=[]) == {}
+    assert fake.calls == ["create_tags", "create_tags"]
+    # CreateImage may have made an AMI: the caller looks before sending it again.
+    with pytest.raises(ClientError):
+        client.create_image(InstanceId="i-1", Name="n")
+    assert fake.calls.count("create_image") == 1
