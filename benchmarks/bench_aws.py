@@ -32,6 +32,7 @@ REAL_BACKUP_POLL = 30
 REAL_PATCH_POLL = 30
 REAL_PROGRESS = 60
 WAVE_RE = re.compile(r"wave=(\S+)")
+TASK_RE = re.compile(r"^(.+?) -{2,} (\d+\.\d+)s$")
 
 
 def landing_zone(time_scale, canary):
@@ -136,34 +137,48 @@ def run(count=1000, time_scale=30.0, canary_size=4):
         (tmp / "lzs" / "bench" / "group_vars" / "all" / "landing_zone.yml").write_text(text)
         env = dict(os.environ, CMS_PATCHING_LZ_PATH=str(tmp / "lzs"), CMS_PATCHING_REPORT_DIR=str(tmp / "reports"), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
         env.update(sandbox.env())
+        # Per-task wall times at the end of the output: where the overhead goes.
+        env["ANSIBLE_CALLBACKS_ENABLED"] = "cms.patching.patch_report,ansible.posix.profile_tasks"
+        wall_epoch = time.time()
         sandbox.state.calls.reset()
         wall_started = time.monotonic()
         aws_started = sandbox.state.now()
-        with subprocess.Popen(  # pylint: disable=consider-using-with
+        # The playbook's output goes to a file as it runs (tail -f it to follow a run).
+        log_path = REPO / "benchmarks" / "last-aws-playbook.log"
+        with log_path.open("w", encoding="utf-8") as log_file, subprocess.Popen(  # pylint: disable=consider-using-with
             [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "site.yml", "-e", "lz=bench"],
             cwd=REPO,
             env=env,
-            stdout=subprocess.PIPE,
+            stdout=log_file,
             stderr=subprocess.STDOUT,
-            text=True,
         ) as playbook:
             sampler = PeakRss(playbook.pid).start()
-            output = playbook.communicate()[0]
+            playbook.wait()
             sampler.stop()
+        output = log_path.read_text(encoding="utf-8")
         seconds = time.monotonic() - wall_started
         aws_seconds = sandbox.state.now() - aws_started
         calls = sandbox.state.calls.snapshot()
+        call_log = sandbox.state.calls.log()
         critical, detail = critical_path(sandbox)
         log = sandbox.state.command_log()
         reports = sorted((tmp / "reports").glob("*.csv"))
         rows = reports[-1].read_text().splitlines()[1:] if reports else []
-        (REPO / "benchmarks" / "last-aws-playbook.log").write_text(output, encoding="utf-8")
     patches = {}
     for entry in log:
         if entry["document"] == "AWS-RunPatchBaseline":
             for instance_id in entry["instance_ids"]:
                 patches[instance_id] = patches.get(instance_id, 0) + 1
     summary = [line for line in output.splitlines() if line.startswith("bench run ")]
+    tasks = [(m.group(1).strip(), float(m.group(2))) for m in map(TASK_RE.match, output.splitlines()) if m]
+    injected = {}
+    writes = {}
+    for entry in call_log:
+        if entry["injected"] and entry["injected"].startswith("server_error"):
+            injected[entry["operation"]] = injected.get(entry["operation"], 0) + 1
+        if entry["operation"] in ("ec2:CreateImage", "ssm:SendCommand"):
+            first, last = writes.get(entry["operation"], (entry["wall"], entry["wall"]))
+            writes[entry["operation"]] = (min(first, entry["wall"]), max(last, entry["wall"]))
     critical_wall = critical / time_scale
     overhead = seconds - critical_wall
     return {
@@ -178,7 +193,10 @@ def run(count=1000, time_scale=30.0, canary_size=4):
         "operations": calls["operations"],
         "throttled": calls["throttled_total"],
         "throttled_detail": calls["throttled"],
-        "server_errors": calls["server_errors_total"],
+        "server_errors": sum(injected.values()),
+        "server_errors_detail": injected,
+        "write_windows": {op: (round(a - wall_epoch, 1), round(b - wall_epoch, 1)) for op, (a, b) in writes.items()},
+        "slowest_tasks": tasks[:12],
         "critical_path_aws_seconds": round(critical),
         "critical_path_wall_seconds": round(critical_wall, 1),
         "critical_detail": detail,
