@@ -41,7 +41,8 @@ def landing_zone(time_scale, canary):
     patch_poll = max(1, round(REAL_PATCH_POLL / time_scale))
     progress = max(1, round(REAL_PROGRESS / time_scale))
     accounts = "\n".join(
-        '    - account_id: "%s"%s' % (a["account_id"], "" if "role_arn" not in a else "\n      role_arn: %s\n      external_id: %s" % (a["role_arn"], a["external_id"]))
+        '    - account_id: "%s"%s'
+        % (a["account_id"], "" if "role_arn" not in a else "\n      role_arn: %s\n      external_id: %s" % (a["role_arn"], a["external_id"]))
         for a in ACCOUNTS
     )
     return """---

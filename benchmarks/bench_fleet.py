@@ -288,8 +288,8 @@ def aws_section(count, time_scale):
         "landing zone poll_interval backup %d s / patching %d s, progress_interval %d s (wall; 30 s / 30 s / 60 s real), waves canary (4: one per "
         "account/region) then rest, max_concurrency 100%%, post-checks ssm_online + ec2_status (no command). Overhead counts everything that is not "
         "AWS working: config, discovery, dispatch rounds, poll latency, compliance reporting delay (60 s aws), the post-checks, retention, "
-        "the report.\n\n%s\n\nCalls by operation: %s.\n" % (count, stamp(), time_scale, iv["backup_poll_interval"], iv["patch_poll_interval"],
-                                                               iv["progress_interval"], "\n".join(lines), ops)
+        "the report.\n\n%s\n\nCalls by operation: %s.\n"
+        % (count, stamp(), time_scale, iv["backup_poll_interval"], iv["patch_poll_interval"], iv["progress_interval"], "\n".join(lines), ops)
     )
 
 
@@ -301,21 +301,41 @@ def blast_section(count):
     lines = [
         "| wave | instances | measured | goal | met |",
         "|---|---|---|---|---|",
-        "| max_concurrency \"10\", max_errors 100%% | %d in %d account/regions | peak %d InProgress at once (%d SendCommand, %s; %.0f wall s) | "
-        "<= %d and >= %d | %s |"
-        % (conc["instances"], conc["locations"], conc["peak_in_progress"], conc["send_commands"], conc["statuses"], conc["wall_seconds"],
-           conc["budget"], int(0.8 * conc["budget"] + 0.999), "yes" if conc["goal_met"] else "NO"),
-        "| max_errors \"5\", max_concurrency \"10\", patch_fail on %d instances (30 %%) | %d | %d failed (%d beyond the budget); %d in flight when "
+        '| max_concurrency "10", max_errors 100%% | %d in %d account/regions | peak %d InProgress at once, time-weighted mean %.1f '
+        "(%d SendCommand; statuses %s; %.0f wall s) | <= %d and >= %d | %s |"
+        % (
+            conc["instances"],
+            conc["locations"],
+            conc["peak_in_progress"],
+            conc["mean_in_progress"],
+            conc["send_commands"],
+            conc["statuses"],
+            conc["wall_seconds"],
+            conc["budget"],
+            int(0.8 * conc["budget"] + 0.999),
+            "yes" if conc["goal_met"] else "NO",
+        ),
+        '| max_errors "5", max_concurrency "10", patch_fail on %d instances (30 %%) | %d | %d failed (%d beyond the budget); %d in flight when '
         "the 5th failed; %d cancelled/not_run (%s); statuses %s; peak %d | failed <= 5 + in flight = %d; the rest cancelled/not_run | %s |"
-        % (errs["faulty"], errs["instances"], errs["failed"], errs["beyond_budget"], errs["in_flight_when_budget_spent"], errs["cancelled_or_not_run"],
-           ", ".join("%s: %d" % kv for kv in errs["reasons"].items()), errs["statuses"], errs["peak_in_progress"], errs["bound"],
-           "yes" if errs["goal_met"] else "NO"),
+        % (
+            errs["faulty"],
+            errs["instances"],
+            errs["failed"],
+            errs["beyond_budget"],
+            errs["in_flight_when_budget_spent"],
+            errs["cancelled_or_not_run"],
+            ", ".join("%s: %d" % kv for kv in errs["reasons"].items()),
+            errs["statuses"],
+            errs["peak_in_progress"],
+            errs["bound"],
+            "yes" if errs["goal_met"] else "NO",
+        ),
     ]
     return (
         "## Blast radius (issue 8 item 1): wave-wide rate control, module logic (PatchRun), 2 accounts x 2 regions\n\n"
         "%s Sandbox `fast` profile with invocations of 1-2 min (+ 10-20 s reboots) on a clock 60x the wall, poll_interval 0.25 s "
         "(15 s on AWS's clock: 4-8 polls per invocation). Peaks from the sandbox's invocation timelines "
-        "(`state.peak_in_progress(comment_contains=\"wave=<name>\")`).\n\n%s\n" % (stamp(), "\n".join(lines))
+        '(`state.peak_in_progress(comment_contains="wave=<name>")`).\n\n%s\n' % (stamp(), "\n".join(lines))
     )
 
 
