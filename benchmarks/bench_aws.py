@@ -33,6 +33,7 @@ REAL_PATCH_POLL = 30
 REAL_PROGRESS = 60
 WAVE_RE = re.compile(r"wave=(\S+)")
 TASK_RE = re.compile(r"^(.+?) -{2,} (\d+\.\d+)s$")
+TASK_START_RE = re.compile(r"^TASK \[(.+?)\] \**\n\w+ (\d+ \w+ \d+  ?\d+:\d+:\d+) [+-]\d+ \([\d:.]+\) +(\d+):(\d+):(\d+\.\d+) ", re.M)
 
 
 def landing_zone(time_scale, canary):
@@ -109,6 +110,51 @@ def critical_path(sandbox):
     return total, {"images": images, "slowest_ami": round(slowest_ami), "slowest_patch_per_wave": {k: round(v) for k, v in waves.items()}}
 
 
+def _rows_with_errors(path):
+    """{error text (first 120 chars): rows} of the CSV rows whose error column is not empty."""
+    import csv  # pylint: disable=import-outside-toplevel
+
+    found = {}
+    with path.open(encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("error"):
+                key = "%s/%s: %s" % (row.get("backup_status"), row.get("patch_status"), row["error"][:120])
+                found[key] = found.get(key, 0) + 1
+    return found
+
+
+def calls_per_task(output, call_log):
+    """{task: {operation: calls}}: each AWS call counted for the task that was running when it reached the sandbox.
+
+    Task starts come from profile_tasks (elapsed time since the playbook started, to the millisecond), anchored to the
+    wall clock by the first task's own timestamp (to the second): a call within a second of a task boundary may be
+    counted for its neighbour, and tasks there make no AWS calls (set_fact, assert).
+    """
+    import datetime  # pylint: disable=import-outside-toplevel
+
+    starts = []
+    for match in TASK_START_RE.finditer(output):
+        name, stamp, hours, minutes, seconds = match.groups()
+        elapsed = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        absolute = datetime.datetime.strptime(" ".join(stamp.split()), "%d %B %Y %H:%M:%S").replace(tzinfo=datetime.timezone.utc).timestamp()
+        starts.append((name, elapsed, absolute))
+    if not starts:
+        return {}
+    offset = starts[0][2] - starts[0][1]
+    bounds = [(offset + elapsed, name) for name, elapsed, _absolute in starts]
+    table = {}
+    for entry in call_log:
+        name = "(before the first task)"
+        for start, task in bounds:
+            if start <= entry["wall"]:
+                name = task
+            else:
+                break
+        ops = table.setdefault(name, {})
+        ops[entry["operation"]] = ops.get(entry["operation"], 0) + 1
+    return table
+
+
 def run(count=1000, time_scale=30.0, canary_size=4):
     """Seed, run the whole playbook under the aws profile, and measure."""
     sys.path[:0] = [str(REPO)]
@@ -165,6 +211,8 @@ def run(count=1000, time_scale=30.0, canary_size=4):
         log = sandbox.state.command_log()
         reports = sorted((tmp / "reports").glob("*.csv"))
         rows = reports[-1].read_text().splitlines()[1:] if reports else []
+        if reports:
+            (REPO / "benchmarks" / "last-aws-report.csv").write_text(reports[-1].read_text())
     patches = {}
     for entry in log:
         if entry["document"] == "AWS-RunPatchBaseline":
@@ -198,6 +246,8 @@ def run(count=1000, time_scale=30.0, canary_size=4):
         "server_errors_detail": injected,
         "write_windows": {op: (round(a - wall_epoch, 1), round(b - wall_epoch, 1)) for op, (a, b) in writes.items()},
         "slowest_tasks": tasks[:12],
+        "calls_per_task": calls_per_task(output, call_log),
+        "rows_with_errors": _rows_with_errors(REPO / "benchmarks" / "last-aws-report.csv") if rows else {},
         "critical_path_aws_seconds": round(critical),
         "critical_path_wall_seconds": round(critical_wall, 1),
         "critical_detail": detail,

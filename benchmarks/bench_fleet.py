@@ -281,6 +281,20 @@ def aws_section(count, time_scale):
         "| AWS-RunPatchBaseline per instance (sandbox command log) | at most %d; %d instances patched | <= 1 | %s |"
         % (r["patch_commands_max_per_instance"], r["patched_instances"], "yes" if r["patch_commands_max_per_instance"] <= 1 else "NO"),
     ]
+    (REPO / "benchmarks" / "last-aws-result.json").write_text(json.dumps(r, indent=1), encoding="utf-8")
+    seconds_of = {}
+    for task, took in r["slowest_tasks"]:
+        seconds_of.setdefault(task, took)
+    lines += ["", "Where the wall time and the calls go (tasks making AWS calls; profile_tasks times, calls by the task running when they arrived):", ""]
+    lines += ["| task | wall s | AWS calls | by operation |", "|---|---|---|---|"]
+    for task, ops in sorted(r["calls_per_task"].items(), key=lambda item: -sum(item[1].values())):
+        lines.append(
+            "| %s | %s | %d | %s |"
+            % (task, seconds_of.get(task, "<1"), sum(ops.values()), ", ".join("%s %d" % kv for kv in sorted(ops.items(), key=lambda kv: -kv[1])))
+        )
+    windows = "; ".join("%s from %.0f s to %.0f s after the start" % (op, a, b) for op, (a, b) in sorted(r["write_windows"].items()))
+    errors = "; ".join("%d x %s" % (n, text) for text, n in sorted(r["rows_with_errors"].items())) or "none"
+    lines += ["", "Write calls: %s. CSV rows with an error text: %s." % (windows, errors)]
     iv = r["intervals"]
     return (
         "## Whole job at realistic durations: `ansible-playbook site.yml`, %d instances, 2 accounts x 2 regions, sandbox `realism: aws`\n\n"
