@@ -32,7 +32,7 @@ REAL_BACKUP_POLL = 30
 REAL_PATCH_POLL = 30
 REAL_PROGRESS = 60
 WAVE_RE = re.compile(r"wave=(\S+)")
-TASK_RE = re.compile(r"^(.+?) -{2,} (\d+\.\d+)s$")
+TASK_RE = re.compile(r"^(.+?) -+ (\d+\.\d+)s$")
 TASK_START_RE = re.compile(r"^TASK \[(.+?)\] \**\n\w+ (\d+ \w+ \d+  ?\d+:\d+:\d+) [+-]\d+ \([\d:.]+\) +(\d+):(\d+):(\d+\.\d+) ", re.M)
 
 
@@ -55,8 +55,9 @@ cms_patching_landing_zone:
     filters:
       "tag:Environment": bench
   backup:
-    # AWS clock: the slowest snapshot of the aws profile takes 30 minutes.
-    wait_timeout: 3600
+    # AWS clock. The slowest snapshot of the aws profile takes 30 minutes, but CreateImage's token bucket refills on
+    # the wall clock: 1,000 CreateImage calls take minutes of wall time, which the scaled clock turns into hours.
+    wait_timeout: 10800
     poll_interval: %d
     progress_interval: %d
   patching:

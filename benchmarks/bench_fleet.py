@@ -287,10 +287,10 @@ def aws_section(count, time_scale):
         seconds_of.setdefault(task, took)
     lines += ["", "Where the wall time and the calls go (tasks making AWS calls; profile_tasks times, calls by the task running when they arrived):", ""]
     lines += ["| task | wall s | AWS calls | by operation |", "|---|---|---|---|"]
-    for task, ops in sorted(r["calls_per_task"].items(), key=lambda item: -sum(item[1].values())):
+    for task, task_ops in sorted(r["calls_per_task"].items(), key=lambda item: -sum(item[1].values())):
         lines.append(
             "| %s | %s | %d | %s |"
-            % (task, seconds_of.get(task, "<1"), sum(ops.values()), ", ".join("%s %d" % kv for kv in sorted(ops.items(), key=lambda kv: -kv[1])))
+            % (task, seconds_of.get(task, "<1"), sum(task_ops.values()), ", ".join("%s %d" % kv for kv in sorted(task_ops.items(), key=lambda kv: -kv[1])))
         )
     windows = "; ".join("%s from %.0f s to %.0f s after the start" % (op, a, b) for op, (a, b) in sorted(r["write_windows"].items()))
     errors = "; ".join("%d x %s" % (n, text) for text, n in sorted(r["rows_with_errors"].items())) or "none"
@@ -300,7 +300,7 @@ def aws_section(count, time_scale):
         "## Whole job at realistic durations: `ansible-playbook site.yml`, %d instances, 2 accounts x 2 regions, sandbox `realism: aws`\n\n"
         "%s time_scale %g: AMIs 5-20 min, snapshots 2-30 min (the image waits for them), patches 3-15 min, reboots 1-3 min on AWS's clock; "
         "landing zone poll_interval backup %d s / patching %d s, progress_interval %d s (wall; 30 s / 30 s / 60 s real), waves canary (4: one per "
-        "account/region) then rest, max_concurrency 100%%, post-checks ssm_online + ec2_status (no command). Overhead counts everything that is not "
+        "account/region) then rest, max_concurrency 100%%, post-checks ssm_online + ec2_status (no command), backup wait_timeout 3 h and patching 3 h on AWS's clock (EC2's token buckets refill on the wall clock, so the throttled CreateImage phase lasts as long in wall seconds as on AWS and 30x longer on the scaled clock). Overhead counts everything that is not "
         "AWS working: config, discovery, dispatch rounds, poll latency, compliance reporting delay (60 s aws), the post-checks, retention, "
         "the report.\n\n%s\n\nCalls by operation: %s.\n"
         % (count, stamp(), time_scale, iv["backup_poll_interval"], iv["patch_poll_interval"], iv["progress_interval"], "\n".join(lines), ops)
