@@ -26,6 +26,7 @@ the sections of parts not run are kept as they were.
 """
 
 import argparse
+import collections
 import datetime
 import json
 import os
@@ -124,11 +125,12 @@ def module_benchmarks(count):
         row["verified"] = sum(b["backup_status"] == "verified" for b in backups)
         rows.append(row)
         verified = [t for t, b in zip(targets, backups) if b["backup_status"] == "verified"]
-        options = dict(PATCH, run_started=time.time() - 120)
+        options = dict(PATCH, run_started=time.time() - 120, lz="bench")
         patched, row = measure(
             "patching (ssm_patch_run)", len(verified), lambda: PatchRun(session, verified, run_id, options, False, time.time, time.sleep).run(), session
         )
         row["success"] = sum(p["patch_status"] == "success" for p in patched)
+        row["statuses"] = dict(collections.Counter(p["patch_status"] for p in patched))
         rows.append(row)
     return rows
 
@@ -209,8 +211,8 @@ def render(rows):
         notes = []
         if "beyond_create_image" in row:
             notes.append("%.3f calls/instance beyond CreateImage; %d verified" % (row["beyond_create_image"] / row["instances"], row["verified"]))
-        if "success" in row:
-            notes.append("%d success" % row["success"])
+        if "statuses" in row:
+            notes.append(", ".join("%d %s" % (n, status) for status, n in sorted(row["statuses"].items())))
         if "targets" in row:
             notes.append("%d targets; rc %s; %s" % (row["targets"], row["rc"], row["summary"]))
         notes.append(", ".join("%s %d" % (k, v) for k, v in sorted(row["detail"].items())))
