@@ -357,8 +357,8 @@ def blast_section(count):
     ]
     return (
         "## Blast radius (issue 8 item 1): wave-wide rate control, module logic (PatchRun), 2 accounts x 2 regions\n\n"
-        "%s Sandbox `fast` profile with invocations of 1-2 min (+ 10-20 s reboots) on a clock 60x the wall, poll_interval 0.25 s "
-        "(15 s on AWS's clock: 4-8 polls per invocation). Peaks from the sandbox's invocation timelines "
+        "%s Sandbox `fast` profile with invocations of 45-90 s (+ 5-10 s reboots) on a clock 60x the wall, poll_interval 0.25 s "
+        "(15 s on AWS's clock: 3-6 polls per invocation). Peaks from the sandbox's invocation timelines "
         '(`state.peak_in_progress(comment_contains="wave=<name>")`).\n\n%s\n' % (stamp(), "\n".join(lines))
     )
 
