@@ -19,7 +19,9 @@ help:
 	@echo "make demo      run the whole job on the local AWS sandbox (TAGS=discovery|backup|... for one phase)"
 	@echo "make sandbox   start the sandbox in the foreground and print the environment to export"
 	@echo "make test      run every test: lint, ansible-test sanity, unit, integration, molecule"
-	@echo "make bench     fleet benchmarks at 1,000 instances (API calls per instance, wall time), per-host cost at 1,000 and 4,000"
+	@echo "make bench     fleet benchmarks at 1,000 instances: API calls per instance, overhead at AWS durations, peak RSS,"
+	@echo "               wave-wide concurrency and error budget (PARTS=modules,aws,blast,baseline|all; about 12 minutes)"
+	@echo "               then per-host cost (1,000 and 4,000 hosts) and rollback of 100 instances"
 
 $(STAMP): requirements-dev.txt requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is needed (found $(PYTHON))"; exit 1; }
@@ -49,10 +51,10 @@ sanity: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH tools/ansible-test-sanity.sh
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q tests/unit
+	$(BIN)/python -m pytest -q -n 2 tests/unit
 
 integration: $(STAMP)
-	$(BIN)/python -m pytest -q tests/integration
+	$(BIN)/python -m pytest -q -n 2 tests/integration
 
 # From the repo root: molecule 26 reads extensions/molecule/config.yml only when the working directory has galaxy.yml.
 # It logs "'extensions/molecule/default/molecule.yml' glob failed" while looking for an optional default scenario
@@ -60,8 +62,9 @@ integration: $(STAMP)
 molecule: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/collections $(BIN)/molecule test --all
 
+PARTS ?= modules,aws,blast
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_fleet.py
+	$(BIN)/python benchmarks/bench_fleet.py --parts $(PARTS)
 	$(BIN)/python benchmarks/bench_hosts.py
 	$(BIN)/python benchmarks/bench_rollback.py
 

@@ -1,0 +1,74 @@
+"""Peak memory of a process tree, sampled from /proc (no psutil in the virtualenv).
+
+ansible-playbook forks a worker per task and host, and each module runs as its own Python process under
+that worker: the controller's footprint is the sum over the whole tree, sampled every `interval` seconds.
+RSS counts pages shared between a parent and its forks once per process, so the sum is an upper bound.
+"""
+
+import os
+import threading
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _children():
+    """{ppid: [pid, ...]} of every process now."""
+    tree = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, encoding="ascii", errors="replace") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        tree.setdefault(int(fields[1]), []).append(int(name))
+    return tree
+
+
+def _rss(pid):
+    try:
+        with open("/proc/%d/statm" % pid, encoding="ascii") as handle:
+            return int(handle.read().split()[1]) * PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def tree_rss(root):
+    """(sum of RSS in bytes, number of processes) of `root` and all its descendants."""
+    tree = _children()
+    todo, seen = [root], []
+    while todo:
+        pid = todo.pop()
+        seen.append(pid)
+        todo.extend(tree.get(pid, []))
+    return sum(_rss(pid) for pid in seen), len(seen)
+
+
+class PeakRss:
+    """Samples tree_rss(pid) in a thread until stop(); `peak` (bytes) and `processes` at that peak."""
+
+    def __init__(self, pid, interval=0.5):
+        self.pid = pid
+        self.interval = interval
+        self.peak = 0
+        self.processes = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            total, count = tree_rss(self.pid)
+            self.samples += 1
+            if total > self.peak:
+                self.peak, self.processes = total, count
+            self._stop.wait(self.interval)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
