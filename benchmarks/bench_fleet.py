@@ -310,7 +310,9 @@ def aws_section(count, time_scale):
         "## Whole job at realistic durations: `ansible-playbook site.yml`, %d instances, 2 accounts x 2 regions, sandbox `realism: aws`\n\n"
         "%s time_scale %g: AMIs 5-20 min, snapshots 2-30 min (the image waits for them), patches 3-15 min, reboots 1-3 min on AWS's clock; "
         "landing zone poll_interval backup %d s / patching %d s, progress_interval %d s (wall; 30 s / 30 s / 60 s real), waves canary (4: one per "
-        "account/region) then rest, max_concurrency 100%%, post-checks ssm_online + ec2_status (no command), backup wait_timeout 3 h and patching 3 h on AWS's clock (EC2's token buckets refill on the wall clock, so the throttled CreateImage phase lasts as long in wall seconds as on AWS and 30x longer on the scaled clock). Overhead counts everything that is not "
+        "account/region) then rest, max_concurrency 100%%, post-checks ssm_online + ec2_status (no command), backup wait_timeout 3 h and patching 3 "
+        "h on AWS's clock (EC2's token buckets refill on the wall clock, so the throttled CreateImage phase lasts as long in wall seconds as on AWS "
+        "and 30x longer on the scaled clock). Overhead counts everything that is not "
         "AWS working: config, discovery, dispatch rounds, poll latency, compliance reporting delay (60 s aws), the post-checks, retention, "
         "the report.\n\n%s\n\nCalls by operation: %s.\n"
         % (count, stamp(), time_scale, iv["backup_poll_interval"], iv["patch_poll_interval"], iv["progress_interval"], "\n".join(lines), ops)

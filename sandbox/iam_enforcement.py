@@ -310,7 +310,7 @@ def authorize(self: Any, resource: str = "*") -> None:
             action=self._get_action(),  # pylint: disable=protected-access
         )
         request.check_signature()
-    except tuple(_JSON_AUTH_ERRORS) as error:
+    except (InvalidClientTokenIdError, SignatureDoesNotMatchError) as error:  # the keys of _JSON_AUTH_ERRORS
         if self.headers.get("X-Amz-Target"):
             raise _JsonError(*_JSON_AUTH_ERRORS[type(error)]) from None
         raise

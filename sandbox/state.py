@@ -75,6 +75,7 @@ class SandboxState:
     def peak_in_progress(self, comment_contains: str | None = None) -> dict[str, Any]:
         """``{"peak": n, "at": t, ...}``: the most invocations InProgress at once so far, over commands whose Comment contains the text."""
         return self.commands.peak_in_progress(self.now(), comment_contains)
+
     def _apply_settings(self, reseed: bool) -> None:
         if self.settings.time_scale != self.clock.time_scale:
             self.clock.set_time_scale(self.settings.time_scale)

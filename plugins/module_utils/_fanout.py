@@ -57,7 +57,7 @@ def fan_out(func, items, max_workers):
     try:
         futures = [pool.submit(guarded, item) for item in items]
         # guarded() lets only Cancelled escape, so the first exception is a cancel: stop waiting for the rest.
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        done = wait(futures, return_when=FIRST_EXCEPTION).done
         for future in futures:
             if future in done and future.exception() is not None:
                 raise future.exception()

@@ -622,7 +622,13 @@ class PatchRun:
         succeeded = [i for i in self.instances if self.status_of(i["instance_id"])[0] == "success"]
         if succeeded and self.options.get("post_checks") and not self.check_mode:
             checks = HealthChecks(
-                self.fleet, self.options["post_checks"], self.run_id, "post-check wave=%s" % self.options["wave"], self.check_options(), self.aws_now, self.sleep
+                self.fleet,
+                self.options["post_checks"],
+                self.run_id,
+                "post-check wave=%s" % self.options["wave"],
+                self.check_options(),
+                self.aws_now,
+                self.sleep,
             )
             if checks.enabled():
                 self.post_checks = checks.run(succeeded)

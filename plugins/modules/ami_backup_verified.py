@@ -95,7 +95,9 @@ options:
     type: bool
     default: true
   wait_timeout:
-    description: Seconds from an AMI's creation (on AWS's clock) after which it counts as failed if it is not verified; a first snapshot of a large volume can take hours.
+    description:
+      - Seconds from an AMI's creation (on AWS's clock) after which it counts as failed if it is not verified.
+      - A first snapshot of a large volume can take hours.
     type: int
     default: 10800
   poll_interval:
@@ -142,7 +144,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    details: Reads as usual; creates, tags and deletes nothing, and reports what it would do in RV(instances[].plan) / RV(removed[].plan).
+    details: Reads as usual; creates, tags and deletes nothing, and reports what it would do in RV(instances[].plan) / the C(plan) of each RV(removed) entry.
   diff_mode:
     support: none
   idempotent:

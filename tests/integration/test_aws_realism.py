@@ -13,7 +13,6 @@ row per instance seen with a reason for every failure, no AMI made twice or lost
 
 import collections
 import os
-import pathlib
 import signal
 import subprocess
 import threading

@@ -107,7 +107,8 @@ def test_root_replace_fault_fails_the_task_and_keeps_the_root(sandbox, ec2, inst
 
 def test_volume_from_a_snapshot_is_creating_then_available_or_error(sandbox, ec2, instance):
     image_id = backed_up(sandbox, ec2, instance)
-    snapshot = next(m["Ebs"]["SnapshotId"] for m in ec2.describe_images(ImageIds=[image_id])["Images"][0]["BlockDeviceMappings"] if m["DeviceName"] == "/dev/sdf")
+    mappings = ec2.describe_images(ImageIds=[image_id])["Images"][0]["BlockDeviceMappings"]
+    snapshot = next(m["Ebs"]["SnapshotId"] for m in mappings if m["DeviceName"] == "/dev/sdf")
     volume = ec2.create_volume(AvailabilityZone="us-east-1a", SnapshotId=snapshot, VolumeType="gp3", ClientToken="v-1")
     assert volume["State"] == "creating" and volume["Size"] == 20
     assert ec2.create_volume(AvailabilityZone="us-east-1a", SnapshotId=snapshot, ClientToken="v-1")["VolumeId"] == volume["VolumeId"]

@@ -32,7 +32,7 @@ def test_each_key_comes_from_the_highest_tier_that_gives_it():
 
 
 def test_the_landing_zone_no_longer_overrides_the_environment():
-    settings, _ = dest.resolve(environ={"CMS_PATCHING_REPORT_DIR": "/job/artifacts"}, lz={"dir": "/lz"}, defaults={"dir": "./reports"})
+    settings = dest.resolve(environ={"CMS_PATCHING_REPORT_DIR": "/job/artifacts"}, lz={"dir": "/lz"}, defaults={"dir": "./reports"})[0]
     assert settings["dir"] == "/job/artifacts"
 
 
@@ -55,7 +55,7 @@ def test_a_bad_value_is_refused_naming_where_it_was_set(tiers, expected):
 
 
 def test_names_keys_and_artifacts():
-    settings, _ = dest.resolve(lz={"dir": "/r", "s3_bucket": "b", "s3_prefix": "/cms/{lz}/{run_id}/", "s3_kms_key_id": "alias/k"})
+    settings = dest.resolve(lz={"dir": "/r", "s3_bucket": "b", "s3_prefix": "/cms/{lz}/{run_id}/", "s3_kms_key_id": "alias/k"})[0]
     assert settings["s3_sse"] == "aws:kms"
     assert dest.s3_keys(settings, "prod", "r1") == ("cms/prod/r1/prod-r1.csv", "cms/prod/r1/prod-r1.json")
     assert dest.describe(settings, "prod", "r1") == {

@@ -313,7 +313,7 @@ def test_threads_that_all_meet_expired_credentials_renew_them_once(fake):
         except Exception as exc:  # pylint: disable=broad-except
             errors.append(exc)
 
-    threads = [threading.Thread(target=call) for _ in range(4)]
+    threads = [threading.Thread(target=call) for _thread in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:

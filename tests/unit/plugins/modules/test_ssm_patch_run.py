@@ -244,7 +244,10 @@ def test_deadlines_follow_aws_clock_not_the_controllers(aws, fleet, verified):
     """A controller clock 3 hours ahead of AWS must not time out patches that AWS started a moment ago."""
     batch = named(verified, "web-01", "db-01")
     opts = dict(fleet_helpers.PATCH_OPTIONS, lz="demo", lookback_hours=168, run_started=aws.state.now() - 3600)
-    controller = lambda: aws.state.now() + 3 * 3600  # noqa: E731
+
+    def controller():
+        return aws.state.now() + 3 * 3600
+
     run = PatchRun(fleet, [dict(i) for i in batch], "run-1", opts, False, controller, aws.state.clock.advance)
     results = run.run()
     assert {r["patch_status"] for r in results} == {"success"}
