@@ -1,7 +1,7 @@
 """Recovery through the playbook: --tags rollback on the demo (a data-volume instance and a Windows one), --check, resume."""
 
 import boto3
-from conftest import calls, write_calls
+from conftest import ANSIBLE_PLAYBOOK, REPO, calls, write_calls
 
 ROLLBACK_WRITES = ("ec2:CreateReplaceRootVolumeTask", "ec2:CreateVolume", "ec2:StopInstances", "ec2:StartInstances", "ec2:AttachVolume", "ec2:DetachVolume")
 
@@ -100,7 +100,6 @@ def test_ctrl_c_in_the_middle_of_a_rollback_then_resume_makes_nothing_twice(aws,
     import subprocess
     import time
 
-    from conftest import ANSIBLE_PLAYBOOK, REPO
 
     run_id, rows = backed_up(playbook)
     web = rows["web-01"]["instance_id"]

@@ -15,6 +15,7 @@ import threading
 import time
 
 import pytest
+from conftest import DEMO_ACCOUNTS, DEMO_REGIONS
 
 from ansible_collections.cms.patching.plugins.module_utils import _cancel
 from ansible_collections.cms.patching.plugins.module_utils._errors import FleetError
@@ -315,8 +316,6 @@ def test_run_fleet_module_reports_work_that_swallowed_the_cancel_as_cancelled():
 def test_sigterm_stops_a_real_backup_module_in_its_poll_wait(demo, aws, run_module, tmp_path, started):
     """ami_backup_verified in its own process against the sandbox, waiting a 60 s poll interval: SIGTERM ends it at once, cleanly."""
     import json
-
-    from conftest import DEMO_ACCOUNTS, DEMO_REGIONS
 
     from ansible_collections.cms.patching.plugins.modules import ec2_patch_scan
 

@@ -1,6 +1,7 @@
 """The shared module plumbing: per-account options (duration_seconds), region notes."""
 
 from ansible_collections.cms.patching.plugins.module_utils import _module
+from conftest import DEMO_ACCOUNTS, DEMO_REGIONS
 
 ROLE = "arn:aws:iam::210987654321:role/R"
 
@@ -33,8 +34,6 @@ def test_regions_accepted_only_by_pattern_get_a_warning():
 
 
 def test_a_module_accepts_duration_seconds_per_account(demo, run_module):
-    from conftest import DEMO_ACCOUNTS, DEMO_REGIONS
-
     from ansible_collections.cms.patching.plugins.modules import ec2_patch_scan
 
     accounts = [DEMO_ACCOUNTS[0], dict(DEMO_ACCOUNTS[1], duration_seconds=900)]

@@ -74,5 +74,7 @@ def patch_run(sandbox, fleet, instances, run_id="run-1", check_mode=False, **opt
     from ansible_collections.cms.patching.plugins.module_utils._patch import PatchRun
 
     opts = dict(PATCH_OPTIONS, **options)
+    # backup_run tags the AMIs with landing zone demo; the patch gate wants the same landing zone.
+    opts.setdefault("lz", "demo")
     opts.setdefault("run_started", sandbox.state.now() - 3600)
     return PatchRun(fleet, [dict(i) for i in instances], run_id, opts, check_mode, sandbox.state.now, sandbox.state.clock.advance)

@@ -2,7 +2,7 @@
 
 import boto3
 import pytest
-from conftest import OWN_ACCOUNT
+from conftest import DEMO_ACCOUNTS, OWN_ACCOUNT
 from fleet_helpers import backup_run, demo_targets, fleet_for, ops, patch_run
 
 from ansible_collections.cms.patching.plugins.module_utils import _rollback
@@ -188,8 +188,6 @@ def test_max_concurrent_bounds_instances_in_flight(aws, fleet, pair):
 
 
 def test_module_check_mode_and_input_errors(aws, pair, run_module):
-    from conftest import DEMO_ACCOUNTS
-
     from ansible_collections.cms.patching.plugins.modules import ec2_rollback
 
     targets, _before = pair
