@@ -46,6 +46,8 @@ class Outcome:
     details: str  # Success | Failed | ExecutionTimedOut | InvalidPlatform
     response_code: int
     reboots: bool = False
+    # A health-check script (AWS-RunShellScript / AWS-RunPowerShellScript) runs for seconds, not a patch run's minutes.
+    script: bool = False
 
     @property
     def is_error(self) -> bool:
@@ -198,12 +200,19 @@ def _delivered(pending: Phase, outcome: Outcome, dispatch: float, deadline: floa
         return Timeline((pending, Phase(cancel, "Cancelled", "Cancelled")), None, -1)
     if outcome.details == "InvalidPlatform":
         return Timeline((pending, Phase(delivered, outcome.status, outcome.details)), None, outcome.response_code)
-    duration = invocation_duration(settings, instance_id) + (reboot_duration(settings, instance_id) if outcome.reboots else 0.0)
+    if outcome.script:
+        duration = min(settings.invocation_seconds, SCRIPT_SECONDS)
+    else:
+        duration = invocation_duration(settings, instance_id) + (reboot_duration(settings, instance_id) if outcome.reboots else 0.0)
     end = delivered + duration
     running = Phase(delivered, "InProgress", "InProgress")
     if cancel < end:
         return Timeline((pending, running, Phase(cancel, "Cancelled", "Cancelled")), delivered, -1)
     return Timeline((pending, running, Phase(end, outcome.status, outcome.details)), delivered, outcome.response_code)
+
+
+# How long a short script (a health command such as `echo healthy`) runs at most, whatever the patch durations are.
+SCRIPT_SECONDS = 5.0
 
 
 def invocation_duration(settings: Settings, instance_id: str) -> float:

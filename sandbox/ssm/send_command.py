@@ -179,7 +179,7 @@ def _plan_target(state: SandboxState, document: ResolvedDocument, parameters: di
         return PlannedInvocation(Target(entry.instance_id, reachable, outcome), entry.computer_name, entry.platform_type, None)
     if document.name != RUN_PATCH_BASELINE:
         failed = state.fault_store.take("command_fail", entry.instance_id) is not None
-        outcome = Outcome("Failed", "Failed", 1) if failed else Outcome("Success", "Success", 0)
+        outcome = Outcome("Failed", "Failed", 1, script=True) if failed else Outcome("Success", "Success", 0, script=True)
         return PlannedInvocation(Target(entry.instance_id, reachable, outcome), entry.computer_name, entry.platform_type, None)
 
     current = state.commands.patch_state(entry.account, entry.region, entry.instance_id, entry.platform_type, state.clock.now())

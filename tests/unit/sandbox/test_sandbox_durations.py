@@ -63,3 +63,15 @@ def test_a_reboot_adds_its_drawn_time(sandbox, ssm, launch_managed):
 def test_the_aws_profile_uses_three_to_fifteen_minute_runs_and_one_to_three_minute_reboots():
     aws = Settings().updated({"realism": "aws"})
     assert (aws.invocation_seconds, aws.invocation_max_seconds, aws.reboot_seconds, aws.reboot_max_seconds) == (180, 900, 60, 180)
+
+
+def test_a_health_script_runs_for_seconds_while_patches_take_minutes():
+    from sandbox.ssm.schedule import SCRIPT_SECONDS, Outcome, _delivered, Phase
+
+    settings = Settings().updated({"invocation_seconds": 180, "invocation_max_seconds": 900})
+    pending = Phase(0.0, "Pending", "Pending")
+    script = _delivered(pending, Outcome("Success", "Success", 0, script=True), 0.0, 10_000.0, float("inf"), settings, "i-0123456789abcdef0")
+    patch = _delivered(pending, Outcome("Success", "Success", 0), 0.0, 10_000.0, float("inf"), settings, "i-0123456789abcdef0")
+    delivered = settings.command_delivery_seconds
+    assert script.final.at - delivered == SCRIPT_SECONDS
+    assert 180 <= patch.final.at - delivered <= 900
