@@ -33,7 +33,6 @@ CreateVolume (ClientToken, Iops/Throughput per type), AttachVolume, DetachVolume
 "Ensuring idempotency in Amazon EC2 API requests"; EC2 user guide "Replace a root volume".
 """
 
-import collections
 import datetime
 import hashlib
 import time
@@ -618,8 +617,6 @@ class RollbackRun:
         options = dict(self.options)
         # Commands of this run's rollback are found again (a resumed call sends nothing twice) if sent within the hour.
         options.setdefault("run_started", self.clock() - 3600)
-        # CommandBatch.refresh (the rescan and the post-checks' health command) lists from a lower bound per location.
-        options["since"] = collections.defaultdict(lambda: options["run_started"])
         return options
 
     def _rescan(self):
@@ -636,12 +633,12 @@ class RollbackRun:
         batch = CommandBatch(self.fleet, "AWS-RunPatchBaseline", {"Operation": ["Scan"]}, self.run_id, "rollback rescan", options, self.clock)
         locations = sorted({(rb.instance["account_id"], rb.instance["region"]) for rb in done})
         deadline = self.clock() + options.get("rescan_timeout", 1800)
-        batch.refresh(locations, options["since"])
+        batch.refresh(locations, options["run_started"])
         jobs = batch.plan([rb.instance for rb in done])
         batch.send(jobs)
         self.changed = self.changed or bool(jobs)
         while True:
-            batch.refresh(locations, options["since"])
+            batch.refresh(locations, options["run_started"])
             batch.collect_finished()
             if all(batch.outcome(rb.instance_id)[0] != "pending" for rb in done) or self.clock() >= deadline:
                 break
