@@ -356,7 +356,8 @@ def test_rollback_allows_what_the_sandbox_rollback_did(touched):
     # Root volume: a task from our own verified image.
     task = "arn:aws:ec2:%s:%s:replace-root-volume-task/replacevol-1" % (REGION, OWN)
     task_tags = request_tags([{"Key": "cms:patching:rollback-run-id", "Value": "run-1"}, {"Key": "cms:patching:instance-id", "Value": web01["instance_id"]}])
-    assert allowed(rollback, "ec2:CreateReplaceRootVolumeTask", [instance, (task, None), (image_arn(image["ImageId"]), resource_tags(image["Tags"]))], task_tags)
+    resources = [instance, (task, None), (image_arn(image["ImageId"]), resource_tags(image["Tags"]))]
+    assert allowed(rollback, "ec2:CreateReplaceRootVolumeTask", resources, task_tags)
     assert allowed(rollback, "ec2:CreateTags", [(task, None)], dict(task_tags, **{"ec2:CreateAction": "CreateReplaceRootVolumeTask"}))
     snapshots = {s["SnapshotId"]: s for s in touched["snapshots"]}
     for volume in restored:
