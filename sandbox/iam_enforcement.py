@@ -53,7 +53,7 @@ from sandbox import moto_hooks, runtime
 from sandbox.middleware import INTERNAL_HEADER
 
 POLICY_DIR = pathlib.Path(__file__).resolve().parents[1] / "iam"
-PHASES = ("discovery", "backup", "patching", "retention")
+PHASES = ("discovery", "backup", "patching", "retention", "rollback")
 CALLER_ACCOUNT = "123456789012"
 CALLER_USER = "cms-patching"
 # Fixed, so a client (ansible-playbook in another process) can be pointed at the caller before the user exists.

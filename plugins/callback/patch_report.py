@@ -34,9 +34,13 @@ description:
     and when the run ends, also when it failed or was interrupted, through the collection's session layer; the bucket's account
     (C(s3_account_id), default the landing zone's first account) is reached as the modules reach it (own credentials or its role).
     A failed upload is a warning; the local files stay.
+  - In a sliced job (C(-e cms_patching_slice_count=<n> -e cms_patching_slice_number=<i>)) a file name without C({slice}), the default
+    one included, gains C(-slice<i>) before its extension, so the slices of one run each keep their own report under the run's
+    directory or S3 prefix.
   - Under ansible-runner / AWX (C(AWX_ISOLATED_DATA_DIR) set), both files are also copied into the job's artifacts directory, under
     C(cms_patching/).
-  - C(file_name) and C(s3_prefix) take the placeholders C({lz}) and C({run_id}); the C(config) phase refuses any other, naming
+  - C(file_name) and C(s3_prefix) take the placeholders C({lz}), C({run_id}) and C({slice}) (the job slice's number, 1 when the
+    job is not sliced); the C(config) phase refuses any other, naming
     where it was set. Should a bad name reach the callback anyway, it warns and writes C({lz}-{run_id}.csv) instead; the CSV is
     never lost.
 requirements:
@@ -52,7 +56,7 @@ options:
       - section: cms_patching_report
         key: dir
   file_name:
-    description: The CSV file name; C({lz}) and C({run_id}) are replaced. The JSON file has the same base name.
+    description: The CSV file name; C({lz}), C({run_id}) and C({slice}) are replaced. The JSON file has the same base name.
     type: str
     default: "{lz}-{run_id}.csv"
     env:
@@ -275,10 +279,14 @@ class CallbackModule(CallbackBase):
             self._settings = settings
         return self._settings
 
+    def _slice(self):
+        """The job slice's number in a sliced job (the config phase resolved it), else None: names the slice's report."""
+        return (self._resolved or {}).get("slice")
+
     def _report_path(self):
         if self._path is None:
             settings = self._destination()
-            csv_name = dest.file_names(settings, self.report.lz, self.report.run_id)[0]
+            csv_name = dest.file_names(settings, self.report.lz, self.report.run_id, self._slice())[0]
             self._path = os.path.join(os.path.expanduser(settings["dir"]), csv_name)
         return self._path
 
@@ -324,7 +332,7 @@ class CallbackModule(CallbackBase):
 
     def _upload(self):
         settings = self._destination()
-        keys = dest.s3_keys(settings, self.report.lz, self.report.run_id)
+        keys = dest.s3_keys(settings, self.report.lz, self.report.run_id, self._slice())
         if not keys:
             return
         if not HAS_UPLOAD:
@@ -376,6 +384,6 @@ class CallbackModule(CallbackBase):
             self._display.display("%s run %s: %s" % (self.report.lz, self.report.run_id, summary_line(self.report.summary())))
             self._display.display("CSV report: %s" % os.path.abspath(self._report_path()))
             self._display.display("JSON report: %s" % os.path.abspath(self._json_path()))
-            keys = dest.s3_keys(self._destination(), self.report.lz, self.report.run_id)
+            keys = dest.s3_keys(self._destination(), self.report.lz, self.report.run_id, self._slice())
             if keys and not self._unpublished:
                 self._display.display("S3 report: s3://%s/%s" % (self._destination()["s3_bucket"], keys[0]))

@@ -20,8 +20,8 @@ import string
 
 DEFAULT_DIR = "./reports"
 DEFAULT_FILE_NAME = "{lz}-{run_id}.csv"
-# Placeholders of report.file_name and report.s3.prefix.
-FIELDS = ("lz", "run_id")
+# Placeholders of report.file_name and report.s3.prefix. {slice} is the job slice's number (1 when not sliced).
+FIELDS = ("lz", "run_id", "slice")
 SSE_CHOICES = ("AES256", "aws:kms")
 KEYS = ("dir", "file_name", "s3_bucket", "s3_prefix", "s3_sse", "s3_kms_key_id", "s3_account_id", "s3_region")
 EXTRA_VARS = {key: "cms_patching_report_%s" % key for key in KEYS}
@@ -120,31 +120,53 @@ def check(settings, origin):
     return problems
 
 
-def render(template, lz, run_id):
-    return str(template).format(lz=lz or "unknown", run_id=run_id or "unknown")
+def slice_error(number, count):
+    """None when (number, count) is a job slice (1 <= number <= count) or no slice at all (both None), else a sentence."""
+    if number is None and count is None:
+        return None
+    try:
+        number, count = int(number if number is not None else 1), int(count if count is not None else 1)
+    except (TypeError, ValueError):
+        return "the job slice must be whole numbers, got number %r of count %r" % (number, count)
+    if count < 1 or not 1 <= number <= count:
+        return "the job slice number must be between 1 and the slice count, got %d of %d" % (number, count)
+    return None
 
 
-def file_names(settings, lz, run_id):
-    """(csv name, json name): the JSON sits beside the CSV, same base name."""
-    name = render(settings["file_name"], lz, run_id)
+def render(template, lz, run_id, slice_number=None):
+    return str(template).format(lz=lz or "unknown", run_id=run_id or "unknown", slice=slice_number or 1)
+
+
+def file_names(settings, lz, run_id, slice_number=None):
+    """(csv name, json name): the JSON sits beside the CSV, same base name.
+
+    ``slice_number`` is given only in a sliced job (slice count > 1): then a name that does not say which slice it is
+    (the default one, or a custom one without {slice}) gains ``-slice<N>`` before its extension, so the slices of one run,
+    which share the run ID and usually the directory or S3 prefix, never overwrite each other's report.
+    """
+    template = str(settings["file_name"])
+    if slice_number and "{slice}" not in template:
+        stem, dot, ext = template.rpartition(".") if "." in template else (template, "", "")
+        template = "%s-slice{slice}%s%s" % (stem, dot, ext)
+    name = render(template, lz, run_id, slice_number)
     base = name[:-4] if name.lower().endswith(".csv") else name
     return name, base + ".json"
 
 
-def s3_keys(settings, lz, run_id):
+def s3_keys(settings, lz, run_id, slice_number=None):
     """(csv key, json key) under the prefix, or None without a bucket."""
     if not settings.get("s3_bucket"):
         return None
-    prefix = render(settings.get("s3_prefix") or "", lz, run_id).strip("/")
-    return tuple("%s/%s" % (prefix, name) if prefix else name for name in file_names(settings, lz, run_id))
+    prefix = render(settings.get("s3_prefix") or "", lz, run_id, slice_number).strip("/")
+    return tuple("%s/%s" % (prefix, name) if prefix else name for name in file_names(settings, lz, run_id, slice_number))
 
 
-def describe(settings, lz, run_id):
+def describe(settings, lz, run_id, slice_number=None):
     """What the job's artifacts say about the report: absolute local paths and S3 URIs."""
-    csv_name, json_name = file_names(settings, lz, run_id)
+    csv_name, json_name = file_names(settings, lz, run_id, slice_number)
     directory = os.path.abspath(os.path.expanduser(settings["dir"]))
     result = {"csv": os.path.join(directory, csv_name), "json": os.path.join(directory, json_name)}
-    keys = s3_keys(settings, lz, run_id)
+    keys = s3_keys(settings, lz, run_id, slice_number)
     if keys:
         result["s3_csv"] = "s3://%s/%s" % (settings["s3_bucket"], keys[0])
         result["s3_json"] = "s3://%s/%s" % (settings["s3_bucket"], keys[1])

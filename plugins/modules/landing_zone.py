@@ -61,6 +61,18 @@ options:
     description: The report callback's own C(dir) and C(file_name) (ansible.cfg or built-in defaults), the lowest tier.
     type: dict
     default: {}
+  slice_number:
+    description:
+      - In a sliced job, which slice this job is (1 to O(slice_count)); the C(cms.patching.config) role passes the extra var
+        C(cms_patching_slice_number).
+      - With O(slice_count) above 1 the report's name says the slice (C({slice}) in C(report.file_name) and C(report.s3.prefix);
+        a name without C({slice}), the default one included, gains C(-slice<N>) before its extension), and only slice 1 runs retention.
+      - AWX / AAP does not give a sliced job's slice number to the playbook (it is a field of the job, not an extra var), see the README.
+    type: int
+  slice_count:
+    description: How many slices the job has; 1 (the default) is not sliced and O(slice_number) is then ignored.
+    type: int
+    default: 1
   report_callback_enabled:
     description:
       - Whether the C(cms.patching.patch_report) callback is enabled; when not, a warning (once per run) names the line to add to
@@ -150,6 +162,10 @@ report:
       description: The JSON's S3 URI, when an S3 bucket is set.
       type: str
       returned: with an S3 bucket
+    slice:
+      description: The job slice's number when the job is sliced (O(slice_count) above 1), else null.
+      type: int
+      sample: 2
     settings:
       description: The resolved settings (dir, file_name, s3_bucket, s3_prefix, s3_sse, s3_kms_key_id, s3_account_id, s3_region).
       type: dict
@@ -198,13 +214,25 @@ CALLBACK_WARNING = (
 )
 
 
+def job_slice(params):
+    """The slice number in a sliced job, None when not sliced; DestinationError when it is not a slice of the count."""
+    count, number = params["slice_count"], params["slice_number"]
+    if count is None or count == 1:
+        return None
+    error = _report_dest.slice_error(1 if number is None else number, count)
+    if error:
+        raise _report_dest.DestinationError(["slice_number/slice_count (cms_patching_slice_number/cms_patching_slice_count): %s" % error])
+    return 1 if number is None else number
+
+
 def report_destination(params, config, path, run_id):
     """The report's destinations by precedence: extra vars > environment > landing zone > the callback's defaults."""
     defaults = {k: v for k, v in (params["report_defaults"] or {}).items() if k in ("dir", "file_name") and v}
     settings, origin = _report_dest.resolve(
         extra=params["report_overrides"], environ=os.environ, lz=_report_dest.flatten_lz(config.get("report")), defaults=defaults, lz_source=path
     )
-    return dict(_report_dest.describe(settings, config["name"], run_id), settings=settings, origin=origin)
+    number = job_slice(params)
+    return dict(_report_dest.describe(settings, config["name"], run_id, number), slice=number, settings=settings, origin=origin)
 
 
 def main():
@@ -217,6 +245,8 @@ def main():
             report_overrides=dict(type="dict", default={}),
             report_defaults=dict(type="dict", default={}),
             report_callback_enabled=dict(type="bool", default=True),
+            slice_number=dict(type="int"),
+            slice_count=dict(type="int", default=1),
         ),
         supports_check_mode=True,
     )

@@ -3,6 +3,9 @@
 (AWX runs a sliced job as one workflow job). Each slice works on its own hosts only, and all share one run ID: every
 instance has exactly one row across the slices' CSVs, one AMI and at most one patch command.
 
+Each slice is told its number (-e cms_patching_slice_number=<n> -e cms_patching_slice_count=3; AWX itself does not pass it,
+see the README): each names its report with it, all three land under the run's S3 prefix, and retention runs in slice 1 only.
+
 AWX slices an inventory by taking every n-th host (by name) into slice n and hands each slice its part of the inventory
 as a script; here each slice's part is written as a YAML inventory with the same hosts, host variables and groups
 (tests/integration/test_awx_runner.py covers the script form itself).
@@ -14,6 +17,7 @@ import re
 import subprocess
 
 import ansible_runner
+import boto3
 import pytest
 import yaml
 from awx_emulation import BIN, Job, job_env, prepare
@@ -64,13 +68,37 @@ def one_wave_lz(tmp_path):
     instance stops at the wave plan), so a sliced job template needs waves that do not name instances."""
     config = yaml.safe_load((REPO / "inventories/demo/.landing_zone.yml").read_text())
     config["cms_patching_landing_zone"]["patching"]["waves"] = [{"name": "canary", "percent": 10}, {"name": "rest"}]
+    # Rollback is tested in test_rollback.py; here the injected patch failure stays failed (a slice's rollback of it with a
+    # health command fails on main: see the report of helper h15).
+    config["cms_patching_landing_zone"]["patching"]["rollback_on_failure"] = False
     directory = tmp_path / "lzs" / "demo"
     directory.mkdir(parents=True)
     (directory / ".landing_zone.yml").write_text("---\n" + yaml.safe_dump(config))
     return tmp_path / "lzs"
 
 
+def seed_old_backup(aws):
+    """A pre-patch AMI of an earlier run, 10 days old (the demo keeps 7 days): retention has one AMI to retire."""
+    ec2 = sessions(aws)["123456789012"].client("ec2", region_name="us-east-1", endpoint_url=aws.endpoint)
+    instances = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"] if i["State"]["Name"] == "running"]
+    instance_id = sorted(i["InstanceId"] for i in instances)[0]
+    tags = {"cms:patching": "pre-patch", "cms:patching:lz": "demo", "cms:patching:run-id": "20200101-old", "cms:patching:instance-id": instance_id}
+    image_id = ec2.create_image(
+        InstanceId=instance_id,
+        Name="cms-old-%s" % instance_id,
+        NoReboot=True,
+        TagSpecifications=[{"ResourceType": "image", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+    )["ImageId"]
+    aws.state.clock.advance(10 * 86400)
+    assert ec2.describe_images(ImageIds=[image_id])["Images"][0]["State"] == "available"
+    aws.state.calls.reset()
+    return image_id
+
+
 def test_three_slices_share_one_run_and_touch_each_instance_once(awx, tmp_path):
+    old_image = seed_old_backup(awx)
+    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=awx.endpoint, aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket="cms-reports")
     inventory = demo_inventory(awx, tmp_path)
     lz_path = one_wave_lz(tmp_path)
     started, parts = [], {}
@@ -80,6 +108,8 @@ def test_three_slices_share_one_run_and_touch_each_instance_once(awx, tmp_path):
         parts[number], content = slice_inventory(inventory, number, SLICES)
         (directory / "inventory.yml").write_text("---\n" + yaml.safe_dump(content))
         extravars = {"lz": "demo", "awx_workflow_job_id": WORKFLOW_JOB_ID, "tower_workflow_job_id": WORKFLOW_JOB_ID, "awx_job_id": 800 + number}
+        extravars.update(cms_patching_slice_number=number, cms_patching_slice_count=SLICES)
+        extravars.update(cms_patching_report_s3_bucket="cms-reports", cms_patching_report_s3_prefix="runs/{lz}/{run_id}")
         kwargs = prepare(awx, directory, extravars, inventory=str(directory / "inventory.yml"))
         kwargs["envvars"]["CMS_PATCHING_LZ_PATH"] = str(lz_path)
         thread, runner = ansible_runner.run_async(**kwargs)
@@ -124,3 +154,19 @@ def test_three_slices_share_one_run_and_touch_each_instance_once(awx, tmp_path):
     patched = collections.Counter(i for c in awx.state.command_log() if c["document"] == "AWS-RunPatchBaseline" for i in c["instance_ids"])
     assert set(patched.values()) == {1} and len(patched) == 20
     assert sum(row["patch_status"] == "success" for row in rows) == 19
+
+    # Each slice's report is named with its slice number, and the run's S3 prefix holds all three (CSV and JSON).
+    names = [[path.name for path in job.reports.glob("*.csv")] for job in jobs]
+    assert names == [["demo-%s-slice%d.csv" % (run_id, number)] for number in range(1, SLICES + 1)], names
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="cms-reports", Prefix="runs/demo/%s/" % run_id).get("Contents", [])}
+    assert keys == {"runs/demo/%s/%s%s" % (run_id, name[:-4], ext) for [name] in names for ext in (".csv", ".json")}, keys
+
+    # Retention ran once for the run, in slice 1: the old AMI was deregistered by one call, after one launch-template scan
+    # (an AMI in use stays) per account and region. Three slices each running retention over the whole landing zone scan
+    # three times and race to deregister the same AMI.
+    log = awx.state.calls.log()
+    assert [c["operation"] for c in log].count("ec2:DeregisterImage") == 1
+    scans = collections.Counter((c["account"], c["region"]) for c in log if c["operation"] == "ec2:DescribeLaunchTemplates")
+    assert scans == {("123456789012", "us-east-1"): 1}, scans
+    ec2 = sessions(awx)["123456789012"].client("ec2", region_name="us-east-1", endpoint_url=awx.endpoint)
+    assert ec2.describe_images(Filters=[{"Name": "image-id", "Values": [old_image]}])["Images"] == []

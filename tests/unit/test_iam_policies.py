@@ -28,6 +28,7 @@ import pytest
 from ansible_collections.cms.patching.plugins.module_utils._backup import BackupRun
 from ansible_collections.cms.patching.plugins.module_utils._patch import PatchRun
 from ansible_collections.cms.patching.plugins.module_utils._retry import RetryPolicy
+from ansible_collections.cms.patching.plugins.module_utils._rollback import RollbackRun
 from ansible_collections.cms.patching.plugins.module_utils._scan import scan
 from ansible_collections.cms.patching.plugins.module_utils._session import FleetSession
 from sandbox import Sandbox
@@ -43,7 +44,19 @@ REGION = "us-east-1"
 # them; every other action must be granted on "*" or it is never allowed.
 RESOURCE_LEVEL = {
     "ec2:CreateImage": ("instance", "image", "snapshot"),
-    "ec2:CreateTags": ("image", "snapshot"),
+    "ec2:CreateTags": ("image", "snapshot", "volume", "replace-root-volume-task"),
+    "ec2:CreateReplaceRootVolumeTask": ("instance", "replace-root-volume-task", "volume", "image", "snapshot"),
+    "ec2:CreateVolume": ("volume", "snapshot"),
+    "ec2:StartInstances": ("instance",),
+    "ec2:StopInstances": ("instance",),
+    "ec2:AttachVolume": ("instance", "volume"),
+    "ec2:DetachVolume": ("instance", "volume"),
+    "kms:CreateGrant": ("key",),
+    "kms:Decrypt": ("key",),
+    "kms:DescribeKey": ("key",),
+    "kms:GenerateDataKeyWithoutPlaintext": ("key",),
+    "kms:ReEncryptFrom": ("key",),
+    "kms:ReEncryptTo": ("key",),
     "ec2:DeregisterImage": ("image",),
     "ec2:DeleteSnapshot": ("snapshot",),
     "ssm:SendCommand": ("document", "instance"),
@@ -137,6 +150,10 @@ def instance_arn(instance_id, account=OWN, region=REGION):
     return "arn:aws:ec2:%s:%s:instance/%s" % (region, account, instance_id)
 
 
+def volume_arn(volume_id, account=OWN, region=REGION):
+    return "arn:aws:ec2:%s:%s:volume/%s" % (region, account, volume_id)
+
+
 def document_arn(name, region=REGION):
     return "arn:aws:ssm:%s::document/%s" % (region, name)
 
@@ -207,8 +224,16 @@ def touched(serving):
     foreign_image = ec2.describe_images(Owners=["amazon"])["Images"][0]
     # Someone else's snapshot in the same account: no tags at all.
     foreign_snapshot = ec2.create_snapshot(VolumeId=ec2.describe_volumes()["Volumes"][0]["VolumeId"])
+    # Roll web-01 (root and data volume) back to its verified AMI of run-1, as ec2_rollback does; then read back the volumes
+    # it made (restored) and the ones it took off (replaced), with their tags.
+    web01 = [t for t in targets if t["name"] == "web-01"]
+    rollback_options = dict(max_concurrent=5, wait_timeout=600, poll_interval=1, max_workers=4, post_checks={})
+    rolled = RollbackRun(fleet, [dict(i) for i in web01], "run-1", rollback_options, False, sandbox.state.now, sandbox.state.clock.advance).run()
+    assert [r["rollback_status"] for r in rolled] == ["rolled_back"], rolled
+    volumes = ec2.describe_volumes(Filters=[{"Name": "tag-key", "Values": ["cms:patching:rollback-run-id"]}])["Volumes"]
     return {
         "targets": targets,
+        "volumes": volumes,
         "images": images,
         "snapshots": snapshots,
         "commands": sandbox.state.describe()["commands"],
@@ -311,6 +336,79 @@ def test_retention_refuses_foreign_and_other_landing_zone_resources(touched):
     assert not allowed(retention, "ec2:DeregisterImage", [(image_arn(image["ImageId"]), resource_tags(not_pre_patch))])
     # Nothing else of the run is deletable either: an instance is not an image.
     assert not allowed(retention, "ec2:DeregisterImage", [(instance_arn(touched["targets"][0]["instance_id"]), None)])
+
+
+# -- rollback ----------------------------------------------------------------------------------------------------------
+
+
+def _tags_of(resource):
+    return {t["Key"]: t["Value"] for t in resource.get("Tags") or []}
+
+
+def test_rollback_allows_what_the_sandbox_rollback_did(touched):
+    rollback = [policy("rollback")]
+    web01 = [t for t in touched["targets"] if t["name"] == "web-01"][0]
+    instance = (instance_arn(web01["instance_id"]), None)
+    image = [i for i in touched["images"] if _tags_of(i)["cms:patching:instance-id"] == web01["instance_id"]][0]
+    restored = [v for v in touched["volumes"] if "cms:patching:restored-by-rollback" in _tags_of(v)]
+    replaced = [v for v in touched["volumes"] if "cms:patching:replaced-by-rollback" in _tags_of(v)]
+    assert restored and replaced  # the data volume: one made from its snapshot, the old one kept and marked
+    # Root volume: a task from our own verified image.
+    task = "arn:aws:ec2:%s:%s:replace-root-volume-task/replacevol-1" % (REGION, OWN)
+    task_tags = request_tags([{"Key": "cms:patching:rollback-run-id", "Value": "run-1"}, {"Key": "cms:patching:instance-id", "Value": web01["instance_id"]}])
+    resources = [instance, (task, None), (image_arn(image["ImageId"]), resource_tags(image["Tags"]))]
+    assert allowed(rollback, "ec2:CreateReplaceRootVolumeTask", resources, task_tags)
+    assert allowed(rollback, "ec2:CreateTags", [(task, None)], dict(task_tags, **{"ec2:CreateAction": "CreateReplaceRootVolumeTask"}))
+    snapshots = {s["SnapshotId"]: s for s in touched["snapshots"]}
+    for volume in restored:
+        tags = _tags_of(volume)
+        source = snapshots[volume["SnapshotId"]]
+        assert tags["cms:patching:rollback-source"] == volume["SnapshotId"]
+        created = request_tags([t for t in volume["Tags"]])
+        resources = [(volume_arn(volume["VolumeId"]), None), (snapshot_arn(source["SnapshotId"]), resource_tags(source["Tags"]))]
+        assert allowed(rollback, "ec2:CreateVolume", resources, created)
+        assert allowed(rollback, "ec2:CreateTags", [(volume_arn(volume["VolumeId"]), None)], dict(created, **{"ec2:CreateAction": "CreateVolume"}))
+        assert allowed(rollback, "ec2:AttachVolume", [instance, (volume_arn(volume["VolumeId"]), resource_tags(volume["Tags"]))])
+    for volume in replaced:
+        # Marked before anything changed (mark_old), then detached, then marked replaced: each with the rollback keys only.
+        mark_old = ("cms:patching:rollback-run-id", "cms:patching:original-of-rollback", "cms:patching:instance-id", "cms:patching:rollback-device")
+        mark_replaced = ("cms:patching:replaced-by-rollback", "cms:patching:replaced-at")
+        for keys in (mark_old, mark_replaced):
+            marks = request_tags([t for t in volume["Tags"] if t["Key"] in keys])
+            assert allowed(rollback, "ec2:CreateTags", [(volume_arn(volume["VolumeId"]), None)], marks)
+        assert allowed(rollback, "ec2:DetachVolume", [instance, (volume_arn(volume["VolumeId"]), resource_tags(volume["Tags"]))])
+    for action in ("ec2:StopInstances", "ec2:StartInstances"):
+        assert allowed(rollback, action, [instance])
+
+
+def test_rollback_refuses_foreign_sources_unmarked_volumes_and_other_tags(touched):
+    rollback = [policy("rollback")]
+    instance = (instance_arn(touched["targets"][0]["instance_id"]), None)
+    volume = touched["volumes"][0]
+    restored_tags = request_tags([{"Key": "cms:patching:restored-by-rollback", "Value": "run-1"}, {"Key": "cms:patching:rollback-run-id", "Value": "run-1"}])
+    new_volume = (volume_arn("vol-0123456789abcdef0"), None)
+    # A volume from someone else's snapshot, from another landing zone's, or a volume not tagged as restored: refused.
+    foreign = touched["foreign_snapshot"]
+    assert not allowed(rollback, "ec2:CreateVolume", [new_volume, (snapshot_arn(foreign["SnapshotId"]), resource_tags(foreign.get("Tags")))], restored_tags)
+    ours = touched["snapshots"][0]
+    other_lz = [dict(t, Value="prod") if t["Key"] == LZ_TAG else t for t in ours["Tags"]]
+    assert not allowed(rollback, "ec2:CreateVolume", [new_volume, (snapshot_arn(ours["SnapshotId"]), resource_tags(other_lz))], restored_tags)
+    assert not allowed(rollback, "ec2:CreateVolume", [new_volume, (snapshot_arn(ours["SnapshotId"]), resource_tags(ours["Tags"]))], {"aws:TagKeys": []})
+    # A root volume replaced from a foreign image: refused.
+    image = touched["foreign_image"]
+    assert not allowed(rollback, "ec2:CreateReplaceRootVolumeTask", [instance, (image_arn(image["ImageId"]), resource_tags(image.get("Tags")))])
+    # Tags: never our backup tags (which would make retention delete the resource), never on images, snapshots or instances.
+    volume_resource = (volume_arn(volume["VolumeId"]), None)
+    assert not allowed(rollback, "ec2:CreateTags", [volume_resource], request_tags([{"Key": "cms:patching", "Value": "pre-patch"}]))
+    marks = request_tags([{"Key": "cms:patching:rollback-run-id", "Value": "run-1"}])
+    for resource in ((snapshot_arn(ours["SnapshotId"]), None), (image_arn(touched["images"][0]["ImageId"]), None), instance):
+        assert not allowed(rollback, "ec2:CreateTags", [resource], marks)
+    # Attach / detach only volumes the rollback marked first: an application's own volume stays where it is.
+    assert not allowed(rollback, "ec2:DetachVolume", [instance, (volume_arn("vol-0fedcba9876543210"), resource_tags([{"Key": "Name", "Value": "db"}]))])
+    # Rollback deletes nothing and sends no other document.
+    actions = {a for st in rollback[0]["Statement"] for a in _listed(st["Action"])}
+    assert not [a for a in actions if a.split(":")[1].startswith(("Delete", "Deregister", "Terminate", "Modify"))]
+    assert not allowed(rollback, "ssm:SendCommand", [(document_arn("AWS-RunRemoteScript"), None)])
 
 
 # -- patching ----------------------------------------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def test_report_destinations_follow_extra_vars_then_environment_then_landing_zon
         (
             "  report:\n    file_name: '{lz}-{when}.csv'\n",
             {},
-            "%s: cms_patching_landing_zone.report.file_name: unknown placeholder {when} (known: {lz}, {run_id})",
+            "%s: cms_patching_landing_zone.report.file_name: unknown placeholder {when} (known: {lz}, {run_id}, {slice})",
         ),
         ("", {"cms_patching_report_file_name": "{oops}.csv"}, "extra var cms_patching_report_file_name: unknown placeholder {oops}"),
         ("  backup:\n    name_template: 'pre-{instance}'\n", {}, "%s: cms_patching_landing_zone.backup.name_template: unknown placeholder {instance}"),
@@ -119,3 +119,29 @@ def test_the_old_place_is_deprecated_once_not_by_the_revealing_task(tmp_path, ru
     assert len(messages) == 1 and "group_vars/all/landing_zone.yml are deprecated" in messages[0] and "prod/.landing_zone.yml" in messages[0]
     revealed = run_module(landing_zone, {"name": "prod", "search_paths": [str(tmp_path)], "reveal_external_ids": True})
     assert not revealed.get("deprecations") and not revealed.get("warnings")
+
+
+def test_a_sliced_job_names_its_report_with_its_slice_number(tmp_path, run_module, monkeypatch):
+    monkeypatch.delenv("CMS_PATCHING_REPORT_FILE", raising=False)
+    monkeypatch.delenv("CMS_PATCHING_REPORT_DIR", raising=False)
+    write(tmp_path / "prod" / "group_vars" / "all", BASE + "  report:\n    dir: /r\n    s3: {bucket: b, prefix: 'runs/{lz}/{run_id}'}\n")
+    args = {"name": "prod", "search_paths": [str(tmp_path)], "run_id": "20261127-awx777"}
+    # Not sliced: the name is the one it always was, and no slice is returned.
+    plain = run_module(landing_zone, args)
+    assert (plain["report"]["csv"], plain["report"]["slice"]) == ("/r/prod-20261127-awx777.csv", None)
+    # Slice 2 of 3: the default name gains -slice2; the run's prefix is the same for every slice.
+    second = run_module(landing_zone, dict(args, slice_number=2, slice_count=3))
+    assert (second["report"]["csv"], second["report"]["json"], second["report"]["slice"]) == (
+        "/r/prod-20261127-awx777-slice2.csv",
+        "/r/prod-20261127-awx777-slice2.json",
+        2,
+    )
+    assert second["report"]["s3_csv"] == "s3://b/runs/prod/20261127-awx777/prod-20261127-awx777-slice2.csv"
+    # A custom name places {slice} itself; one without it gains -slice<N> so slices never overwrite each other.
+    custom = run_module(landing_zone, dict(args, slice_number=3, slice_count=3, report_overrides={"cms_patching_report_file_name": "s{slice}-{lz}.csv"}))
+    assert custom["report"]["csv"] == "/r/s3-prod.csv"
+    fixed = run_module(landing_zone, dict(args, slice_number=3, slice_count=3, report_overrides={"cms_patching_report_file_name": "patch.csv"}))
+    assert fixed["report"]["csv"] == "/r/patch-slice3.csv"
+    # A slice that is not one of the count is a configuration error naming the extra vars.
+    bad = run_module(landing_zone, dict(args, slice_number=4, slice_count=3))
+    assert bad.failed and "cms_patching_slice_number" in bad["msg"] and "4 of 3" in bad["msg"]
