@@ -199,7 +199,8 @@ def test_the_demo_on_an_unkind_aws_keeps_every_invariant(aws, lz_env, tmp_path, 
     assert counts["throttled_total"] > 0 and counts["server_errors_total"] > 0
     # The faults had their effect, each reported with its reason.
     assert by_name["web-03"]["backup_status"] == "failed" and by_name["web-03"]["patch_status"] != "success"
-    assert by_name["pay-web-02"]["patch_status"] == "failed" and by_name["pay-web-02"]["error"], {n: (r["patch_status"], r["error"]) for n, r in by_name.items()}
+    outcomes = {n: (r["patch_status"], r["error"]) for n, r in by_name.items()}
+    assert by_name["pay-web-02"]["patch_status"] == "failed" and by_name["pay-web-02"]["error"], outcomes
     offline_row = by_name[OFFLINE_CANARY]
     assert offline_row["patch_status"] in ("timed_out", "undeliverable", "cancelled") and offline_row["error"], offline_row
     assert by_name[TERMINATED]["patch_status"] == "undeliverable", by_name[TERMINATED]

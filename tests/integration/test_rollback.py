@@ -100,7 +100,6 @@ def test_ctrl_c_in_the_middle_of_a_rollback_then_resume_makes_nothing_twice(aws,
     import subprocess
     import time
 
-
     run_id, rows = backed_up(playbook)
     web = rows["web-01"]["instance_id"]
     aws.state.update_settings(root_replace_seconds=60)

@@ -364,7 +364,7 @@ def test_rollback_allows_what_the_sandbox_rollback_did(touched):
         tags = _tags_of(volume)
         source = snapshots[volume["SnapshotId"]]
         assert tags["cms:patching:rollback-source"] == volume["SnapshotId"]
-        created = request_tags([t for t in volume["Tags"]])
+        created = request_tags(list(volume["Tags"]))
         resources = [(volume_arn(volume["VolumeId"]), None), (snapshot_arn(source["SnapshotId"]), resource_tags(source["Tags"]))]
         assert allowed(rollback, "ec2:CreateVolume", resources, created)
         assert allowed(rollback, "ec2:CreateTags", [(volume_arn(volume["VolumeId"]), None)], dict(created, **{"ec2:CreateAction": "CreateVolume"}))
