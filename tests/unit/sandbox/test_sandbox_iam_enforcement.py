@@ -114,5 +114,5 @@ def test_moto_sees_actions_on_any_resource_and_sts_statements_keep_their_roles()
 
 
 def test_attach_refuses_an_unknown_policy() -> None:
-    with pytest.raises(ValueError, match="iam/<name>.json for: rollback"):
-        iam_enforcement.attach(["rollback"])
+    with pytest.raises(ValueError, match="iam/<name>.json for: no-such-phase"):
+        iam_enforcement.attach(["no-such-phase"])
