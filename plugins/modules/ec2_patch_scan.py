@@ -245,9 +245,12 @@ api_calls:
   sample: {"calls": {"ec2:DescribeInstances": 4, "ssm:DescribeInstanceInformation": 4, "sts:AssumeRole": 1}, "retries": {}, "total": 9}
 """
 
+from ansible_collections.cms.patching.plugins.module_utils import _organizations
 from ansible_collections.cms.patching.plugins.module_utils._module import (
+    ACCOUNT_OPTIONS,
     build_fleet,
     common_problems,
+    duration_error,
     fail_on_problems,
     fleet_module,
     region_problems,
@@ -269,12 +272,38 @@ def main():
         instance_ids=dict(type="list", elements="str"),
         max_workers=dict(type="int", default=8),
         allow_partial=dict(type="bool", default=False),
+        # With an organization source, accounts may be empty: the OUs give them.
+        accounts=dict(type="list", elements="dict", default=[], options=ACCOUNT_OPTIONS),
+        organization=dict(
+            type="dict",
+            options=dict(
+                ous=dict(type="list", elements="str", required=True),
+                recursive=dict(type="bool", default=True),
+                role_name=dict(type="str", required=True),
+                external_id=dict(type="str", no_log=False),
+                duration_seconds=dict(type="int"),
+                include_tags=dict(type="dict", default={}),
+                exclude_tags=dict(type="dict", default={}),
+                exclude_accounts=dict(type="list", elements="str", default=[]),
+                management_role_arn=dict(type="str"),
+                management_external_id=dict(type="str", no_log=False),
+            ),
+        ),
+        accounts_only=dict(type="bool", default=False),
     )
     module = fleet_module(argument_spec)
     params = module.params
     problems = common_problems(params) + region_problems(params["regions"])
     if not params["regions"]:
         problems.append("regions: give at least one region")
+    if not params["accounts"] and not params["organization"]:
+        problems.append("accounts: give at least one account, or an organization source")
+    if params["organization"]:
+        problems += _organizations.source_problems(params["organization"], [r for r in params["regions"] if not region_problems([r])])
+        if params["organization"].get("duration_seconds") is not None:
+            error = duration_error(params["organization"]["duration_seconds"])
+            if error:
+                problems.append("organization.duration_seconds: %s" % error)
     for i, instance_id in enumerate(params["instance_ids"] or []):
         error = instance_id_error(instance_id)
         if error:
@@ -285,21 +314,34 @@ def main():
     rules = {k: params[k] for k in ("include_tags", "exclude_tags", "instance_states", "platforms", "require_ssm_online")}
 
     def work():
+        accounts, skipped, members = params["accounts"], [], []
+        if params["organization"]:
+            # Read through the fleet session: retries, call counts, partition-aware STS for the management role.
+            accounts, skipped, members = _organizations.resolve_accounts(fleet, params["accounts"], params["organization"], params["regions"])
+        result = dict(
+            changed=False,
+            accounts=[{k: a[k] for k in ACCOUNT_OPTIONS if a.get(k) is not None} for a in accounts],
+            skipped_accounts=skipped,
+            organization_accounts=members,
+        )
+        if params["accounts_only"]:
+            result.update(instances=[], summary=summarize([]), errors=[])
+            return result
         records, errors = scan(
             fleet,
-            [a["account_id"] for a in params["accounts"]],
+            [a["account_id"] for a in accounts],
             params["regions"],
             params["filters"],
             rules,
             instance_ids=params["instance_ids"],
             max_workers=max(1, params["max_workers"]),
         )
-        result = dict(changed=False, instances=records, summary=summarize(records), errors=errors)
+        result.update(instances=records, summary=summarize(records), errors=errors)
         if errors:
             result["failed"] = not params["allow_partial"]
             result["msg"] = "Could not scan %d of %d account/region pairs: %s" % (
                 len(errors),
-                len(params["accounts"]) * len(params["regions"]),
+                len(accounts) * len(params["regions"]),
                 "; ".join("%s/%s: %s" % (e["account_id"], e["region"], e["error"]) for e in errors),
             )
         return result
