@@ -96,8 +96,8 @@ class CallbackModule(CallbackBase):
             self.report.set_run(data.get("lz"), data.get("run_id"))
             self._overrides = (data.get("config") or {}).get("report") or {}
             self._path = None
-        elif action == _SCAN:
-            self.report.add_discovery(data.get("instances") or [], errors=data.get("errors") or [])
+        elif action == _SCAN and not data.get("accounts_only"):
+            self.report.add_discovery(data.get("instances") or [], errors=data.get("errors") or [], skipped_accounts=data.get("skipped_accounts") or [])
         elif action == _BACKUP and data.get("mode", "create") in ("create", "verify"):
             self.report.add_backup(data.get("instances") or [])
         elif action == _PATCH:

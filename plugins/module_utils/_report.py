@@ -11,8 +11,10 @@ the AWX artifacts are computed by the same code from the same module results.
 Besides the instances, an account/region that discovery could not scan (or
 not fully) gets a row of its own, with an empty ``instance_id`` and the failure
 in ``error``: its instances are unknown, so that row is all the report can say
-about them.  Check mode's "would do" goes to ``plan``, never to ``error``: a
-dry run reports no errors.
+about them.  An account of the landing zone's OUs that was left out (suspended,
+excluded by an account tag) gets a row too, with the reason in ``skip_reason``.
+Check mode's "would do" goes to ``plan``, never to ``error``: a dry run reports
+no errors.
 """
 
 import csv
@@ -125,9 +127,10 @@ class RunReport:
             return reason[len(CHECK_MODE_PREFIX) :], ""
         return "", reason
 
-    def add_discovery(self, instances, when=None, errors=None):
+    def add_discovery(self, instances, when=None, errors=None, skipped_accounts=None):
         when = when or now_iso()
         self.add_locations(errors or [], when)
+        self.add_skipped_accounts(skipped_accounts or [], when)
         for item in instances:
             row = self._row(item["instance_id"], when)
             row.update(
@@ -157,9 +160,22 @@ class RunReport:
             row["finished_at"] = when
             row["error"] = _trim("discovery failed in %s/%s: %s" % (row["account_id"], row["region"], item.get("error") or "unknown error"))
 
+    def add_skipped_accounts(self, accounts, when=None):
+        """A row per account of the landing zone's OUs that was left out (suspended, excluded by tag): why, in skip_reason; not an error."""
+        when = when or now_iso()
+        for item in accounts:
+            key = "account:%s" % item.get("account_id", "")
+            row = self.rows.get(key)
+            if row is None:
+                row = {c: "" for c in COLUMNS}
+                row.update(lz=self.lz, run_id=self.run_id, account_id=item.get("account_id", ""), started_at=when)
+                self.rows[key] = row
+            row.update(finished_at=when, target=False, skip_reason=_trim("account skipped: %s" % (item.get("reason") or "left out")))
+
     @staticmethod
     def is_location(key):
-        return key.startswith("location:")
+        """Rows of an account or account/region rather than of an instance."""
+        return key.startswith(("location:", "account:"))
 
     def add_backup(self, instances, when=None):
         when = when or now_iso()
@@ -252,7 +268,7 @@ class RunReport:
             "patch": patch,
             # Rows (instances and account/regions) with an error; a phase that was merely not selected is not one.
             "errors": sum(1 for k, r in self.rows.items() if r["error"] and k not in self._not_requested),
-            "discovery_failed": ["%s/%s" % (r["account_id"], r["region"]) for r in locations],
+            "discovery_failed": ["%s/%s" % (r["account_id"], r["region"]) for r in locations if r["error"]],
         }
 
     def to_csv(self):

@@ -325,7 +325,7 @@ def main():
             organization_accounts=members,
         )
         if params["accounts_only"]:
-            result.update(instances=[], summary=summarize([]), errors=[])
+            result.update(instances=[], summary=summarize([]), errors=[], accounts_only=True)
             return result
         records, errors = scan(
             fleet,
