@@ -308,7 +308,7 @@ def _organization_checks(config, regions, path, problems):
     """One of accounts / organization at least; the rules of an organization source that span its keys."""
     organization = config.get("organization")
     if not config.get("accounts") and not organization:
-        problems.append("%s.accounts: required key is missing: list the accounts, or give an organization source (organization.ous, role_name)" % path)
+        problems.append("%s.accounts: must not be empty: list the accounts, or give an organization source (organization.ous, role_name)" % path)
     if not organization:
         return
     # Each key was checked by the schema; these rules span keys.
