@@ -91,3 +91,14 @@ def test_tags_config_prints_the_resolved_accounts(aws, playbook, tmp_path):
     assert "cms-org" not in run.output  # the external ID is masked in what is printed
     ops = aws.state.calls.snapshot()["operations"]
     assert set(ops) == {"organizations:ListAccountsForParent", "organizations:ListChildren"}
+
+
+def test_backup_reaches_the_member_accounts_discovery_found(aws, playbook, tmp_path):
+    org = seed_org(aws)
+    env = org_landing_zone(tmp_path, org["ous"]["workloads"])
+    run = playbook("--tags", "discovery,backup", "-e", "discovery_on_error=continue", lz="org", env=env)
+    rows = {r["name"]: r for r in run.rows() if r["instance_id"]}
+    # The later phases use the accounts resolved from the OUs (with their role): the members' targets get their AMIs.
+    assert rows["org-a-1"]["backup_status"] == "verified" and rows["org-n-1"]["backup_status"] == "verified", run.output[-3000:]
+    created = aws.state.calls.snapshot()["by_account"]
+    assert created[PROD_A].get("ec2:CreateImage") == 1 and created[NESTED].get("ec2:CreateImage") == 1
