@@ -41,11 +41,11 @@ def seed_org(aws):
     return summary["organization"]
 
 
-def org_landing_zone(tmp_path, workloads_ou):
+def org_landing_zone(tmp_path, workloads_ou, **source):
     config = {
         "cms_patching_landing_zone": {
             "description": "accounts of the workloads OU",
-            "organization": {"ous": [workloads_ou], "role_name": ROLE, "external_id": "cms-org"},
+            "organization": dict({"ous": [workloads_ou], "role_name": ROLE, "external_id": "cms-org"}, **source),
             "regions": REGIONS,
             "targets": {"filters": {"tag:Environment": "org"}},
         }
@@ -102,3 +102,15 @@ def test_backup_reaches_the_member_accounts_discovery_found(aws, playbook, tmp_p
     assert rows["org-a-1"]["backup_status"] == "verified" and rows["org-n-1"]["backup_status"] == "verified", run.output[-3000:]
     created = aws.state.calls.snapshot()["by_account"]
     assert created[PROD_A].get("ec2:CreateImage") == 1 and created[NESTED].get("ec2:CreateImage") == 1
+
+
+def test_retention_alone_resolves_the_accounts_first(aws, playbook, tmp_path):
+    org = seed_org(aws)
+    env = org_landing_zone(tmp_path, org["ous"]["workloads"], exclude_accounts=[NO_ROLE])
+    run = playbook("--tags", "retention", lz="org", env=env)
+    assert run.rc == 0, run.output[-3000:]
+    by_account = aws.state.calls.snapshot()["by_account"]
+    # No scan ran: the OU was read, and retention looked for pre-patch AMIs in its members too.
+    assert by_account["123456789012"]["organizations:ListAccountsForParent"] == 2
+    assert "ec2:DescribeInstances" not in {op for ops in by_account.values() for op in ops}
+    assert {account for account, ops in by_account.items() if "ec2:DescribeImages" in ops} == {PROD_A, NESTED}
