@@ -144,9 +144,7 @@ class Walker:
         return self._call("ListAccountsForParent", parent, lambda: paginate(self.client.list_accounts_for_parent, "Accounts", ParentId=parent))
 
     def child_ous(self, parent):
-        children = self._call(
-            "ListChildren", parent, lambda: paginate(self.client.list_children, "Children", ParentId=parent, ChildType="ORGANIZATIONAL_UNIT")
-        )
+        children = self._call("ListChildren", parent, lambda: paginate(self.client.list_children, "Children", ParentId=parent, ChildType="ORGANIZATIONAL_UNIT"))
         return [child["Id"] for child in children]
 
     def tags(self, account_id):
