@@ -183,3 +183,14 @@ def test_bad_organization_input_is_refused_before_any_call(aws, run_module):
 def test_neither_accounts_nor_organization_is_refused(aws, run_module):
     result = run_module(ec2_patch_scan, dict(regions=REGIONS))
     assert result.failed and "accounts: give at least one account, or an organization source" in result["problems"]
+
+
+def test_the_shipped_policy_grants_exactly_the_organizations_calls_made(org, aws, run_module):
+    import json
+    import pathlib
+
+    policy = json.loads((pathlib.Path(__file__).resolve().parents[4] / "iam" / "organizations-read.json").read_text())
+    granted = {a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    run_module(ec2_patch_scan, dict(args(org, include_tags={"Env": "*"}), accounts_only=True))
+    made = {c["operation"] for c in aws.state.calls.log() if c["operation"].startswith("organizations:")}
+    assert made == granted
