@@ -97,7 +97,12 @@ class CallbackModule(CallbackBase):
             self._overrides = (data.get("config") or {}).get("report") or {}
             self._path = None
         elif action == _SCAN and not data.get("accounts_only"):
-            self.report.add_discovery(data.get("instances") or [], errors=data.get("errors") or [], skipped_accounts=data.get("skipped_accounts") or [])
+            self.report.add_discovery(
+                data.get("instances") or [],
+                errors=data.get("errors") or [],
+                skipped_accounts=data.get("skipped_accounts") or [],
+                empty_accounts=data.get("empty_accounts") or [],
+            )
         elif action == _BACKUP and data.get("mode", "create") in ("create", "verify"):
             self.report.add_backup(data.get("instances") or [])
         elif action == _PATCH:

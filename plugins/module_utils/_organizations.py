@@ -241,3 +241,9 @@ def resolve_accounts(fleet, explicit, source, regions):
     accounts, skipped = merge(explicit, resolved)
     fleet.add_accounts(accounts)
     return accounts, skipped, resolved.describe()["accounts"]
+
+
+def empty_accounts(members, records, errors):
+    """The members (as Resolved.describe gives them) with no instance and no scan error: {account_id, name, parent_id}."""
+    busy = {r["account_id"] for r in records} | {e["account_id"] for e in errors}
+    return [{k: m[k] for k in ("account_id", "name", "parent_id")} for m in members if m["account_id"] not in busy]

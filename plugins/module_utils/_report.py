@@ -12,7 +12,8 @@ Besides the instances, an account/region that discovery could not scan (or
 not fully) gets a row of its own, with an empty ``instance_id`` and the failure
 in ``error``: its instances are unknown, so that row is all the report can say
 about them.  An account of the landing zone's OUs that was left out (suspended,
-excluded by an account tag) gets a row too, with the reason in ``skip_reason``.
+excluded by an account tag) gets a row too, with the reason in ``skip_reason``, and
+so does one that was scanned and holds no instance of the landing zone.
 Check mode's "would do" goes to ``plan``, never to ``error``: a dry run reports
 no errors.
 """
@@ -127,10 +128,11 @@ class RunReport:
             return reason[len(CHECK_MODE_PREFIX) :], ""
         return "", reason
 
-    def add_discovery(self, instances, when=None, errors=None, skipped_accounts=None):
+    def add_discovery(self, instances, when=None, errors=None, skipped_accounts=None, empty_accounts=None):
         when = when or now_iso()
         self.add_locations(errors or [], when)
-        self.add_skipped_accounts(skipped_accounts or [], when)
+        self.add_accounts(skipped_accounts or [], "account skipped: %s", when)
+        self.add_accounts([dict(a, reason="no instance of the landing zone found in its regions") for a in empty_accounts or []], "account scanned: %s", when)
         for item in instances:
             row = self._row(item["instance_id"], when)
             row.update(
@@ -160,8 +162,9 @@ class RunReport:
             row["finished_at"] = when
             row["error"] = _trim("discovery failed in %s/%s: %s" % (row["account_id"], row["region"], item.get("error") or "unknown error"))
 
-    def add_skipped_accounts(self, accounts, when=None):
-        """A row per account of the landing zone's OUs that was left out (suspended, excluded by tag): why, in skip_reason; not an error."""
+    def add_accounts(self, accounts, template, when=None):
+        """A row per account of the landing zone's OUs without instance rows (left out: suspended, excluded by tag; or empty):
+        why, in skip_reason (``template % reason``); not an error."""
         when = when or now_iso()
         for item in accounts:
             key = "account:%s" % item.get("account_id", "")
@@ -170,7 +173,7 @@ class RunReport:
                 row = {c: "" for c in COLUMNS}
                 row.update(lz=self.lz, run_id=self.run_id, account_id=item.get("account_id", ""), started_at=when)
                 self.rows[key] = row
-            row.update(finished_at=when, target=False, skip_reason=_trim("account skipped: %s" % (item.get("reason") or "left out")))
+            row.update(finished_at=when, target=False, skip_reason=_trim(template % (item.get("reason") or "left out")))
 
     @staticmethod
     def is_location(key):

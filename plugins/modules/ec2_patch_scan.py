@@ -368,6 +368,24 @@ skipped_accounts:
       type: str
   sample: [{"account_id": "444444444444", "name": "closed", "parent_id": "ou-ab12-cdef3456", "state": "SUSPENDED",
             "reason": "account is SUSPENDED in AWS Organizations, not ACTIVE"}]
+empty_accounts:
+  description:
+    - Member accounts found in O(organization) that were scanned in every region without error and hold no instance of the landing
+      zone (none matched O(filters)); the report gives each a row, so an account that joined the OU is never silently left out.
+    - Empty when O(instance_ids) narrows the scan.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    account_id:
+      description: The account ID.
+      type: str
+    name:
+      description: The account's name in Organizations.
+      type: str
+    parent_id:
+      description: The OU or root the account is in.
+      type: str
 accounts_only:
   description: True when O(accounts_only) was set (nothing was scanned).
   returned: when O(accounts_only=true)
@@ -457,9 +475,10 @@ def main():
             accounts=[{k: a[k] for k in ACCOUNT_OPTIONS if a.get(k) is not None} for a in accounts],
             skipped_accounts=skipped,
             organization_accounts=members,
+            empty_accounts=[],
         )
         if params["accounts_only"]:
-            result.update(instances=[], summary=summarize([]), errors=[], accounts_only=True)
+            result.update(instances=[], summary=summarize([]), errors=[], empty_accounts=[], accounts_only=True)
             return result
         records, errors = scan(
             fleet,
@@ -471,6 +490,9 @@ def main():
             max_workers=max(1, params["max_workers"]),
         )
         result.update(instances=records, summary=summarize(records), errors=errors)
+        if params["instance_ids"] is None:
+            # A member of the OUs with nothing in the landing zone still gets a report row, so a new account is seen, not silent.
+            result["empty_accounts"] = _organizations.empty_accounts(members, records, errors)
         if errors:
             result["failed"] = not params["allow_partial"]
             result["msg"] = "Could not scan %d of %d account/region pairs: %s" % (

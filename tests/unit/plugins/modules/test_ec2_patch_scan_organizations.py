@@ -194,3 +194,18 @@ def test_the_shipped_policy_grants_exactly_the_organizations_calls_made(org, aws
     run_module(ec2_patch_scan, dict(args(org, include_tags={"Env": "*"}), accounts_only=True))
     made = {c["operation"] for c in aws.state.calls.log() if c["operation"].startswith("organizations:")}
     assert made == granted
+
+
+def test_a_member_without_instances_still_gets_a_report_row(org, aws, run_module):
+    empty = "121212121212"
+    aws.add_organization_account(ORG, {"id": empty, "name": "empty"}, org["organization"]["ous"]["workloads"])
+    result = run_module(ec2_patch_scan, args(org))
+    assert result["empty_accounts"] == [{"account_id": empty, "name": "empty", "parent_id": org["organization"]["ous"]["workloads"]}]
+    report = RunReport()
+    report.add_discovery(result["instances"], errors=result["errors"], skipped_accounts=result["skipped_accounts"], empty_accounts=result["empty_accounts"])
+    row = report.rows["account:%s" % empty]
+    assert row["skip_reason"] == "account scanned: no instance of the landing zone found in its regions" and row["error"] == ""
+    assert report.summary()["seen"] == 3
+    # Narrowed to candidates (an inventory, --limit), an account without one of them is not "empty".
+    narrowed = run_module(ec2_patch_scan, dict(args(org), instance_ids=[i["instance_id"] for i in result["instances"]][:1]))
+    assert narrowed["empty_accounts"] == []
