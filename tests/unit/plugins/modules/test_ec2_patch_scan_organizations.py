@@ -19,8 +19,13 @@ ORG = {
                 {"id": NO_ROLE, "name": "no-role", "role": False, "tags": {"Env": "prod"}},
                 {"id": SUSPENDED, "name": "closed", "state": "SUSPENDED", "tags": {"Env": "prod"}},
             ],
-            "ous": [{"name": "prod", "accounts": [{"id": PROD_B, "name": "prod-b", "tags": {"Env": "prod", "Patching": "manual"}}],
-                     "ous": [{"name": "deep", "accounts": [{"id": NESTED, "name": "nested", "tags": {"Env": "prod"}}]}]}],
+            "ous": [
+                {
+                    "name": "prod",
+                    "accounts": [{"id": PROD_B, "name": "prod-b", "tags": {"Env": "prod", "Patching": "manual"}}],
+                    "ous": [{"name": "deep", "accounts": [{"id": NESTED, "name": "nested", "tags": {"Env": "prod"}}]}],
+                }
+            ],
         },
         {"name": "sandbox", "accounts": [{"id": SANDBOX_DEV, "name": "sandbox-dev", "tags": {"Env": "dev"}}]},
     ],
@@ -68,8 +73,13 @@ def test_nested_ous_are_walked_and_every_account_is_accounted_for(org, aws, run_
     assert {a["account_id"]: a["parent_id"] for a in result["organization_accounts"]}[NESTED] == org["organization"]["ous"]["workloads/prod/deep"]
     # The suspended account: skipped with the reason, never assumed.
     assert result["skipped_accounts"] == [
-        {"account_id": SUSPENDED, "name": "closed", "parent_id": org["organization"]["ous"]["workloads"], "state": "SUSPENDED",
-         "reason": "account is SUSPENDED in AWS Organizations, not ACTIVE"}
+        {
+            "account_id": SUSPENDED,
+            "name": "closed",
+            "parent_id": org["organization"]["ous"]["workloads"],
+            "state": "SUSPENDED",
+            "reason": "account is SUSPENDED in AWS Organizations, not ACTIVE",
+        }
     ]
     assumed = [c for c in aws.state.calls.log() if c["operation"] == "sts:AssumeRole"]
     assert SUSPENDED not in {c["account"] for c in assumed}
@@ -107,8 +117,13 @@ def test_a_new_account_in_the_ou_is_found_by_the_next_run(org, aws, run_module):
     assert {a["account_id"] for a in first["accounts"]} == {PROD_A, NO_ROLE}
     newcomer = "999999999999"
     aws.add_organization_account(ORG, {"id": newcomer, "name": "newcomer"}, org["organization"]["ous"]["workloads"])
-    aws.seed({"accounts": [{"id": newcomer, "role_arn": "arn:aws:iam::%s:role/%s" % (newcomer, ROLE)}], "regions": REGIONS,
-              "instances": [{"name": "new-web", "account": newcomer, "region": "eu-west-1"}]})
+    aws.seed(
+        {
+            "accounts": [{"id": newcomer, "role_arn": "arn:aws:iam::%s:role/%s" % (newcomer, ROLE)}],
+            "regions": REGIONS,
+            "instances": [{"name": "new-web", "account": newcomer, "region": "eu-west-1"}],
+        }
+    )
     second = run_module(ec2_patch_scan, args(org, recursive=False))
     assert {a["account_id"] for a in second["accounts"]} == {PROD_A, NO_ROLE, newcomer}
     assert "new-web" in {i["name"] for i in second["instances"]}
