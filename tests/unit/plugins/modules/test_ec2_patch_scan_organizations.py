@@ -224,3 +224,11 @@ def test_a_member_without_instances_still_gets_a_report_row(org, aws, run_module
     # Narrowed to candidates (an inventory, --limit), an account without one of them is not "empty".
     narrowed = run_module(ec2_patch_scan, dict(args(org), instance_ids=[i["instance_id"] for i in result["instances"]][:1]))
     assert narrowed["empty_accounts"] == []
+
+
+def test_a_throttled_organizations_read_is_retried(org, aws, run_module):
+    aws.state.faults.add("throttle", operation="organizations:ListAccountsForParent", count=2)
+    result = run_module(ec2_patch_scan, dict(args(org), accounts_only=True, retries={"base_delay": 0.01, "max_delay": 0.02}))
+    assert not result.failed, result.get("msg")
+    assert {a["account_id"] for a in result["accounts"]} == {PROD_A, NO_ROLE, PROD_B, NESTED}
+    assert result["api_calls"]["retries"] == {"organizations:ListAccountsForParent": 2}
