@@ -234,13 +234,15 @@ def organizations_client(fleet, source, region):
 
 
 def resolve_accounts(fleet, explicit, source, regions):
-    """(accounts, skipped, members found in the OUs); registers the accounts with the fleet so they can be scanned."""
+    """(accounts, skipped, members found in the OUs and not listed); registers the accounts with the fleet so they can be scanned."""
     region = regions[0]
     client, reader = organizations_client(fleet, source, region)
     resolved = resolve(client, source, v.partition_of(region), reader)
     accounts, skipped = merge(explicit, resolved)
     fleet.add_accounts(accounts)
-    return accounts, skipped, resolved.describe()["accounts"]
+    named = {str(a["account_id"]) for a in explicit}
+    # An account also listed explicitly is used with its listed settings, so it is not shown as an organization member.
+    return accounts, skipped, [m for m in resolved.describe()["accounts"] if m["account_id"] not in named]
 
 
 def empty_accounts(members, records, errors):

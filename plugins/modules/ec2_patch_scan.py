@@ -478,7 +478,7 @@ def main():
             empty_accounts=[],
         )
         if params["accounts_only"]:
-            result.update(instances=[], summary=summarize([]), errors=[], empty_accounts=[], accounts_only=True)
+            result.update(instances=[], summary=summarize([]), errors=[], accounts_only=True)
             return result
         records, errors = scan(
             fleet,

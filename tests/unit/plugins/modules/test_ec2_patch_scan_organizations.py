@@ -156,6 +156,7 @@ def test_explicit_accounts_win_and_exclude_accounts_skips(org, run_module):
     assert [a["account_id"] for a in result["accounts"]].count(PROD_A) == 1
     assert {s["account_id"]: s["reason"] for s in result["skipped_accounts"]}[NO_ROLE] == "listed in organization.exclude_accounts"
     assert result["errors"] == []
+    assert PROD_A not in {a["account_id"] for a in result["organization_accounts"]}  # used as listed, not as a member
 
 
 def test_accounts_only_lists_without_scanning(org, aws, run_module):
