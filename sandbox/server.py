@@ -22,7 +22,7 @@ from typing import Any
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
-from sandbox import extensions, runtime
+from sandbox import extensions, organizations, runtime
 from sandbox.clock import Settings
 from sandbox.control_api import ControlApi
 from sandbox.middleware import SandboxMiddleware
@@ -112,6 +112,14 @@ class Sandbox:
     def seed(self, spec: str | dict[str, Any] | None) -> dict[str, Any]:
         """Create a scenario ("demo", "none", a YAML path, or an inline/synthetic spec); returns its summary."""
         return fleet.seed(self.state, self.endpoint, scenario.load(spec))
+
+    def seed_organization(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """An AWS Organizations tree alone (sandbox/organizations.py); a scenario's ``organization`` key does the same."""
+        return organizations.seed(self.state, spec)
+
+    def add_organization_account(self, spec: dict[str, Any], account: dict[str, Any], parent_id: str) -> str:
+        """One more account in the organization of ``spec`` (e.g. one that joins between two runs)."""
+        return organizations.add_account(self.state, spec, account, parent_id)
 
     def reset(self) -> None:
         self.state.reset()

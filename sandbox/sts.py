@@ -33,19 +33,34 @@ class RoleRegistry:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._external_ids: dict[str, str | None] = {}
+        # Accounts (organization members, see sandbox/organizations.py) where only roles that exist in moto's IAM can be assumed.
+        self._strict_accounts: set[str] = set()
 
     def register(self, role_arn: str, external_id: str | None) -> None:
         with self._lock:
             self._external_ids[role_arn] = external_id
 
-    def check(self, role_arn: str, external_id: str | None, caller_arn: str) -> None:
-        """Raise AccessDenied if ``role_arn`` is registered with a different ExternalId."""
+    def require_existing(self, account_id: str) -> None:
+        """From now on AssumeRole of a role that is not in this account's IAM is refused (as AWS refuses it)."""
         with self._lock:
-            if role_arn not in self._external_ids:
-                return
-            expected = self._external_ids[role_arn]
-        if expected is not None and external_id != expected:
-            raise STSClientError("AccessDenied", f"User: {caller_arn} is not authorized to perform: sts:AssumeRole on resource: {role_arn}")
+            self._strict_accounts.add(account_id)
+
+    def check(self, role_arn: str, external_id: str | None, caller_arn: str) -> None:
+        """Raise AccessDenied if ``role_arn`` is registered with a different ExternalId, or does not exist in a strict account.
+
+        AWS answers AssumeRole of a role that does not exist exactly as one whose trust policy refuses the caller
+        (AccessDenied, "is not authorized to perform: sts:AssumeRole on resource"), so a caller cannot tell the two apart.
+        """
+        denied = STSClientError("AccessDenied", f"User: {caller_arn} is not authorized to perform: sts:AssumeRole on resource: {role_arn}")
+        parts = role_arn.split(":")
+        with self._lock:
+            strict = len(parts) >= 6 and parts[4] in self._strict_accounts
+            known = role_arn in self._external_ids
+            expected = self._external_ids.get(role_arn)
+        if strict and not _role_exists(role_arn):
+            raise denied
+        if known and expected is not None and external_id != expected:
+            raise denied
 
     def describe(self) -> dict[str, Any]:
         with self._lock:
@@ -54,6 +69,16 @@ class RoleRegistry:
     def reset(self) -> None:
         with self._lock:
             self._external_ids.clear()
+            self._strict_accounts.clear()
+
+
+def _role_exists(role_arn: str) -> bool:
+    parts = role_arn.split(":")
+    try:
+        iam_backends[parts[4]][parts[1]].get_role_by_arn(role_arn)
+    except Exception:  # pylint: disable=broad-except  # moto's NotFoundException, or KeyError for an odd partition
+        return False
+    return True
 
 
 _DEFAULT_DURATION = 3600

@@ -142,8 +142,13 @@ class CallbackModule(CallbackBase):
             self._session_name = config.get("role_session_name")
             self._resolved = data.get("report") or None
             self._settings = self._path = None
-        elif action == _SCAN:
-            self.report.add_discovery(data.get("instances") or [], errors=data.get("errors") or [])
+        elif action == _SCAN and not data.get("accounts_only"):
+            self.report.add_discovery(
+                data.get("instances") or [],
+                errors=data.get("errors") or [],
+                skipped_accounts=data.get("skipped_accounts") or [],
+                empty_accounts=data.get("empty_accounts") or [],
+            )
         elif action == _BACKUP and data.get("mode", "create") in ("create", "verify"):
             self.report.add_backup(data.get("instances") or [])
         elif action == _PATCH:

@@ -38,7 +38,12 @@ def report_summary(results, lz="", run_id=""):
     report = RunReport()
     report.set_run(lz, run_id)
     scan = results.get("scan") or {}
-    report.add_discovery(scan.get("instances") or [], errors=scan.get("errors") or [])
+    report.add_discovery(
+        scan.get("instances") or [],
+        errors=scan.get("errors") or [],
+        skipped_accounts=scan.get("skipped_accounts") or [],
+        empty_accounts=scan.get("empty_accounts") or [],
+    )
     report.add_backup((results.get("backup") or {}).get("instances") or [])
     for wave in results.get("patch") or []:
         report.add_patch((wave or {}).get("instances") or [])

@@ -26,6 +26,7 @@ import os
 import re
 
 from ansible_collections.cms.patching.plugins.module_utils import _report_dest
+from ansible_collections.cms.patching.plugins.module_utils import _organizations
 from ansible_collections.cms.patching.plugins.module_utils import _validate as v
 from ansible_collections.cms.patching.plugins.module_utils import _waves
 from ansible_collections.cms.patching.plugins.module_utils._backup import template_error as ami_template_error
@@ -96,6 +97,20 @@ ACCOUNT = {
     "duration_seconds": Field("int", minimum=900, maximum=43200),
 }
 
+# Accounts from AWS Organizations (see _organizations): the accounts of these OUs, the role to assume in each.
+ORGANIZATION = {
+    "ous": Field("list", required=True, items=Field("str", check=_organizations.parent_id_error)),
+    "recursive": Field("bool", default=True),
+    "role_name": Field("str", required=True, check=_organizations.role_name_error),
+    "external_id": Field("str", check=v.external_id_error),
+    "duration_seconds": Field("int", minimum=900, maximum=43200),
+    "include_tags": _TAG_MAP,
+    "exclude_tags": _TAG_MAP,
+    "exclude_accounts": Field("list", default=[], items=Field("str", check=v.account_id_error)),
+    "management_role_arn": Field("str", check=v.role_arn_error),
+    "management_external_id": Field("str", check=v.external_id_error),
+}
+
 WAVE = {
     "name": Field("str", required=True),
     "percent": Field("int", minimum=1, maximum=100),
@@ -106,7 +121,9 @@ WAVE = {
 
 SCHEMA = {
     "description": Field("str", default=""),
-    "accounts": Field("list", required=True, items=Field("dict", fields=ACCOUNT)),
+    # accounts, organization, or both (required together in _cross_checks).
+    "accounts": Field("list", default=[], items=Field("dict", fields=ACCOUNT)),
+    "organization": Field("dict", fields=ORGANIZATION),
     "regions": Field("list", required=True, items=Field("str", check=v.region_error)),
     "role_session_name": Field("str", default="cms-patching", check=v.session_name_error),
     "targets": Field(
@@ -281,7 +298,7 @@ def _validate_mapping(fields, data, path, problems):
             resolved[key] = _validate(field, data[key], "%s.%s" % (path, key), problems)
         elif field.required:
             problems.append("%s.%s: required key is missing" % (path, key))
-        elif field.kind == "dict":
+        elif field.kind == "dict" and field.default is not None:
             resolved[key] = _validate_mapping(field.fields, {}, "%s.%s" % (path, key), problems)
         else:
             resolved[key] = _copy(field.default)
@@ -315,6 +332,7 @@ def _cross_checks(config, path, problems):
             if account.get("duration_seconds") is not None:
                 problems.append("%s.accounts[%d].duration_seconds: only an assumed role has a session duration; give a role_arn or drop it" % (path, i))
     regions = [r for r in config.get("regions") or [] if r]
+    _organization_checks(config, regions, path, problems)
     if len(set(regions)) != len(regions):
         problems.append("%s.regions: a region is listed twice" % path)
     _partition_checks(config, regions, path, problems)
@@ -335,6 +353,27 @@ def _cross_checks(config, path, problems):
         problems.append("%s.report.s3.account_id: account %s is not one of the landing zone's accounts (%s)" % (path, s3["account_id"], known))
     if patching.get("output_s3_prefix") and not patching.get("output_s3_bucket"):
         problems.append("%s.patching.output_s3_prefix: needs output_s3_bucket" % path)
+
+
+def _organization_checks(config, regions, path, problems):
+    """One of accounts / organization at least; the rules of an organization source that span its keys."""
+    organization = config.get("organization")
+    if not config.get("accounts") and not organization:
+        problems.append("%s.accounts: must not be empty: list the accounts, or give an organization source (organization.ous, role_name)" % path)
+    if not organization:
+        return
+    # Each key was checked by the schema; these rules span keys.
+    where = "%s.organization" % path
+    parents = [p for p in organization.get("ous") or [] if p]
+    if len(set(parents)) != len(parents):
+        problems.append("%s.ous: an OU is listed twice" % where)
+    arn = organization.get("management_role_arn")
+    if arn and not v.role_arn_error(arn) and regions:
+        error = v.partition_error(arn, regions, v.ROLE_ARN_RE.match(arn).group(2))
+        if error:
+            problems.append("%s.management_role_arn: %s" % (where, error))
+    if organization.get("management_external_id") and not arn:
+        problems.append("%s.management_external_id: an external ID needs a management_role_arn to go with it" % where)
 
 
 def _check_wave_members(waves, path, problems):
@@ -520,4 +559,7 @@ def redacted(config):
     for account in copy.get("accounts", []):
         if account.get("external_id"):
             account["external_id"] = "********"
+    for key in ("external_id", "management_external_id"):
+        if (copy.get("organization") or {}).get(key):
+            copy["organization"][key] = "********"
     return copy

@@ -11,8 +11,11 @@ the AWX artifacts are computed by the same code from the same module results.
 Besides the instances, an account/region that discovery could not scan (or
 not fully) gets a row of its own, with an empty ``instance_id`` and the failure
 in ``error``: its instances are unknown, so that row is all the report can say
-about them.  Check mode's "would do" goes to ``plan``, never to ``error``: a
-dry run reports no errors.
+about them.  An account of the landing zone's OUs that was left out (suspended,
+excluded by an account tag) gets a row too, with the reason in ``skip_reason``, and
+so does one that was scanned and holds no instance of the landing zone.
+Check mode's "would do" goes to ``plan``, never to ``error``: a dry run reports
+no errors.
 """
 
 import csv
@@ -143,9 +146,11 @@ class RunReport:
             return reason[len(CHECK_MODE_PREFIX) :], ""
         return "", reason
 
-    def add_discovery(self, instances, when=None, errors=None):
+    def add_discovery(self, instances, when=None, errors=None, skipped_accounts=None, empty_accounts=None):
         when = when or now_iso()
         self.add_locations(errors or [], when)
+        self.add_accounts(skipped_accounts or [], "account skipped: %s", when)
+        self.add_accounts([dict(a, reason="no instance of the landing zone found in its regions") for a in empty_accounts or []], "account scanned: %s", when)
         for item in instances:
             row = self._row(item["instance_id"], when)
             row.update(
@@ -175,9 +180,23 @@ class RunReport:
             row["finished_at"] = when
             row["error"] = _trim("discovery failed in %s/%s: %s" % (row["account_id"], row["region"], item.get("error") or "unknown error"))
 
+    def add_accounts(self, accounts, template, when=None):
+        """A row per account of the landing zone's OUs without instance rows (left out: suspended, excluded by tag; or empty):
+        why, in skip_reason (``template % reason``); not an error."""
+        when = when or now_iso()
+        for item in accounts:
+            key = "account:%s" % item.get("account_id", "")
+            row = self.rows.get(key)
+            if row is None:
+                row = {c: "" for c in COLUMNS}
+                row.update(lz=self.lz, run_id=self.run_id, account_id=item.get("account_id", ""), started_at=when)
+                self.rows[key] = row
+            row.update(finished_at=when, target=False, skip_reason=_trim(template % (item.get("reason") or "left out")))
+
     @staticmethod
     def is_location(key):
-        return key.startswith("location:")
+        """Rows of an account or account/region rather than of an instance."""
+        return key.startswith(("location:", "account:"))
 
     def add_backup(self, instances, when=None):
         when = when or now_iso()
@@ -315,7 +334,7 @@ class RunReport:
             "rollback": rollback,
             # Rows (instances and account/regions) with an error; a phase that was merely not selected is not one.
             "errors": sum(1 for r in self.rows.values() if r["error"] and not _is_note(r["error"])),
-            "discovery_failed": ["%s/%s" % (r["account_id"], r["region"]) for r in locations],
+            "discovery_failed": ["%s/%s" % (r["account_id"], r["region"]) for r in locations if r["error"]],
         }
 
     def to_csv(self):

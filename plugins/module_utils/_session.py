@@ -292,6 +292,26 @@ class FleetSession:
                 self._clients[key] = client
             return client
 
+    def add_accounts(self, accounts):
+        """Accounts learnt after the session was made (e.g. from AWS Organizations); an account already known keeps its settings."""
+        with self._lock:
+            for account in accounts:
+                self._accounts.setdefault(str(account["account_id"]), account)
+
+    def caller_client(self, service, region):
+        """A retrying, counted client with the caller's own credentials (no account check: e.g. Organizations in the management account)."""
+        with self._lock:
+            return self._base_client(service, region)
+
+    def sibling(self, accounts):
+        """Another FleetSession for other accounts on the same connection, retry policy, call counters and AWS clock.
+
+        For a role that must not be confused with a landing-zone account's (the Organizations reader may be an account of the zone too).
+        """
+        other = FleetSession(self._connection, accounts, session_name=self._session_name, policy=self.policy, stats=self.stats)
+        other.server_clock = self.server_clock
+        return other
+
     def assumed_roles(self):
         """{account: number of AssumeRole answers so far} (the first one and every renewal)."""
         with self._lock:

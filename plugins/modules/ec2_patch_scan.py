@@ -24,6 +24,72 @@ description:
 author:
   - CMS Platform Engineering (@cms-platform)
 options:
+  accounts:
+    description:
+      - The AWS accounts the instances live in (see the suboptions below).
+      - May be empty when O(organization) is given; an account listed here and also found in the OUs keeps these settings.
+    type: list
+    elements: dict
+    required: false
+    default: []
+  organization:
+    description:
+      - Take (more) accounts from AWS Organizations - every account of these OUs, with the role O(organization.role_name) to assume in
+        each - before scanning.
+      - The OU tree is read with C(organizations:ListAccountsForParent), C(organizations:ListChildren) (when O(organization.recursive))
+        and, only with a tag filter, C(organizations:ListTagsForResource), every page followed, through the same retry policy.
+      - An account that is not C(ACTIVE), or that an account tag filter or O(organization.exclude_accounts) leaves out, is not scanned
+        and comes back in RV(skipped_accounts) with the reason. An account whose role cannot be assumed is a location error in
+        RV(errors) for each region, like any account.
+      - An OU that does not exist or cannot be read fails the module, naming the call, the OU and who read it.
+    type: dict
+    suboptions:
+      ous:
+        description: OU IDs (C(ou-<root>-<ou>)) or a root ID (C(r-<root>)).
+        type: list
+        elements: str
+        required: true
+      recursive:
+        description: Also the accounts of every OU below them; V(false) takes only the accounts directly in O(organization.ous).
+        type: bool
+        default: true
+      role_name:
+        description: The IAM role name to assume in every member account (C(arn:<partition>:iam::<account>:role/<role_name>)).
+        type: str
+        required: true
+      external_id:
+        description: The external ID the members' role trust policy requires, if any.
+        type: str
+      duration_seconds:
+        description: The lifetime of each member's role session (900 to 43200), as O(accounts[].duration_seconds).
+        type: int
+      include_tags:
+        description: Account tags a member must carry; every key must match one of its values (C(*) any value).
+        type: dict
+        default: {}
+      exclude_tags:
+        description: Account tags that leave an account out; any key matching one of its values.
+        type: dict
+        default: {}
+      exclude_accounts:
+        description: Account IDs to leave out (e.g. the management account, which is found under the root).
+        type: list
+        elements: str
+        default: []
+      management_role_arn:
+        description:
+          - A role in the management account or a delegated administrator account to read Organizations through.
+          - Without it, the caller's own credentials read Organizations.
+        type: str
+      management_external_id:
+        description: The external ID of O(organization.management_role_arn)'s trust policy, if any.
+        type: str
+  accounts_only:
+    description:
+      - Only resolve the accounts (from O(organization)) and return them in RV(accounts), RV(organization_accounts) and
+        RV(skipped_accounts); scan nothing (RV(instances) is empty).
+    type: bool
+    default: false
   regions:
     description: The regions to scan in every account.
     type: list
@@ -95,6 +161,9 @@ attributes:
 notes:
   - IAM permissions needed in every account; C(ec2:DescribeInstances), C(ssm:DescribeInstanceInformation), plus C(sts:AssumeRole) on the
     roles from the caller, or C(sts:GetCallerIdentity) for an account reached without a role.
+  - With O(organization), whoever reads Organizations (the caller, or O(organization.management_role_arn)) needs
+    C(organizations:ListAccountsForParent), C(organizations:ListChildren) and C(organizations:ListTagsForResource) (the collection's
+    C(iam/organizations-read.json)).
 """
 
 EXAMPLES = r"""
@@ -110,6 +179,18 @@ EXAMPLES = r"""
       "tag:Environment": prod
     exclude_tags:
       Patch: never
+  register: scan
+
+- name: Discover the targets of every account of two OUs (and the OUs below them)
+  cms.patching.ec2_patch_scan:
+    organization:
+      ous: [ou-ab12-cdef3456, ou-ab12-0987zyxw]
+      role_name: CmsPatchingRole
+      external_id: my-external-id
+      exclude_tags:
+        Patching: manual
+    regions: [eu-west-1]
+    allow_partial: true
   register: scan
 
 - name: Show why each instance is skipped
@@ -249,6 +330,77 @@ cancelled:
   returned: when the run was cancelled
   type: bool
   sample: true
+accounts:
+  description:
+    - Every account of the landing zone as the fleet modules take it (O(accounts) first, then the members found in O(organization)),
+      with the role to assume in each; pass it as the O(accounts) of the later phases.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"account_id": "333333333333", "name": "prod-a", "role_arn": "arn:aws:iam::333333333333:role/CmsPatchingRole"}]
+organization_accounts:
+  description: The member accounts found in the OUs of O(organization), each with the OU or root it was found in; empty without it.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    account_id:
+      description: The account ID.
+      type: str
+    name:
+      description: The account's name in Organizations.
+      type: str
+    parent_id:
+      description: The OU or root the account is in.
+      type: str
+    role_arn:
+      description: The role that is assumed in it.
+      type: str
+skipped_accounts:
+  description: Accounts of the OUs that are not scanned, with the reason (not ACTIVE, excluded by an account tag or by exclude_accounts).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    account_id:
+      description: The account ID.
+      type: str
+    name:
+      description: The account's name in Organizations.
+      type: str
+    parent_id:
+      description: The OU or root the account is in.
+      type: str
+    state:
+      description: The account's state in Organizations (C(ACTIVE), C(SUSPENDED), C(PENDING_CLOSURE), ...).
+      type: str
+    reason:
+      description: Why it is not scanned.
+      type: str
+  sample: [{"account_id": "444444444444", "name": "closed", "parent_id": "ou-ab12-cdef3456", "state": "SUSPENDED",
+            "reason": "account is SUSPENDED in AWS Organizations, not ACTIVE"}]
+empty_accounts:
+  description:
+    - Member accounts found in O(organization) that were scanned in every region without error and hold no instance of the landing
+      zone (none matched O(filters)); the report gives each a row, so an account that joined the OU is never silently left out.
+    - Empty when O(instance_ids) narrows the scan.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    account_id:
+      description: The account ID.
+      type: str
+    name:
+      description: The account's name in Organizations.
+      type: str
+    parent_id:
+      description: The OU or root the account is in.
+      type: str
+accounts_only:
+  description: True when O(accounts_only) was set (nothing was scanned).
+  returned: when O(accounts_only=true)
+  type: bool
 api_calls:
   description: The AWS API calls this run made, per operation, with retries.
   returned: always
@@ -256,9 +408,12 @@ api_calls:
   sample: {"calls": {"ec2:DescribeInstances": 4, "ssm:DescribeInstanceInformation": 4, "sts:AssumeRole": 1}, "retries": {}, "total": 9}
 """
 
+from ansible_collections.cms.patching.plugins.module_utils import _organizations
 from ansible_collections.cms.patching.plugins.module_utils._module import (
+    ACCOUNT_OPTIONS,
     build_fleet,
     common_problems,
+    duration_error,
     fail_on_problems,
     fleet_module,
     region_problems,
@@ -280,12 +435,38 @@ def main():
         instance_ids=dict(type="list", elements="str"),
         max_workers=dict(type="int", default=8),
         allow_partial=dict(type="bool", default=False),
+        # With an organization source, accounts may be empty: the OUs give them.
+        accounts=dict(type="list", elements="dict", default=[], options=ACCOUNT_OPTIONS),
+        organization=dict(
+            type="dict",
+            options=dict(
+                ous=dict(type="list", elements="str", required=True),
+                recursive=dict(type="bool", default=True),
+                role_name=dict(type="str", required=True),
+                external_id=dict(type="str", no_log=False),
+                duration_seconds=dict(type="int"),
+                include_tags=dict(type="dict", default={}),
+                exclude_tags=dict(type="dict", default={}),
+                exclude_accounts=dict(type="list", elements="str", default=[]),
+                management_role_arn=dict(type="str"),
+                management_external_id=dict(type="str", no_log=False),
+            ),
+        ),
+        accounts_only=dict(type="bool", default=False),
     )
     module = fleet_module(argument_spec)
     params = module.params
     problems = common_problems(params) + region_problems(params["regions"])
     if not params["regions"]:
         problems.append("regions: give at least one region")
+    if not params["accounts"] and not params["organization"]:
+        problems.append("accounts: give at least one account, or an organization source")
+    if params["organization"]:
+        problems += _organizations.source_problems(params["organization"], [r for r in params["regions"] if not region_problems([r])])
+        if params["organization"].get("duration_seconds") is not None:
+            error = duration_error(params["organization"]["duration_seconds"])
+            if error:
+                problems.append("organization.duration_seconds: %s" % error)
     for i, instance_id in enumerate(params["instance_ids"] or []):
         error = instance_id_error(instance_id)
         if error:
@@ -296,21 +477,38 @@ def main():
     rules = {k: params[k] for k in ("include_tags", "exclude_tags", "instance_states", "platforms", "require_ssm_online")}
 
     def work():
+        accounts, skipped, members = params["accounts"], [], []
+        if params["organization"]:
+            # Read through the fleet session: retries, call counts, partition-aware STS for the management role.
+            accounts, skipped, members = _organizations.resolve_accounts(fleet, params["accounts"], params["organization"], params["regions"])
+        result = dict(
+            changed=False,
+            accounts=[{k: a[k] for k in ACCOUNT_OPTIONS if a.get(k) is not None} for a in accounts],
+            skipped_accounts=skipped,
+            organization_accounts=members,
+            empty_accounts=[],
+        )
+        if params["accounts_only"]:
+            result.update(instances=[], summary=summarize([]), errors=[], accounts_only=True)
+            return result
         records, errors = scan(
             fleet,
-            [a["account_id"] for a in params["accounts"]],
+            [a["account_id"] for a in accounts],
             params["regions"],
             params["filters"],
             rules,
             instance_ids=params["instance_ids"],
             max_workers=max(1, params["max_workers"]),
         )
-        result = dict(changed=False, instances=records, summary=summarize(records), errors=errors)
+        result.update(instances=records, summary=summarize(records), errors=errors)
+        if params["instance_ids"] is None:
+            # A member of the OUs with nothing in the landing zone still gets a report row, so a new account is seen, not silent.
+            result["empty_accounts"] = _organizations.empty_accounts(members, records, errors)
         if errors:
             result["failed"] = not params["allow_partial"]
             result["msg"] = "Could not scan %d of %d account/region pairs: %s" % (
                 len(errors),
-                len(params["accounts"]) * len(params["regions"]),
+                len(accounts) * len(params["regions"]),
                 "; ".join("%s/%s: %s" % (e["account_id"], e["region"], e["error"]) for e in errors),
             )
         return result

@@ -12,6 +12,7 @@ import collections
 import math
 from typing import Any
 
+from sandbox import organizations
 from sandbox.seeding.clients import AccountClients
 from sandbox.seeding.scenario import OPERATING_SYSTEMS, InstanceSpec, Scenario, SyntheticSpec
 from sandbox.state import SandboxState
@@ -57,6 +58,8 @@ def _instance_tags(scenario: Scenario, spec: InstanceSpec) -> dict[str, str]:
 
 
 def _seed_declarative(state: SandboxState, endpoint: str, scenario: Scenario) -> dict[str, Any]:
+    # The organization first: its members' roles must exist before the seeder assumes them.
+    organization = organizations.seed(state, scenario.organization) if scenario.organization is not None else None
     clients = _clients(state, endpoint, scenario)
     ids: dict[str, str] = {}
     to_stop: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
@@ -84,7 +87,10 @@ def _seed_declarative(state: SandboxState, endpoint: str, scenario: Scenario) ->
         added = state.faults.add(fault.kind, instance_id=instance_id, operation=fault.operation, **fault.options)
         faults.append({**added.as_dict(), **({"instance_name": fault.instance} if fault.instance else {})})
     rows = [_row(state, scenario, spec, ids[spec.name]) for spec in scenario.instances]
-    return {"scenario": scenario.name, "landing_zone": scenario.landing_zone, "instances": rows, "counts": _counts(rows), "faults": faults}
+    summary = {"scenario": scenario.name, "landing_zone": scenario.landing_zone, "instances": rows, "counts": _counts(rows), "faults": faults}
+    if organization is not None:
+        summary["organization"] = organization
+    return summary
 
 
 def _row(state: SandboxState, scenario: Scenario, spec: InstanceSpec, instance_id: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from sandbox import organizations
 from sandbox.seeding.clients import Account
 
 SCENARIO_DIR = pathlib.Path(__file__).resolve().parent.parent / "scenarios"
@@ -68,6 +69,8 @@ class Scenario:
     tags: dict[str, str]
     instances: tuple[InstanceSpec, ...]
     faults: tuple[FaultSpec, ...]
+    # An AWS Organizations tree seeded before the instances (sandbox/organizations.py); its members with a role are accounts too.
+    organization: dict[str, Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +124,14 @@ def _accounts(items: list[Any]) -> tuple[tuple[Account, ...], dict[str, str]]:
 
 
 def _declarative(spec: dict[str, Any]) -> Scenario:
-    accounts, aliases = _accounts(spec.get("accounts") or [])
+    listed = list(spec.get("accounts") or [])
+    organization = spec.get("organization")
+    if organization is not None:
+        if not isinstance(organization, dict):
+            raise ValueError("organization must be a mapping (see sandbox/organizations.py)")
+        ids = {str(item["id"] if isinstance(item, dict) else item) for item in listed}
+        listed += [member for member in organizations.member_accounts(organization) if member["id"] not in ids]
+    accounts, aliases = _accounts(listed)
     regions = tuple(spec.get("regions") or ())
     instances = []
     for item in spec.get("instances") or []:
@@ -159,6 +169,7 @@ def _declarative(spec: dict[str, Any]) -> Scenario:
         tags={str(key): str(value) for key, value in (spec.get("tags") or {}).items()},
         instances=tuple(instances),
         faults=tuple(faults),
+        organization=organization,
     )
 
 

@@ -320,3 +320,73 @@ def test_the_new_place_wins_over_the_old_one_in_the_same_directory(tmp_path):
     write_lz(tmp_path, "prod", MINIMAL, legacy=True)
     new = write_lz(tmp_path, "prod", MINIMAL)
     assert lz.find_config("prod", [str(tmp_path)]) == new and lz.deprecation(new) is None
+
+
+ORG_LZ = """
+cms_patching_landing_zone:
+  organization:
+    ous: [ou-ab12-cdef3456, r-ab12]
+    role_name: CmsPatchingRole
+    external_id: org-secret
+    include_tags: {Env: [prod, staging]}
+    exclude_tags: {Patching: manual}
+  regions: [eu-west-1]
+"""
+
+
+def test_an_organization_source_replaces_the_account_list(tmp_path):
+    write_lz(tmp_path, "org", ORG_LZ)
+    _path, config = lz.load("org", [str(tmp_path)])
+    assert config["accounts"] == []
+    org = config["organization"]
+    assert org["ous"] == ["ou-ab12-cdef3456", "r-ab12"] and org["recursive"] is True and org["role_name"] == "CmsPatchingRole"
+    assert org["include_tags"] == {"Env": ["prod", "staging"]} and org["exclude_accounts"] == [] and org["management_role_arn"] is None
+    assert lz.redacted(config)["organization"]["external_id"] == "********" and config["organization"]["external_id"] == "org-secret"
+
+
+def test_without_organization_there_is_none(tmp_path):
+    write_lz(tmp_path, "lz", MINIMAL)
+    assert lz.load("lz", [str(tmp_path)])[1]["organization"] is None
+
+
+def test_organization_problems_name_file_and_key(tmp_path):
+    problems = problems_of(
+        tmp_path,
+        """
+        cms_patching_landing_zone:
+          organization:
+            ous: [ou-AB12-cdef3456, "ou-ab12-cdef3456", "ou-ab12-cdef3456", r-1, 123456789012]
+            role_name: role/CmsPatchingRole
+            duration_seconds: 60
+            exclude_accounts: ["12345"]
+            management_role_arn: arn:aws-cn:iam::123456789012:role/OrgReader
+            recursve: false
+          regions: [eu-west-1]
+        """,
+    )
+    path = str(tmp_path / "lz" / ".landing_zone.yml")
+    assert all(p.startswith(path + ": ") for p in problems)
+    text = "\n".join(problems)
+    key = "cms_patching_landing_zone.organization"
+    assert "%s.ous[0]: 'ou-AB12-cdef3456' is not an OU or root ID" % key in text
+    assert "%s.ous[3]: 'r-1' is not an OU or root ID" % key in text
+    assert "%s.ous[4]: expected a string, got an integer" % key in text
+    assert "%s.ous: an OU is listed twice" % key in text
+    assert "%s.role_name: 'role/CmsPatchingRole' is not an IAM role name" % key in text
+    assert "%s.duration_seconds: 60 is below the minimum 900" % key in text
+    assert "%s.exclude_accounts[0]:" % key in text
+    assert "%s.management_role_arn: account 123456789012: role arn:aws-cn:iam::123456789012:role/OrgReader is in partition aws-cn" % key in text
+    assert "%s.recursve: unknown key (did you mean 'recursive'?)" % key in text
+
+
+def test_organization_needs_ous_and_a_role_name(tmp_path):
+    problems = problems_of(tmp_path, "cms_patching_landing_zone:\n  organization: {}\n  regions: [eu-west-1]\n")
+    assert any("organization.ous: required key is missing" in p for p in problems)
+    assert any("organization.role_name: required key is missing" in p for p in problems)
+    problems = problems_of(tmp_path / "again", "cms_patching_landing_zone:\n  organization: {ous: [], role_name: R}\n  regions: [eu-west-1]\n")
+    assert any("organization.ous: must not be empty" in p for p in problems)
+
+
+def test_neither_accounts_nor_organization(tmp_path):
+    problems = problems_of(tmp_path, "cms_patching_landing_zone:\n  regions: [eu-west-1]\n")
+    assert any("accounts: must not be empty: list the accounts, or give an organization source" in p for p in problems)
