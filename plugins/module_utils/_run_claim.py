@@ -220,8 +220,8 @@ class RetentionClaim:
             if state != FAILED and (age is None or age < self.stale_after):
                 message = (
                     "retention of run %s was claimed by %s %s and is in progress (%s): this job leaves it to that one; a resumed run "
-                    "takes the claim over once it is %ds old and still not finished" % (self.run_id, holder, ago, self._where(parameter["Name"]), self.stale_after)
-                )
+                    "takes the claim over once it is %ds old and still not finished"
+                ) % (self.run_id, holder, ago, self._where(parameter["Name"]), self.stale_after)
                 return self._result(False, "held", message, parameter)
             if newest >= MAX_GENERATIONS:
                 raise FleetError(

@@ -225,8 +225,8 @@ EXAMPLES = r"""
     regions: [eu-west-1]
     lz: prod
     run_id: "{{ run_id }}"
+    # Each job must claim under its own name (the backup role passes "AWX job <awx_job_id>"); the default is <user>@<host>.
     claim: true
-    claimant: "AWX job {{ awx_job_id }}"
   register: retention
 
 - name: Say who carried it out
@@ -340,7 +340,7 @@ claim:
       C(done), C(failed)), C(since) when it was last written (ISO, AWS's clock); C(claimant) is this job, C(stale_after) the option.
   returned: when O(mode=retain) and O(claim)
   type: dict
-  sample: {"won": false, "status": "held", "held_by": "AWX job 812", "state": "started", "message": "retention of run 20261201-awx777 was claimed by AWX job 812 ..."}
+  sample: {"won": false, "status": "held", "held_by": "AWX job 812", "state": "started", "message": "retention of run 20261201-awx777 was claimed by ..."}
 errors:
   description: Problems O(mode=retain) met; the module fails when there are any.
   returned: when O(mode=retain)

@@ -114,7 +114,8 @@ def test_three_slices_share_one_run_and_touch_each_instance_once(awx, tmp_path):
         (directory / "inventory.yml").write_text("---\n" + yaml.safe_dump(content))
         # What AWX passes a slice job (awx_meta_vars): its own job ID, the slices' common workflow job ID. No slice number.
         job_id = JOB_IDS[number - 1]
-        extravars = {"lz": "demo", "awx_workflow_job_id": WORKFLOW_JOB_ID, "tower_workflow_job_id": WORKFLOW_JOB_ID, "awx_job_id": job_id, "tower_job_id": job_id}
+        extravars = {"lz": "demo", "awx_workflow_job_id": WORKFLOW_JOB_ID, "tower_workflow_job_id": WORKFLOW_JOB_ID}
+        extravars.update(awx_job_id=job_id, tower_job_id=job_id)
         extravars.update(cms_patching_report_s3_bucket="cms-reports", cms_patching_report_s3_prefix="runs/{lz}/{run_id}")
         kwargs = prepare(awx, directory, extravars, inventory=str(directory / "inventory.yml"))
         kwargs["envvars"]["CMS_PATCHING_LZ_PATH"] = str(lz_path)

@@ -164,7 +164,8 @@ def test_an_awx_job_names_its_report_with_its_job_id(tmp_path, run_module, monke
     # {job} places the ID itself; a name with only {slice} still gains the job ID (the slice number would collide).
     placed = run_module(landing_zone, dict(args, job_id="802", report_overrides={"cms_patching_report_file_name": "{lz}-awx{job}.csv"}))
     assert placed["report"]["csv"] == "/r/prod-awx802.csv"
-    sliced = run_module(landing_zone, dict(args, job_id="802", slice_number=1, slice_count=3, report_overrides={"cms_patching_report_file_name": "s{slice}.csv"}))
+    own_slice = {"cms_patching_report_file_name": "s{slice}.csv"}
+    sliced = run_module(landing_zone, dict(args, job_id="802", slice_number=1, slice_count=3, report_overrides=own_slice))
     assert sliced["report"]["csv"] == "/r/s1-job802.csv"
     # Outside AWX the name stays as it always was; {job} says local.
     local = run_module(landing_zone, dict(args, report_overrides={"cms_patching_report_file_name": "{lz}-{job}.csv"}))
