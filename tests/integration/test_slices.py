@@ -202,3 +202,37 @@ def test_three_slices_share_one_run_and_touch_each_instance_once(awx, tmp_path):
     assert scans == {("123456789012", "us-east-1"): 1}, scans
     ec2 = sessions(awx)["123456789012"].client("ec2", region_name="us-east-1", endpoint_url=awx.endpoint)
     assert ec2.describe_images(Filters=[{"Name": "image-id", "Values": [old_image]}])["Images"] == []
+
+
+def test_three_jobs_reaching_retention_at_once_carry_it_out_once(awx, tmp_path):
+    """The tightest race: three jobs of one run (AWX job IDs of their own, one workflow job ID) that run nothing but
+    retention, started together. One claims and retires the old AMI; the other two remove nothing and name it."""
+    old_image = seed_old_backup(awx)
+    lz_path = one_wave_lz(tmp_path)
+    started = []
+    for job_id in JOB_IDS:
+        directory = tmp_path / ("job%d" % job_id)
+        directory.mkdir()
+        extravars = {"lz": "demo", "awx_workflow_job_id": WORKFLOW_JOB_ID, "tower_workflow_job_id": WORKFLOW_JOB_ID}
+        extravars.update(awx_job_id=job_id, tower_job_id=job_id)
+        kwargs = prepare(awx, directory, extravars, inventory=str(REPO / "inventories/demo"), tags="retention")
+        kwargs["envvars"]["CMS_PATCHING_LZ_PATH"] = str(lz_path)
+        thread, runner = ansible_runner.run_async(**kwargs)
+        started.append((thread, runner, directory))
+    for thread, runner, directory in started:
+        thread.join(timeout=600)
+    jobs = [Job(runner, directory / "reports") for thread, runner, directory in started]
+    for job in jobs:
+        assert job.runner.status == "successful", job.output[-3000:]
+    log = awx.state.calls.log()
+    assert [c["operation"] for c in log].count("ec2:DeregisterImage") == 1
+    ssm = sessions(awx)["123456789012"].client("ssm", region_name="us-east-1", endpoint_url=awx.endpoint)
+    [run_id] = {job.artifacts["cms_patching"]["run_id"] for job in jobs}
+    claims = ssm.get_parameters_by_path(Path="/cms-patching/demo/%s" % run_id, Recursive=True)["Parameters"]
+    assert len(claims) == 1 and json.loads(claims[0]["Value"])["state"] == "done", claims
+    winner = json.loads(claims[0]["Value"])["claimant"]
+    claimed = [job for job, job_id in zip(jobs, JOB_IDS) if "this job (AWX job %d) claimed retention" % job_id in job.output]
+    assert len(claimed) == 1 and winner in claimed[0].output
+    assert sum("retention of run %s was claimed by %s" % (run_id, winner) in job.output for job in jobs) == 2
+    ec2 = sessions(awx)["123456789012"].client("ec2", region_name="us-east-1", endpoint_url=awx.endpoint)
+    assert ec2.describe_images(Filters=[{"Name": "image-id", "Values": [old_image]}])["Images"] == []
