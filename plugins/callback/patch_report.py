@@ -34,13 +34,16 @@ description:
     and when the run ends, also when it failed or was interrupted, through the collection's session layer; the bucket's account
     (C(s3_account_id), default the landing zone's first account) is reached as the modules reach it (own credentials or its role).
     A failed upload is a warning; the local files stay.
-  - In a sliced job (C(-e cms_patching_slice_count=<n> -e cms_patching_slice_number=<i>)) a file name without C({slice}), the default
-    one included, gains C(-slice<i>) before its extension, so the slices of one run each keep their own report under the run's
-    directory or S3 prefix.
+  - Under AWX / AAP (C(awx_job_id) given) a file name without C({job}), the default one included, gains C(-job<awx_job_id>) before
+    its extension, so the jobs of one run (the slices of a sliced job template, workflow nodes) each keep their own report under the
+    run's directory or S3 prefix. Outside AWX, a job told its slice (C(-e cms_patching_slice_count=<n> -e cms_patching_slice_number=<i>))
+    gains C(-slice<i>) the same way, unless the name has C({slice}).
+  - The JSON file's C(retention) key says who carried out the run's retention (the retention claim; see M(cms.patching.ami_backup_verified)),
+    also when another job of the run did; the summary printed at the end says it too.
   - Under ansible-runner / AWX (C(AWX_ISOLATED_DATA_DIR) set), both files are also copied into the job's artifacts directory, under
     C(cms_patching/).
-  - C(file_name) and C(s3_prefix) take the placeholders C({lz}), C({run_id}) and C({slice}) (the job slice's number, 1 when the
-    job is not sliced); the C(config) phase refuses any other, naming
+  - C(file_name) and C(s3_prefix) take the placeholders C({lz}), C({run_id}), C({job}) (the AWX job ID, C(local) outside AWX) and
+    C({slice}) (the job slice's number given as extra vars, 1 otherwise); the C(config) phase refuses any other, naming
     where it was set. Should a bad name reach the callback anyway, it warns and writes C({lz}-{run_id}.csv) instead; the CSV is
     never lost.
 requirements:
@@ -56,7 +59,7 @@ options:
       - section: cms_patching_report
         key: dir
   file_name:
-    description: The CSV file name; C({lz}), C({run_id}) and C({slice}) are replaced. The JSON file has the same base name.
+    description: The CSV file name; C({lz}), C({run_id}), C({job}) and C({slice}) are replaced. The JSON file has the same base name.
     type: str
     default: "{lz}-{run_id}.csv"
     env:
@@ -151,6 +154,8 @@ class CallbackModule(CallbackBase):
             )
         elif action == _BACKUP and data.get("mode", "create") in ("create", "verify"):
             self.report.add_backup(data.get("instances") or [])
+        elif action == _BACKUP and data.get("claim"):
+            self.report.set_retention(data["claim"], data.get("summary"))
         elif action == _PATCH:
             self.report.add_patch(data.get("instances") or [])
         elif action == _ROLLBACK:
@@ -284,14 +289,15 @@ class CallbackModule(CallbackBase):
             self._settings = settings
         return self._settings
 
-    def _slice(self):
-        """The job slice's number in a sliced job (the config phase resolved it), else None: names the slice's report."""
-        return (self._resolved or {}).get("slice")
+    def _job(self):
+        """What names this job's report among the run's (the config phase resolved it): the AWX job ID, else a slice number."""
+        resolved = self._resolved or {}
+        return {"slice_number": resolved.get("slice"), "job_id": resolved.get("job")}
 
     def _report_path(self):
         if self._path is None:
             settings = self._destination()
-            csv_name = dest.file_names(settings, self.report.lz, self.report.run_id, self._slice())[0]
+            csv_name = dest.file_names(settings, self.report.lz, self.report.run_id, **self._job())[0]
             self._path = os.path.join(os.path.expanduser(settings["dir"]), csv_name)
         return self._path
 
@@ -337,7 +343,7 @@ class CallbackModule(CallbackBase):
 
     def _upload(self):
         settings = self._destination()
-        keys = dest.s3_keys(settings, self.report.lz, self.report.run_id, self._slice())
+        keys = dest.s3_keys(settings, self.report.lz, self.report.run_id, **self._job())
         if not keys:
             return
         if not HAS_UPLOAD:
@@ -389,6 +395,8 @@ class CallbackModule(CallbackBase):
             self._display.display("%s run %s: %s" % (self.report.lz, self.report.run_id, summary_line(self.report.summary())))
             self._display.display("CSV report: %s" % os.path.abspath(self._report_path()))
             self._display.display("JSON report: %s" % os.path.abspath(self._json_path()))
-            keys = dest.s3_keys(self._destination(), self.report.lz, self.report.run_id, self._slice())
+            if self.report.retention and self.report.retention.get("message"):
+                self._display.display("Retention: %s" % self.report.retention["message"])
+            keys = dest.s3_keys(self._destination(), self.report.lz, self.report.run_id, **self._job())
             if keys and not self._unpublished:
                 self._display.display("S3 report: s3://%s/%s" % (self._destination()["s3_bucket"], keys[0]))

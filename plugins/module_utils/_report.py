@@ -111,6 +111,8 @@ class RunReport:
         self.lz = ""
         self.run_id = ""
         self.rows = {}
+        # Run-level: who carried out the run's retention (the claim of ami_backup_verified mode=retain), when it ran.
+        self.retention = None
 
     def set_run(self, lz, run_id):
         self.lz = lz or self.lz
@@ -314,6 +316,10 @@ class RunReport:
             else:
                 row["error"] = "%s%s%s" % (phase, NOT_SELECTED, " (%s)" % selection if selection else "")
 
+    def set_retention(self, claim, summary=None):
+        """The retention claim's outcome (won or who has it) and, when this job carried retention out, its counts."""
+        self.retention = dict(claim or {}, **({"summary": summary} if summary and (claim or {}).get("won", True) else {}))
+
     def summary(self):
         rows = [r for k, r in self.rows.items() if not self.is_location(k)]
         locations = [r for k, r in self.rows.items() if self.is_location(k)]
@@ -353,7 +359,10 @@ class RunReport:
             item["target"] = row["target"] if isinstance(row["target"], bool) else None
             item["snapshot_ids"] = [s for s in str(row["snapshot_ids"]).split(";") if s]
             instances.append(item)
-        return json.dumps({"lz": self.lz, "run_id": self.run_id, "summary": self.summary(), "instances": instances}, indent=1, sort_keys=True) + "\n"
+        document = {"lz": self.lz, "run_id": self.run_id, "summary": self.summary(), "instances": instances}
+        if self.retention is not None:
+            document["retention"] = self.retention
+        return json.dumps(document, indent=1, sort_keys=True) + "\n"
 
     def write(self, path):
         """Write the CSV atomically."""

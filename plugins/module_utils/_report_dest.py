@@ -20,8 +20,10 @@ import string
 
 DEFAULT_DIR = "./reports"
 DEFAULT_FILE_NAME = "{lz}-{run_id}.csv"
-# Placeholders of report.file_name and report.s3.prefix. {slice} is the job slice's number (1 when not sliced).
-FIELDS = ("lz", "run_id", "slice")
+# Placeholders of report.file_name and report.s3.prefix. {slice} is the job slice's number given as extra vars (1 when not
+# given); {job} the AWX / AAP job ID (awx_job_id), NO_JOB outside AWX.
+FIELDS = ("lz", "run_id", "slice", "job")
+NO_JOB = "local"
 SSE_CHOICES = ("AES256", "aws:kms")
 KEYS = ("dir", "file_name", "s3_bucket", "s3_prefix", "s3_sse", "s3_kms_key_id", "s3_account_id", "s3_region")
 EXTRA_VARS = {key: "cms_patching_report_%s" % key for key in KEYS}
@@ -133,40 +135,47 @@ def slice_error(number, count):
     return None
 
 
-def render(template, lz, run_id, slice_number=None):
-    return str(template).format(lz=lz or "unknown", run_id=run_id or "unknown", slice=slice_number or 1)
+def render(template, lz, run_id, slice_number=None, job_id=None):
+    return str(template).format(lz=lz or "unknown", run_id=run_id or "unknown", slice=slice_number or 1, job=job_id or NO_JOB)
 
 
-def file_names(settings, lz, run_id, slice_number=None):
+def _suffixed(template, suffix):
+    stem, dot, ext = template.rpartition(".") if "." in template else (template, "", "")
+    return "%s-%s%s%s" % (stem, suffix, dot, ext)
+
+
+def file_names(settings, lz, run_id, slice_number=None, job_id=None):
     """(csv name, json name): the JSON sits beside the CSV, same base name.
 
-    ``slice_number`` is given only in a sliced job (slice count > 1): then a name that does not say which slice it is
-    (the default one, or a custom one without {slice}) gains ``-slice<N>`` before its extension, so the slices of one run,
-    which share the run ID and usually the directory or S3 prefix, never overwrite each other's report.
+    The jobs of one run share its run ID and usually the directory or S3 prefix, so each names its report after itself:
+    ``job_id`` (the AWX job ID, which AWX gives every job and every slice of a sliced job template) makes a name without
+    {job} (the default one included) gain ``-job<id>`` before its extension. Outside AWX, ``slice_number`` (given only
+    in a job told it is a slice) makes a name without {slice} gain ``-slice<N>``. Without either, the name is as set.
     """
     template = str(settings["file_name"])
-    if slice_number and "{slice}" not in template:
-        stem, dot, ext = template.rpartition(".") if "." in template else (template, "", "")
-        template = "%s-slice{slice}%s%s" % (stem, dot, ext)
-    name = render(template, lz, run_id, slice_number)
+    if job_id and "{job}" not in template:
+        template = _suffixed(template, "job{job}")
+    elif slice_number and not job_id and "{slice}" not in template:
+        template = _suffixed(template, "slice{slice}")
+    name = render(template, lz, run_id, slice_number, job_id)
     base = name[:-4] if name.lower().endswith(".csv") else name
     return name, base + ".json"
 
 
-def s3_keys(settings, lz, run_id, slice_number=None):
+def s3_keys(settings, lz, run_id, slice_number=None, job_id=None):
     """(csv key, json key) under the prefix, or None without a bucket."""
     if not settings.get("s3_bucket"):
         return None
-    prefix = render(settings.get("s3_prefix") or "", lz, run_id, slice_number).strip("/")
-    return tuple("%s/%s" % (prefix, name) if prefix else name for name in file_names(settings, lz, run_id, slice_number))
+    prefix = render(settings.get("s3_prefix") or "", lz, run_id, slice_number, job_id).strip("/")
+    return tuple("%s/%s" % (prefix, name) if prefix else name for name in file_names(settings, lz, run_id, slice_number, job_id))
 
 
-def describe(settings, lz, run_id, slice_number=None):
+def describe(settings, lz, run_id, slice_number=None, job_id=None):
     """What the job's artifacts say about the report: absolute local paths and S3 URIs."""
-    csv_name, json_name = file_names(settings, lz, run_id, slice_number)
+    csv_name, json_name = file_names(settings, lz, run_id, slice_number, job_id)
     directory = os.path.abspath(os.path.expanduser(settings["dir"]))
     result = {"csv": os.path.join(directory, csv_name), "json": os.path.join(directory, json_name)}
-    keys = s3_keys(settings, lz, run_id, slice_number)
+    keys = s3_keys(settings, lz, run_id, slice_number, job_id)
     if keys:
         result["s3_csv"] = "s3://%s/%s" % (settings["s3_bucket"], keys[0])
         result["s3_json"] = "s3://%s/%s" % (settings["s3_bucket"], keys[1])

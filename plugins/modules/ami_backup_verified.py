@@ -32,6 +32,8 @@ description:
     resolved) or by a launch configuration are always kept. Removal is C(DeregisterImage) with C(DeleteAssociatedSnapshots); a
     snapshot AWS did not delete is deleted, retried for about a minute while C(InvalidSnapshot.InUse), and reported in RV(errors) if
     it remains. Snapshots tagged for O(lz) whose AMI no longer exists (left by older versions) are deleted too.
+  - With O(claim), O(mode=retain) first claims the retention of O(run_id) so that one job of the run carries it out, however
+    many run at once (the slices of a sliced AWX job template, workflow nodes, a resumed run); see O(claim).
 author:
   - CMS Platform Engineering (@cms-platform)
 options:
@@ -134,6 +136,31 @@ options:
         description: Keep every pre-patch AMI younger than this many days.
         type: int
         default: 30
+  claim:
+    description:
+      - For O(mode=retain), claim the retention of O(run_id) first, so that exactly one job of the run carries it out. Needs O(run_id).
+      - "The claim is the SSM parameter C(/cms-patching/<lz>/<run_id>/retention/<n>) (a String) in the first account of O(accounts)
+        and the first region of O(regions), created with C(PutParameter) and C(Overwrite=false): AWS creates a name once and answers
+        C(ParameterAlreadyExists) to every other job, so one job wins however many race. Its value names the claimant (O(claimant))
+        and the state: C(started), then C(done) or C(failed) when retention ended."
+      - A job that finds the run's retention C(done), or C(started) by another claimant less than O(claim_stale_after) seconds ago,
+        removes nothing and says who has it in RV(claim) (C(won=false)). A claim C(started) by the same claimant is carried on; one
+        that C(failed), or is older than O(claim_stale_after) and not finished (its job was killed), is taken over with the next
+        C(<n>), again created with C(Overwrite=false).
+      - Check mode reads the claim and writes nothing.
+    type: bool
+    default: false
+  claimant:
+    description:
+      - Who claims, written in the claim and shown to the other jobs; the C(cms.patching.backup) role passes C(AWX job <awx_job_id>).
+      - Default C(<user>@<host>) of the controller, so a run resumed from the same controller carries on with its own claim.
+    type: str
+  claim_stale_after:
+    description:
+      - Seconds (on AWS's clock, from the claim's C(LastModifiedDate)) after which a claim still C(started) by another job counts as
+        abandoned and can be taken over. Longer than the landing zone's retention ever takes.
+    type: int
+    default: 3600
 extends_documentation_fragment:
   - cms.patching.fleet
   - cms.patching.attributes
@@ -154,7 +181,8 @@ notes:
   - "IAM permissions: O(mode=create) needs C(ec2:CreateImage), C(ec2:CreateTags), C(ec2:DescribeImages), C(ec2:DescribeSnapshots) (and
     C(ec2:DescribeInstances) when volumes are not given); O(mode=verify) needs the describe permissions only; O(mode=retain) needs
     C(ec2:DescribeImages), C(ec2:DescribeSnapshots), C(ec2:DescribeLaunchTemplates), C(ec2:DescribeLaunchTemplateVersions),
-    C(ssm:GetParameters), C(autoscaling:DescribeLaunchConfigurations), C(ec2:DeregisterImage), C(ec2:DeleteSnapshot)."
+    C(ssm:GetParameters), C(autoscaling:DescribeLaunchConfigurations), C(ec2:DeregisterImage), C(ec2:DeleteSnapshot); O(claim) adds
+    C(ssm:GetParameters) and C(ssm:PutParameter) on C(arn:aws:ssm:<region>:<account>:parameter/cms-patching/<lz>/*)."
 """
 
 EXAMPLES = r"""
@@ -189,6 +217,21 @@ EXAMPLES = r"""
       keep_last: 3
       max_age_days: 30
   check_mode: true
+
+- name: Retire old pre-patch AMIs once for the run, whichever job of it gets there first
+  cms.patching.ami_backup_verified:
+    mode: retain
+    accounts: "{{ lz.config.accounts }}"
+    regions: [eu-west-1]
+    lz: prod
+    run_id: "{{ run_id }}"
+    # Each job must claim under its own name (the backup role passes "AWX job <awx_job_id>"); the default is <user>@<host>.
+    claim: true
+  register: retention
+
+- name: Say who carried it out
+  ansible.builtin.debug:
+    msg: "{{ retention.claim.message }}"
 """
 
 RETURN = r"""
@@ -288,6 +331,16 @@ kept:
   returned: when O(mode=retain)
   type: list
   elements: dict
+claim:
+  description:
+    - The retention claim of O(mode=retain) with O(claim) (see O(claim)); C(won) says whether this job carried retention out.
+    - C(status) is C(claimed) (this job claimed it, or took it over), C(resumed) (its own claim, carried on), C(held) (another job has it,
+      in progress), C(done) (another job carried it out) or C(would_claim) (check mode). C(message) says it in a sentence; C(parameter),
+      C(account_id) and C(region) say where the claim is; C(held_by) the claimant it belongs to, C(state) its state (C(started),
+      C(done), C(failed)), C(since) when it was last written (ISO, AWS's clock); C(claimant) is this job, C(stale_after) the option.
+  returned: when O(mode=retain) and O(claim)
+  type: dict
+  sample: {"won": false, "status": "held", "held_by": "AWX job 812", "state": "started", "message": "retention of run 20261201-awx777 was claimed by ..."}
 errors:
   description: Problems O(mode=retain) met; the module fails when there are any.
   returned: when O(mode=retain)
@@ -312,7 +365,7 @@ api_calls:
 
 import time
 
-from ansible_collections.cms.patching.plugins.module_utils import _backup, _cancel, _retention
+from ansible_collections.cms.patching.plugins.module_utils import _backup, _cancel, _retention, _run_claim
 from ansible_collections.cms.patching.plugins.module_utils._module import (
     build_fleet,
     common_problems,
@@ -342,6 +395,10 @@ def input_problems(params):
         for key in ("keep_last", "max_age_days"):
             if params["retention"][key] < 1:
                 problems.append("retention.%s: must be at least 1" % key)
+        if params["claim"] and not params["run_id"]:
+            problems.append("run_id: claim=true claims the retention of a run; give its run_id")
+        if params["claim_stale_after"] < 1:
+            problems.append("claim_stale_after: must be at least 1 (seconds)")
     for key, limit in (("name_template", _backup.NAME_LIMIT), ("description_template", _backup.DESCRIPTION_LIMIT)):
         error = _backup.template_error(params[key])
         if not error and mode == "create" and params["run_id"]:
@@ -369,6 +426,53 @@ def progress(results, rounds, elapsed):
     return counts, {"phase": "backup", "rounds": rounds, "elapsed": elapsed, "line": line}
 
 
+def retain(module, fleet):
+    """mode=retain: claim the run's retention when asked (one job of the run carries it out), then apply the policy."""
+    params = module.params
+    claim = None
+    if params["claim"]:
+        location = (params["accounts"][0]["account_id"], params["regions"][0])
+        claim = _run_claim.RetentionClaim(
+            fleet, location, params["lz"], params["run_id"], params["claimant"], params["claim_stale_after"], check_mode=module.check_mode, sleep=_cancel.sleep
+        )
+        info = claim.acquire()
+        if not info["won"]:
+            # Never silent: the message names the job that has it, and the role shows it.
+            result = dict(mode="retain", run_id=params["run_id"], changed=False, removed=[], kept=[], errors=[], instances=[], claim=info)
+            result.update(orphan_snapshots=[], pending=0, progress={"phase": "retention", "line": info["message"]})
+            result.update(summary={"removed": 0, "kept": 0, "orphan_snapshots": 0})
+            return result
+    locations = [(a["account_id"], r) for a in params["accounts"] for r in params["regions"]]
+    try:
+        removed, kept, errors, orphans = _retention.apply(
+            fleet,
+            locations,
+            params["lz"],
+            params["retention"],
+            params["run_id"],
+            check_mode=module.check_mode,
+            max_workers=params["max_workers"],
+            sleep=_cancel.sleep,
+        )
+    except Exception:
+        # A failed claim is taken over at once by a resumed run (a cancel cannot mark it: it stays started, stale later).
+        if claim is not None:
+            claim.finish(False)
+        raise
+    result = dict(mode="retain", run_id=params["run_id"], changed=bool(removed or orphans), removed=removed, kept=kept, errors=errors, instances=[])
+    result.update(orphan_snapshots=orphans, pending=0, progress={"phase": "retention", "line": ""})
+    result.update(summary={"removed": len(removed), "kept": len(kept), "orphan_snapshots": len(orphans)})
+    if claim is not None:
+        warning = claim.finish(not errors)
+        if warning:
+            module.warn(warning)
+        result["claim"] = claim.info
+        result["progress"]["line"] = claim.info["message"]
+    if errors:
+        result.update(failed=True, msg="Retention met %d problem(s): %s" % (len(errors), "; ".join(errors)))
+    return result
+
+
 def main():
     argument_spec = dict(
         mode=dict(type="str", choices=["create", "verify", "retain"], default="create"),
@@ -392,6 +496,9 @@ def main():
             default={},
             options=dict(keep_last=dict(type="int", default=3), max_age_days=dict(type="int", default=30)),
         ),
+        claim=dict(type="bool", default=False),
+        claimant=dict(type="str"),
+        claim_stale_after=dict(type="int", default=3600),
     )
     module = fleet_module(argument_spec)
     params = module.params
@@ -401,23 +508,7 @@ def main():
 
     def work():
         if params["mode"] == "retain":
-            locations = [(a["account_id"], r) for a in params["accounts"] for r in params["regions"]]
-            removed, kept, errors, orphans = _retention.apply(
-                fleet,
-                locations,
-                params["lz"],
-                params["retention"],
-                params["run_id"],
-                check_mode=module.check_mode,
-                max_workers=params["max_workers"],
-                sleep=_cancel.sleep,
-            )
-            result = dict(mode="retain", run_id=params["run_id"], changed=bool(removed or orphans), removed=removed, kept=kept, errors=errors, instances=[])
-            result.update(orphan_snapshots=orphans, pending=0, progress={"phase": "retention", "line": ""})
-            result.update(summary={"removed": len(removed), "kept": len(kept), "orphan_snapshots": len(orphans)})
-            if errors:
-                result.update(failed=True, msg="Retention met %d problem(s): %s" % (len(errors), "; ".join(errors)))
-            return result
+            return retain(module, fleet)
         options = {k: params[k] for k in argument_spec if k not in ("instances", "run_id", "lz", "mode")}
         instances = [dict(i) for i in params["instances"]]
         run = _backup.BackupRun(fleet, instances, params["run_id"], params["lz"], options, check_mode=module.check_mode, sleep=_cancel.sleep)

@@ -65,10 +65,19 @@ options:
     description:
       - In a sliced job, which slice this job is (1 to O(slice_count)); the C(cms.patching.config) role passes the extra var
         C(cms_patching_slice_number).
-      - With O(slice_count) above 1 the report's name says the slice (C({slice}) in C(report.file_name) and C(report.s3.prefix);
-        a name without C({slice}), the default one included, gains C(-slice<N>) before its extension), and only slice 1 runs retention.
-      - AWX / AAP does not give a sliced job's slice number to the playbook (it is a field of the job, not an extra var), see the README.
+      - With O(slice_count) above 1 and no O(job_id), the report's name says the slice (C({slice}) in C(report.file_name) and
+        C(report.s3.prefix); a name without C({slice}), the default one included, gains C(-slice<N>) before its extension).
+      - AWX / AAP does not give a sliced job's slice number to the playbook (it is a field of the job, not an extra var), see the README;
+        there O(job_id) names the report. Nothing else depends on the slice (retention is claimed once per run, whatever the slicing).
     type: int
+  job_id:
+    description:
+      - The AWX / AAP job ID (the extra var C(awx_job_id), which AWX gives every job and every slice of a sliced job template); the
+        C(cms.patching.config) role passes it. Omit it outside AWX.
+      - When given, the report's name carries it (C({job}) in C(report.file_name) and C(report.s3.prefix); a name without C({job}), the
+        default one included, gains C(-job<id>) before its extension), so the jobs of one run (slices, workflow nodes) each keep their
+        own report under the run's directory or S3 prefix.
+    type: str
   slice_count:
     description: How many slices the job has; 1 (the default) is not sliced and O(slice_number) is then ignored.
     type: int
@@ -166,6 +175,10 @@ report:
       description: The job slice's number when the job is sliced (O(slice_count) above 1), else null.
       type: int
       sample: 2
+    job:
+      description: The AWX job ID that names the report (O(job_id)), else null.
+      type: str
+      sample: "812"
     settings:
       description: The resolved settings (dir, file_name, s3_bucket, s3_prefix, s3_sse, s3_kms_key_id, s3_account_id, s3_region).
       type: dict
@@ -231,8 +244,8 @@ def report_destination(params, config, path, run_id):
     settings, origin = _report_dest.resolve(
         extra=params["report_overrides"], environ=os.environ, lz=_report_dest.flatten_lz(config.get("report")), defaults=defaults, lz_source=path
     )
-    number = job_slice(params)
-    return dict(_report_dest.describe(settings, config["name"], run_id, number), slice=number, settings=settings, origin=origin)
+    number, job_id = job_slice(params), params["job_id"] or None
+    return dict(_report_dest.describe(settings, config["name"], run_id, number, job_id), slice=number, job=job_id, settings=settings, origin=origin)
 
 
 def main():
@@ -247,6 +260,7 @@ def main():
             report_callback_enabled=dict(type="bool", default=True),
             slice_number=dict(type="int"),
             slice_count=dict(type="int", default=1),
+            job_id=dict(type="str"),
         ),
         supports_check_mode=True,
     )

@@ -22,7 +22,7 @@ from sandbox.clock import to_datetime
 from sandbox.ec2.lookup import instance_tags, region_instances
 from sandbox.errors import ConstraintViolations, ssm_error
 from sandbox.paging import page
-from sandbox.ssm import patching, schedule
+from sandbox.ssm import parameters, patching, schedule
 from sandbox.ssm.commands import CommandRecord
 from sandbox.ssm.documents import install_aws_documents
 from sandbox.ssm.managed import LATEST_AGENT_VERSION
@@ -324,3 +324,4 @@ def install() -> None:
     for operation in _OPERATIONS:
         moto_hooks.replace(SimpleSystemManagerResponse, operation.__name__, operation)
     moto_hooks.replace(SimpleSystemManagerBackend, "__init__", _init_with_aws_documents)
+    parameters.install()

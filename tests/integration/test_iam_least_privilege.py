@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from ansible_collections.cms.patching.plugins.module_utils import _retention
+from ansible_collections.cms.patching.plugins.module_utils import _retention, _run_claim
 from ansible_collections.cms.patching.plugins.module_utils._backup import BackupRun
 from ansible_collections.cms.patching.plugins.module_utils._patch import PatchRun
 from ansible_collections.cms.patching.plugins.module_utils._retry import RetryPolicy
@@ -103,8 +103,14 @@ def patching(sandbox, instances, run_id="run-1", **overrides):
 
 
 def retention(sandbox, current_run_id):
+    """Retention as the backup role runs it: the run's claim first (in the first account and region), then the policy."""
+    fleet = caller_fleet(sandbox)
+    claim = _run_claim.RetentionClaim(fleet, (DEMO_ACCOUNTS[0]["account_id"], DEMO_REGIONS[0]), "demo", current_run_id, "AWX job 1", sleep=lambda s: None)
+    assert claim.acquire()["won"]
     locations = [(a["account_id"], r) for a in DEMO_ACCOUNTS for r in DEMO_REGIONS]
-    return _retention.apply(caller_fleet(sandbox), locations, "demo", {"keep_last": 0, "max_age_days": 1}, current_run_id, now=sandbox.state.now())
+    outcome = _retention.apply(fleet, locations, "demo", {"keep_last": 0, "max_age_days": 1}, current_run_id, now=sandbox.state.now())
+    warning = claim.finish(not outcome[2])
+    return outcome[0], outcome[1], outcome[2] + ([warning] if warning else []), outcome[3]
 
 
 # Post-checks without a health command and no compliance rescan: on main both fail before any call (KeyError 'since', the

@@ -1,10 +1,13 @@
 """A sliced job template emulated as AWX runs it: 3 slices of the demo inventory, each an ansible-runner job of its own
-(own private data and report directory) started at once against one sandbox, all with the same awx_workflow_job_id
-(AWX runs a sliced job as one workflow job). Each slice works on its own hosts only, and all share one run ID: every
-instance has exactly one row across the slices' CSVs, one AMI and at most one patch command.
+(own private data and report directory) started at once against one sandbox, with only what AWX passes a slice: the same
+awx_workflow_job_id (AWX runs a sliced job as one workflow job) and an awx_job_id of its own, and NO slice number (the
+slice number is a field of AWX's job record, never an extra var: awx/main/models/unified_jobs.py awx_meta_vars,
+awx/main/models/workflow.py, awx/main/tasks/jobs.py build_inventory). Each slice works on its own hosts only, and all
+share one run ID: every instance has exactly one row across the slices' CSVs, one AMI and at most one patch command.
 
-Each slice is told its number (-e cms_patching_slice_number=<n> -e cms_patching_slice_count=3; AWX itself does not pass it,
-see the README): each names its report with it, all three land under the run's S3 prefix, and retention runs in slice 1 only.
+Each slice names its report with its job ID, so all three land side by side under the run's S3 prefix; retention, which
+works over the whole landing zone, is carried out once: the slices race for the run's retention claim in SSM Parameter
+Store, one wins and the others say which job has it.
 
 AWX slices an inventory by taking every n-th host (by name) into slice n and hands each slice its part of the inventory
 as a script; here each slice's part is written as a YAML inventory with the same hosts, host variables and groups
@@ -25,6 +28,8 @@ from conftest import REPO, TIME_SCALE, calls, sessions
 
 SLICES = 3
 WORKFLOW_JOB_ID = 777
+# AWX's job IDs of the slices: distinct, in no particular relation to the slice numbers.
+JOB_IDS = (912, 805, 871)
 
 
 @pytest.fixture
@@ -107,8 +112,10 @@ def test_three_slices_share_one_run_and_touch_each_instance_once(awx, tmp_path):
         directory.mkdir()
         parts[number], content = slice_inventory(inventory, number, SLICES)
         (directory / "inventory.yml").write_text("---\n" + yaml.safe_dump(content))
-        extravars = {"lz": "demo", "awx_workflow_job_id": WORKFLOW_JOB_ID, "tower_workflow_job_id": WORKFLOW_JOB_ID, "awx_job_id": 800 + number}
-        extravars.update(cms_patching_slice_number=number, cms_patching_slice_count=SLICES)
+        # What AWX passes a slice job (awx_meta_vars): its own job ID, the slices' common workflow job ID. No slice number.
+        job_id = JOB_IDS[number - 1]
+        extravars = {"lz": "demo", "awx_workflow_job_id": WORKFLOW_JOB_ID, "tower_workflow_job_id": WORKFLOW_JOB_ID}
+        extravars.update(awx_job_id=job_id, tower_job_id=job_id)
         extravars.update(cms_patching_report_s3_bucket="cms-reports", cms_patching_report_s3_prefix="runs/{lz}/{run_id}")
         kwargs = prepare(awx, directory, extravars, inventory=str(directory / "inventory.yml"))
         kwargs["envvars"]["CMS_PATCHING_LZ_PATH"] = str(lz_path)
@@ -155,18 +162,77 @@ def test_three_slices_share_one_run_and_touch_each_instance_once(awx, tmp_path):
     assert set(patched.values()) == {1} and len(patched) == 20
     assert sum(row["patch_status"] == "success" for row in rows) == 19
 
-    # Each slice's report is named with its slice number, and the run's S3 prefix holds all three (CSV and JSON).
-    names = [[path.name for path in job.reports.glob("*.csv")] for job in jobs]
-    assert names == [["demo-%s-slice%d.csv" % (run_id, number)] for number in range(1, SLICES + 1)], names
+    # Each slice's report is named with its own job ID (the only thing AWX gives each slice of its own), and the run's S3
+    # prefix holds all three (CSV and JSON): no report overwrote another.
+    names = [sorted(path.name for path in job.reports.glob("*.csv")) for job in jobs]
+    assert names == [["demo-%s-job%d.csv" % (run_id, job_id)] for job_id in JOB_IDS], names
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="cms-reports", Prefix="runs/demo/%s/" % run_id).get("Contents", [])}
     assert keys == {"runs/demo/%s/%s%s" % (run_id, name[:-4], ext) for [name] in names for ext in (".csv", ".json")}, keys
+    assert len(keys) == 2 * SLICES
 
-    # Retention ran once for the run, in slice 1: the old AMI was deregistered by one call, after one launch-template scan
-    # (an AMI in use stays) per account and region. Three slices each running retention over the whole landing zone scan
-    # three times and race to deregister the same AMI.
+    # Retention was carried out once for the run: one claim, made by one slice and marked done; the other two said which
+    # job had it, in their output and in their report's run-level retention.
     log = awx.state.calls.log()
+    claim_calls = [c for c in log if c["operation"] in ("ssm:PutParameter", "ssm:GetParameters")]
+    assert {(c["account"], c["region"]) for c in claim_calls} == {("123456789012", "us-east-1")}
+    ssm = sessions(awx)["123456789012"].client("ssm", region_name="us-east-1", endpoint_url=awx.endpoint)
+    claims = ssm.get_parameters_by_path(Path="/cms-patching/demo/%s" % run_id, Recursive=True)["Parameters"]
+    assert [c["Name"] for c in claims] == ["/cms-patching/demo/%s/retention/1" % run_id], claims
+    claim = json.loads(claims[0]["Value"])
+    assert claim["state"] == "done" and claim["claimant"] in {"AWX job %d" % job_id for job_id in JOB_IDS}
+    documents = [json.loads(next(job.reports.glob("*.json")).read_text()) for job in jobs]
+    retention = [d["retention"] for d in documents]
+    assert sorted(r["won"] for r in retention) == [False, False, True], retention
+    [winner] = [job_id for job_id, r in zip(JOB_IDS, retention) if r["won"]]
+    assert claim["claimant"] == "AWX job %d" % winner
+    for job, job_id, info in zip(jobs, JOB_IDS, retention):
+        if job_id == winner:
+            assert "this job (AWX job %d) claimed retention of run %s" % (winner, run_id) in job.output
+            assert info["summary"]["removed"] == 1
+        else:
+            assert info["held_by"] == "AWX job %d" % winner and info["status"] in ("held", "done"), info
+            assert "retention of run %s was claimed by AWX job %d" % (run_id, winner) in job.output
+            assert "Removed 1 pre-patch AMI" not in job.output
+
+    # The old AMI was deregistered by one call, after one launch-template scan (an AMI in use stays) per account and
+    # region: three slices each running retention over the whole landing zone would scan three times and race to
+    # deregister the same AMI.
     assert [c["operation"] for c in log].count("ec2:DeregisterImage") == 1
     scans = collections.Counter((c["account"], c["region"]) for c in log if c["operation"] == "ec2:DescribeLaunchTemplates")
     assert scans == {("123456789012", "us-east-1"): 1}, scans
+    ec2 = sessions(awx)["123456789012"].client("ec2", region_name="us-east-1", endpoint_url=awx.endpoint)
+    assert ec2.describe_images(Filters=[{"Name": "image-id", "Values": [old_image]}])["Images"] == []
+
+
+def test_three_jobs_reaching_retention_at_once_carry_it_out_once(awx, tmp_path):
+    """The tightest race: three jobs of one run (AWX job IDs of their own, one workflow job ID) that run nothing but
+    retention, started together. One claims and retires the old AMI; the other two remove nothing and name it."""
+    old_image = seed_old_backup(awx)
+    lz_path = one_wave_lz(tmp_path)
+    started = []
+    for job_id in JOB_IDS:
+        directory = tmp_path / ("job%d" % job_id)
+        directory.mkdir()
+        extravars = {"lz": "demo", "awx_workflow_job_id": WORKFLOW_JOB_ID, "tower_workflow_job_id": WORKFLOW_JOB_ID}
+        extravars.update(awx_job_id=job_id, tower_job_id=job_id)
+        kwargs = prepare(awx, directory, extravars, inventory=str(REPO / "inventories/demo"), tags="retention")
+        kwargs["envvars"]["CMS_PATCHING_LZ_PATH"] = str(lz_path)
+        thread, runner = ansible_runner.run_async(**kwargs)
+        started.append((thread, runner, directory))
+    for thread, runner, directory in started:
+        thread.join(timeout=600)
+    jobs = [Job(runner, directory / "reports") for thread, runner, directory in started]
+    for job in jobs:
+        assert job.runner.status == "successful", job.output[-3000:]
+    log = awx.state.calls.log()
+    assert [c["operation"] for c in log].count("ec2:DeregisterImage") == 1
+    ssm = sessions(awx)["123456789012"].client("ssm", region_name="us-east-1", endpoint_url=awx.endpoint)
+    [run_id] = {job.artifacts["cms_patching"]["run_id"] for job in jobs}
+    claims = ssm.get_parameters_by_path(Path="/cms-patching/demo/%s" % run_id, Recursive=True)["Parameters"]
+    assert len(claims) == 1 and json.loads(claims[0]["Value"])["state"] == "done", claims
+    winner = json.loads(claims[0]["Value"])["claimant"]
+    claimed = [job for job, job_id in zip(jobs, JOB_IDS) if "this job (AWX job %d) claimed retention" % job_id in job.output]
+    assert len(claimed) == 1 and winner in claimed[0].output
+    assert sum("retention of run %s was claimed by %s" % (run_id, winner) in job.output for job in jobs) == 2
     ec2 = sessions(awx)["123456789012"].client("ec2", region_name="us-east-1", endpoint_url=awx.endpoint)
     assert ec2.describe_images(Filters=[{"Name": "image-id", "Values": [old_image]}])["Images"] == []

@@ -29,6 +29,7 @@ from ansible_collections.cms.patching.plugins.module_utils._backup import Backup
 from ansible_collections.cms.patching.plugins.module_utils._patch import PatchRun
 from ansible_collections.cms.patching.plugins.module_utils._retry import RetryPolicy
 from ansible_collections.cms.patching.plugins.module_utils._rollback import RollbackRun
+from ansible_collections.cms.patching.plugins.module_utils._run_claim import RetentionClaim
 from ansible_collections.cms.patching.plugins.module_utils._scan import scan
 from ansible_collections.cms.patching.plugins.module_utils._session import FleetSession
 from sandbox import Sandbox
@@ -61,6 +62,7 @@ RESOURCE_LEVEL = {
     "ec2:DeleteSnapshot": ("snapshot",),
     "ssm:SendCommand": ("document", "instance"),
     "ssm:GetParameters": ("parameter",),
+    "ssm:PutParameter": ("parameter",),
     "sts:AssumeRole": ("role",),
 }
 SUPPORTED_OPERATORS = {"StringEquals", "StringLike", "ForAllValues:StringEquals", "Null"}
@@ -112,7 +114,7 @@ def statement_allows(statement, action, resource, context):
     assert statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement, statement
     if not any(_wildcard(a, action, case_sensitive=False) for a in _listed(statement["Action"])):
         return False
-    if not any(_wildcard(r, resource) for r in _listed(statement["Resource"])):
+    if not any(_wildcard(_substitute(r, context), resource) for r in _listed(statement["Resource"])):
         return False
     for operator, keys in statement.get("Condition", {}).items():
         assert operator in SUPPORTED_OPERATORS, operator
@@ -231,7 +233,13 @@ def touched(serving):
     rolled = RollbackRun(fleet, [dict(i) for i in web01], "run-1", rollback_options, False, sandbox.state.now, sandbox.state.clock.advance).run()
     assert [r["rollback_status"] for r in rolled] == ["rolled_back"], rolled
     volumes = ec2.describe_volumes(Filters=[{"Name": "tag-key", "Values": ["cms:patching:rollback-run-id"]}])["Volumes"]
+    # Retention's claim of the run, as a job claims it; its ARN read back from Parameter Store.
+    claim = RetentionClaim(fleet, (OWN, REGION), "demo", "run-1", "AWX job 801", sleep=lambda s: None)
+    assert claim.acquire()["won"]
+    ssm = boto3.client("ssm", region_name=REGION, endpoint_url=sandbox.endpoint, aws_access_key_id="testing", aws_secret_access_key="testing")
+    [claim_parameter] = ssm.get_parameters(Names=[claim.name])["Parameters"]
     return {
+        "claim_arn": claim_parameter["ARN"],
         "targets": targets,
         "volumes": volumes,
         "images": images,
@@ -321,6 +329,20 @@ def test_retention_may_retire_every_image_and_snapshot_the_run_made(touched):
         assert allowed(retention, "ec2:DeregisterImage", [(image_arn(image["ImageId"]), resource_tags(image["Tags"]))])
     for snap in touched["snapshots"]:
         assert allowed(retention, "ec2:DeleteSnapshot", [(snapshot_arn(snap["SnapshotId"]), resource_tags(snap["Tags"]))])
+
+
+def test_retention_claims_only_its_landing_zones_parameters(touched):
+    retention = [policy("retention")]
+    claim = touched["claim_arn"]
+    assert claim == "arn:aws:ssm:%s:%s:parameter/cms-patching/demo/run-1/retention/1" % (REGION, OWN)
+    for action in ("ssm:PutParameter", "ssm:GetParameters"):
+        assert allowed(retention, action, [(claim, None)])
+    for other in ("cms-patching/prod/run-1/retention/1", "cms-patching/demo-eu/run-1/retention/1", "golden/web-ami", "cms-patching/demo"):
+        assert not allowed(retention, "ssm:PutParameter", [("arn:aws:ssm:%s:%s:parameter/%s" % (REGION, OWN, other), None)]), other
+    # A role of another landing zone cannot claim (or overwrite the claim of) this one's run.
+    assert not allowed(retention, "ssm:PutParameter", [(claim, {"aws:PrincipalTag/cms:patching:lz": "prod"})])
+    for name in ("backup", "patching", "discovery", "rollback"):
+        assert not allowed([policy(name)], "ssm:PutParameter", [(claim, None)]), name
 
 
 def test_retention_refuses_foreign_and_other_landing_zone_resources(touched):
@@ -471,6 +493,8 @@ def run_requests(touched):
         "arn:aws:ssm:us-east-1:%s:parameter/golden/web-ami" % OWN,
     ):
         requests.append(("retention", "ssm:GetParameters", [(parameter, None)], None))
+    for action in ("ssm:GetParameters", "ssm:PutParameter"):
+        requests.append(("retention", action, [(touched["claim_arn"], None)], None))
     for role in ("CmsPatchingRole", "CmsInventoryReadOnly"):
         requests.append(("caller-assume-role", "sts:AssumeRole", [("arn:aws:iam::210987654321:role/%s" % role, None)], None))
     return requests

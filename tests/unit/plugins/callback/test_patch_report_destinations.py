@@ -147,3 +147,22 @@ def test_the_censored_result_of_the_no_log_config_task_changes_nothing(callback,
     callback.v2_runner_on_ok(Result("cms.patching.ec2_patch_scan", SCAN))
     assert (tmp_path / "lz" / "demo-r1.csv").is_file()
     assert callback._accounts == [{"account_id": "210987654321"}]
+
+
+def test_an_awx_job_writes_its_report_under_its_job_id_and_says_who_ran_retention(callback, tmp_path):
+    """The config phase resolved the AWX job ID (report.job): the CSV and JSON carry it, so a run's slices never share a
+    name; the retention claim (won or lost) is the JSON's run-level retention and a line of the final summary."""
+    settings = {"dir": str(tmp_path), "file_name": "{lz}-{run_id}.csv"}
+    data = {"lz": "demo", "run_id": "r1", "config": {"report": {}, "accounts": [{"account_id": "123456789012"}]}}
+    data["report"] = {"settings": settings, "origin": {"dir": "extra var", "file_name": "extra var"}, "job": "802", "slice": None}
+    callback.v2_runner_on_ok(Result("cms.patching.landing_zone", data))
+    callback.v2_runner_on_ok(Result("cms.patching.ec2_patch_scan", SCAN))
+    claim = {"won": False, "status": "held", "held_by": "AWX job 801", "message": "retention of run r1 was claimed by AWX job 801 3s ago"}
+    retain = {"mode": "retain", "claim": claim, "summary": {"removed": 0, "kept": 0, "orphan_snapshots": 0}, "instances": []}
+    callback.v2_runner_on_ok(Result("cms.patching.ami_backup_verified", retain))
+    callback.v2_playbook_on_stats(None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo-r1-job802.csv", "demo-r1-job802.json"]
+    document = json.loads((tmp_path / "demo-r1-job802.json").read_text())
+    # A job that lost the claim ran no retention: no counts of its own.
+    assert document["retention"] == claim
+    assert "Retention: retention of run r1 was claimed by AWX job 801 3s ago" in callback._display.lines

@@ -73,7 +73,7 @@ def test_report_destinations_follow_extra_vars_then_environment_then_landing_zon
         (
             "  report:\n    file_name: '{lz}-{when}.csv'\n",
             {},
-            "%s: cms_patching_landing_zone.report.file_name: unknown placeholder {when} (known: {lz}, {run_id}, {slice})",
+            "%s: cms_patching_landing_zone.report.file_name: unknown placeholder {when} (known: {lz}, {run_id}, {slice}, {job})",
         ),
         ("", {"cms_patching_report_file_name": "{oops}.csv"}, "extra var cms_patching_report_file_name: unknown placeholder {oops}"),
         ("  backup:\n    name_template: 'pre-{instance}'\n", {}, "%s: cms_patching_landing_zone.backup.name_template: unknown placeholder {instance}"),
@@ -145,3 +145,28 @@ def test_a_sliced_job_names_its_report_with_its_slice_number(tmp_path, run_modul
     # A slice that is not one of the count is a configuration error naming the extra vars.
     bad = run_module(landing_zone, dict(args, slice_number=4, slice_count=3))
     assert bad.failed and "cms_patching_slice_number" in bad["msg"] and "4 of 3" in bad["msg"]
+
+
+def test_an_awx_job_names_its_report_with_its_job_id(tmp_path, run_module, monkeypatch):
+    """AWX gives every job (every slice of a sliced job template too) its own awx_job_id and no slice number: the job ID
+    names the report, so the slices of one run (one run ID, one S3 prefix) never overwrite each other's report."""
+    monkeypatch.delenv("CMS_PATCHING_REPORT_FILE", raising=False)
+    monkeypatch.delenv("CMS_PATCHING_REPORT_DIR", raising=False)
+    write(tmp_path / "prod" / "group_vars" / "all", BASE + "  report:\n    dir: /r\n    s3: {bucket: b, prefix: 'runs/{lz}/{run_id}'}\n")
+    args = {"name": "prod", "search_paths": [str(tmp_path)], "run_id": "20261127-awx777"}
+    slices = [run_module(landing_zone, dict(args, job_id=str(job)))["report"] for job in (801, 802, 803)]
+    assert [r["csv"] for r in slices] == ["/r/prod-20261127-awx777-job%d.csv" % job for job in (801, 802, 803)]
+    assert [r["s3_json"] for r in slices] == ["s3://b/runs/prod/20261127-awx777/prod-20261127-awx777-job%d.json" % job for job in (801, 802, 803)]
+    assert [r["job"] for r in slices] == ["801", "802", "803"]
+    # A slice number given as well (the same for every slice: AWX passes the job template's extra vars to all) changes nothing.
+    both = run_module(landing_zone, dict(args, job_id="802", slice_number=1, slice_count=3))
+    assert both["report"]["csv"] == "/r/prod-20261127-awx777-job802.csv"
+    # {job} places the ID itself; a name with only {slice} still gains the job ID (the slice number would collide).
+    placed = run_module(landing_zone, dict(args, job_id="802", report_overrides={"cms_patching_report_file_name": "{lz}-awx{job}.csv"}))
+    assert placed["report"]["csv"] == "/r/prod-awx802.csv"
+    own_slice = {"cms_patching_report_file_name": "s{slice}.csv"}
+    sliced = run_module(landing_zone, dict(args, job_id="802", slice_number=1, slice_count=3, report_overrides=own_slice))
+    assert sliced["report"]["csv"] == "/r/s1-job802.csv"
+    # Outside AWX the name stays as it always was; {job} says local.
+    local = run_module(landing_zone, dict(args, report_overrides={"cms_patching_report_file_name": "{lz}-{job}.csv"}))
+    assert (local["report"]["csv"], local["report"]["job"]) == ("/r/prod-local.csv", None)
