@@ -36,7 +36,7 @@ def test_only_one_of_racing_creates_of_a_name_wins(client: Any, monkeypatch: pyt
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
-    codes = sorted(outcome for outcome, _ in outcomes)
+    codes = sorted(pair[0] for pair in outcomes)
     assert codes == ["ParameterAlreadyExists"] * 5 + ["created"], outcomes
     [winner] = [number for outcome, number in outcomes if outcome == "created"]
     parameter = client("ssm").get_parameter(Name=NAME)["Parameter"]
