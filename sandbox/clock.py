@@ -39,6 +39,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "throttle_buckets": False,
     "throttle_bucket_scale": 1.0,
     "clock_skew_seconds": 0.0,
+    # A request signed further than this from AWS's time is refused (RequestExpired), as AWS does (0: never).
+    "signature_window_seconds": 900.0,
     "snapshot_in_use_seconds": 0.0,
     "ami_pending_max_seconds": 0.0,
     "snapshot_pending_max_seconds": 0.0,
@@ -96,6 +98,7 @@ class Settings:
     throttle_buckets: bool = DEFAULT_SETTINGS["throttle_buckets"]
     throttle_bucket_scale: float = DEFAULT_SETTINGS["throttle_bucket_scale"]
     clock_skew_seconds: float = DEFAULT_SETTINGS["clock_skew_seconds"]
+    signature_window_seconds: float = DEFAULT_SETTINGS["signature_window_seconds"]
     snapshot_in_use_seconds: float = DEFAULT_SETTINGS["snapshot_in_use_seconds"]
     ami_pending_max_seconds: float = DEFAULT_SETTINGS["ami_pending_max_seconds"]
     snapshot_pending_max_seconds: float = DEFAULT_SETTINGS["snapshot_pending_max_seconds"]

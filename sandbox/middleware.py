@@ -20,7 +20,7 @@ from typing import Any
 
 from moto.iam.models import get_account_id_from
 
-from sandbox import server_errors
+from sandbox import server_errors, signature_time
 from sandbox.aws_request import Answer, AwsCall, classify, server_error_response, throttling_response
 from sandbox.calls import is_write
 from sandbox.state import SandboxState
@@ -55,7 +55,11 @@ class SandboxMiddleware:
         def record(status: str, injected: str | None) -> None:
             state.calls.record(call.key, account, call.region, injected == "throttled", status=_code(status), injected=injected, **stamp)
 
-        # Authentication comes first: a call signed with expired temporary credentials is refused, never throttled (sandbox/credentials.py).
+        # Authentication comes first: a call signed too far from AWS's time (sandbox/signature_time.py) or with expired temporary
+        # credentials (sandbox/credentials.py) is refused, never throttled.
+        refused = signature_time.refusal(call, environ, state.clock.skew, settings.signature_window_seconds)
+        if refused is not None:
+            return _answer(refused, start_response, lambda status: record(status, "request_expired"))
         expired = state.credentials.expired_response(call)
         if expired is not None:
             return _answer(expired, start_response, lambda status: record(status, "expired_credentials"))

@@ -193,6 +193,34 @@ class ServerClock:
             return self._seen[0] + (self._monotonic() - self._seen[1])
 
 
+# AWS refuses a request signed more than 15 minutes from its own time (RequestExpired, "Common Errors" of every AWS API
+# reference); botocore does not correct the controller's clock.
+SIGNATURE_WINDOW = 15 * 60
+
+
+def clock_note(exc, wall=time.time):
+    """' (AWS's clock ... is N minutes ahead of this controller's ...)' when the answer's Date shows the controller's clock further off
+    AWS's than AWS accepts a signature; '' otherwise (no Date, or a clock close enough that the credentials are the likelier cause)."""
+    response = getattr(exc, "response", None) or {}
+    message = (response.get("Error") or {}).get("Message") or ""
+    # The codes AWS gives a request signed at the wrong time (an expired token is ExpiredToken / ExpiredTokenException instead).
+    if error_code(exc) not in ("RequestExpired", "RequestTimeTooSkewed") and "Signature expired" not in message and "not yet current" not in message:
+        return ""
+    headers = (response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+    try:
+        aws = email.utils.parsedate_to_datetime(headers["date"]).timestamp()
+    except (KeyError, TypeError, ValueError, IndexError):
+        return ""
+    offset = aws - wall()
+    if abs(offset) <= SIGNATURE_WINDOW:
+        return ""
+    return (
+        "; AWS's clock (the Date of its answer) is %d minutes %s this controller's, and AWS refuses requests signed more than %d minutes "
+        "off its time: set the controller's clock right (NTP: 'timedatectl', 'chronyc tracking') and run again"
+        % (round(abs(offset) / 60), "ahead of" if offset > 0 else "behind", SIGNATURE_WINDOW // 60)
+    )
+
+
 class RetryingClient:
     """Wraps a botocore client: every API method gets the retry policy, the call counter and the cancel check.
 

@@ -47,7 +47,7 @@ import time
 
 from ansible_collections.cms.patching.plugins.module_utils import _validate as v
 from ansible_collections.cms.patching.plugins.module_utils._errors import FleetError
-from ansible_collections.cms.patching.plugins.module_utils._retry import CallStats, RetryingClient, RetryPolicy, ServerClock, error_code
+from ansible_collections.cms.patching.plugins.module_utils._retry import CallStats, RetryingClient, RetryPolicy, ServerClock, clock_note, error_code
 
 try:
     import boto3
@@ -198,7 +198,7 @@ class _AssumedRole:
     def _hint(self, exc):
         code = error_code(exc)
         if code in ("ExpiredToken", "ExpiredTokenException", "RequestExpired"):
-            return "the caller's own credentials (used to assume the role) have expired: renew them and run again"
+            return clock_note(exc)[2:] or "the caller's own credentials (used to assume the role) have expired: renew them and run again"
         if code == "ValidationError" and "DurationSeconds" in describe_aws_error(exc):
             return (
                 "duration_seconds %d is more than the role allows: it must be at most the role's MaxSessionDuration, and at most %d when "
@@ -210,9 +210,13 @@ class _AssumedRole:
         """AWS rejected a call as signed with expired credentials: renew them once (the call is then repeated once)."""
         if again:
             raise FleetError(
-                "account %s: AWS rejected the credentials of %s as expired (%s) even right after renewing them; "
-                "check that the controller's clock is right (AWS allows a few minutes of skew)"
-                % (self.account["account_id"], self.account["role_arn"], describe_aws_error(exc))
+                "account %s: AWS rejected the credentials of %s as expired (%s) even right after renewing them%s"
+                % (
+                    self.account["account_id"],
+                    self.account["role_arn"],
+                    describe_aws_error(exc),
+                    clock_note(exc) or "; check that the controller's clock is right (AWS refuses requests signed 15 minutes off its time)",
+                )
             )
         with self._lock:
             # A renewal after the failed call began already gave newer credentials: just repeat the call.
@@ -220,6 +224,9 @@ class _AssumedRole:
 
 
 def _caller_expired(exc, _started, _again):
+    note = clock_note(exc)
+    if note:
+        raise FleetError("AWS refused the request as expired (%s)%s" % (describe_aws_error(exc), note))
     raise FleetError(
         "the caller's own AWS credentials were rejected as expired (%s): renew them (a new session token, 'aws sso login', "
         "a fresh AWX credential) and run again; if they are fresh, check the controller's clock" % describe_aws_error(exc)

@@ -175,3 +175,13 @@ def test_candidates_are_not_called_missing_when_a_location_failed(demo, run_modu
     result = run_module(ec2_patch_scan, dict(ARGS, accounts=accounts, instance_ids=wanted, allow_partial=True))
     # pay-eu-web-01 lives in the account that could not be scanned: it is not "not found", the location's error covers it.
     assert [i["instance_id"] for i in result["instances"]] == [demo["web-01"]["instance_id"]]
+
+
+def test_a_controller_clock_too_far_from_aws_s_fails_naming_the_clock(demo, aws, run_module):
+    # AWS refuses a request signed more than 15 minutes off its time (RequestExpired) whatever the credentials: say so, not "renew them".
+    aws.state.update_settings(clock_skew_seconds=20 * 60)
+    result = run_module(ec2_patch_scan, ARGS)
+    assert result.failed
+    assert "RequestExpired" in result["msg"], result["msg"]
+    assert "AWS's clock (the Date of its answer) is 20 minutes ahead of this controller's" in result["msg"], result["msg"]
+    assert "set the controller's clock right (NTP" in result["msg"] and "renew them" not in result["msg"]
