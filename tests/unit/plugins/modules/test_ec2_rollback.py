@@ -3,6 +3,7 @@
 import boto3
 import pytest
 from conftest import DEMO_ACCOUNTS, OWN_ACCOUNT
+from demo_fleet import ROLLBACK_OPTIONS
 
 from sandbox.ssm.patch_catalog import missing_count
 from fleet_helpers import backup_run, demo_targets, fleet_for, ops, patch_run
@@ -10,7 +11,6 @@ from fleet_helpers import backup_run, demo_targets, fleet_for, ops, patch_run
 from ansible_collections.cms.patching.plugins.module_utils import _rollback
 from ansible_collections.cms.patching.plugins.module_utils._rollback import RollbackRun
 
-ROLLBACK_OPTIONS = dict(max_concurrent=5, wait_timeout=600, poll_interval=1, max_workers=4, post_checks={})
 WRITES = ("Create", "Attach", "Detach", "Stop", "Start", "Delete", "Modify", "Send", "Reboot")
 
 
