@@ -256,20 +256,15 @@ api_calls:
   sample: {"calls": {"ec2:DescribeInstances": 4, "ssm:DescribeInstanceInformation": 4, "sts:AssumeRole": 1}, "retries": {}, "total": 9}
 """
 
-from ansible_collections.cms.patching.plugins.module_utils._module import (
-    build_fleet,
-    common_problems,
-    fail_on_problems,
-    fleet_module,
-    region_problems,
-    run_fleet_module,
-)
+from ansible_collections.cms.patching.plugins.module_utils._module import region_problems, run_module
 from ansible_collections.cms.patching.plugins.module_utils._scan import scan, summarize
 from ansible_collections.cms.patching.plugins.module_utils._validate import instance_id_error
 
+RULE_OPTIONS = ("include_tags", "exclude_tags", "instance_states", "platforms", "require_ssm_online")
 
-def main():
-    argument_spec = dict(
+
+def argument_spec():
+    return dict(
         regions=dict(type="list", elements="str", required=True),
         filters=dict(type="dict", default={}),
         include_tags=dict(type="dict", default={}),
@@ -281,41 +276,43 @@ def main():
         max_workers=dict(type="int", default=8),
         allow_partial=dict(type="bool", default=False),
     )
-    module = fleet_module(argument_spec)
-    params = module.params
-    problems = common_problems(params) + region_problems(params["regions"])
+
+
+def input_problems(params):
+    problems = region_problems(params["regions"])
     if not params["regions"]:
         problems.append("regions: give at least one region")
     for i, instance_id in enumerate(params["instance_ids"] or []):
         error = instance_id_error(instance_id)
         if error:
             problems.append("instance_ids[%d]: %s" % (i, error))
-    fail_on_problems(module, problems)
+    return problems
 
-    fleet = build_fleet(module)
-    rules = {k: params[k] for k in ("include_tags", "exclude_tags", "instance_states", "platforms", "require_ssm_online")}
 
-    def work():
-        records, errors = scan(
-            fleet,
-            [a["account_id"] for a in params["accounts"]],
-            params["regions"],
-            params["filters"],
-            rules,
-            instance_ids=params["instance_ids"],
-            max_workers=max(1, params["max_workers"]),
+def work(module, fleet):
+    params = module.params
+    records, errors = scan(
+        fleet,
+        [a["account_id"] for a in params["accounts"]],
+        params["regions"],
+        params["filters"],
+        {k: params[k] for k in RULE_OPTIONS},
+        instance_ids=params["instance_ids"],
+        max_workers=max(1, params["max_workers"]),
+    )
+    result = dict(changed=False, instances=records, summary=summarize(records), errors=errors)
+    if errors:
+        result["failed"] = not params["allow_partial"]
+        result["msg"] = "Could not scan %d of %d account/region pairs: %s" % (
+            len(errors),
+            len(params["accounts"]) * len(params["regions"]),
+            "; ".join("%s/%s: %s" % (e["account_id"], e["region"], e["error"]) for e in errors),
         )
-        result = dict(changed=False, instances=records, summary=summarize(records), errors=errors)
-        if errors:
-            result["failed"] = not params["allow_partial"]
-            result["msg"] = "Could not scan %d of %d account/region pairs: %s" % (
-                len(errors),
-                len(params["accounts"]) * len(params["regions"]),
-                "; ".join("%s/%s: %s" % (e["account_id"], e["region"], e["error"]) for e in errors),
-            )
-        return result
+    return result
 
-    run_fleet_module(module, fleet, work)
+
+def main():
+    run_module(argument_spec(), input_problems, work)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,45 @@
+"""Each fleet module's DOCUMENTATION describes exactly the options its argument spec takes (the shared ones from _module
+included): names, types, defaults, choices, required, elements, suboptions. The options of the doc fragments (accounts,
+retries, AWS connection) are the fragments' and are checked against _module in test_module."""
+
+import pytest
+import yaml
+
+from ansible_collections.cms.patching.plugins.modules import ami_backup_verified, ec2_patch_scan, ec2_rollback, ssm_patch_run
+
+MODULES = [ami_backup_verified, ec2_patch_scan, ec2_rollback, ssm_patch_run]
+
+
+def as_documented(spec):
+    """An argument spec the way DOCUMENTATION states it (ansible-doc's defaults: type str, not required, no default)."""
+    return {
+        name: {
+            "type": option.get("type", "str"),
+            "required": option.get("required", False),
+            "default": option.get("default"),
+            "choices": option.get("choices"),
+            "elements": option.get("elements"),
+            "suboptions": as_documented(option["options"]) if option.get("options") else None,
+        }
+        for name, option in spec.items()
+    }
+
+
+def documented(options):
+    return {
+        name: {
+            "type": option.get("type", "str"),
+            "required": option.get("required", False),
+            "default": option.get("default"),
+            "choices": option.get("choices"),
+            "elements": option.get("elements"),
+            "suboptions": documented(option["suboptions"]) if option.get("suboptions") else None,
+        }
+        for name, option in options.items()
+    }
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_documentation_states_the_argument_spec(module):
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    assert documented(doc["options"]) == as_documented(module.argument_spec())
