@@ -242,7 +242,7 @@ api_calls:
 
 import time
 
-from ansible_collections.cms.patching.plugins.module_utils import _rollback
+from ansible_collections.cms.patching.plugins.module_utils import _cancel, _rollback
 from ansible_collections.cms.patching.plugins.module_utils._module import CHECK_OPTIONS, at_least_one, count_statuses, instance_problems, run_module
 
 
@@ -287,7 +287,9 @@ def work(module, fleet):
     started = time.time()
     params = module.params
     options = {k: params[k] for k in argument_spec() if k not in ("instances", "run_id")}
-    run = _rollback.RollbackRun(fleet, [dict(i) for i in params["instances"]], params["run_id"], options, check_mode=module.check_mode)
+    # _cancel.sleep: a cancel (Ctrl-C, an AWX cancel, the controller gone) ends the wait between poll rounds at once, not
+    # after poll_interval seconds; the next run with the same run_id resumes from AWS's state.
+    run = _rollback.RollbackRun(fleet, [dict(i) for i in params["instances"]], params["run_id"], options, check_mode=module.check_mode, sleep=_cancel.sleep)
     results = run.run(wait=params["wait"], progress_interval=params["progress_interval"])
     counts, prog = progress(results, run.rounds, int(time.time() - started))
     lines = [
