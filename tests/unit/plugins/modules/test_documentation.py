@@ -10,8 +10,9 @@ from ansible_collections.cms.patching.plugins.modules import ami_backup_verified
 MODULES = [ami_backup_verified, ec2_patch_scan, ec2_rollback, ssm_patch_run]
 
 
-def as_documented(spec):
-    """An argument spec the way DOCUMENTATION states it (ansible-doc's defaults: type str, not required, no default)."""
+def stated(options, nested):
+    """Options as DOCUMENTATION states them, ansible-doc's defaults filled in (type str, not required, no default); the
+    nested options are under `nested` (an argument spec's "options", DOCUMENTATION's "suboptions")."""
     return {
         name: {
             "type": option.get("type", "str"),
@@ -19,21 +20,7 @@ def as_documented(spec):
             "default": option.get("default"),
             "choices": option.get("choices"),
             "elements": option.get("elements"),
-            "suboptions": as_documented(option["options"]) if option.get("options") else None,
-        }
-        for name, option in spec.items()
-    }
-
-
-def documented(options):
-    return {
-        name: {
-            "type": option.get("type", "str"),
-            "required": option.get("required", False),
-            "default": option.get("default"),
-            "choices": option.get("choices"),
-            "elements": option.get("elements"),
-            "suboptions": documented(option["suboptions"]) if option.get("suboptions") else None,
+            "suboptions": stated(option[nested], nested) if option.get(nested) else None,
         }
         for name, option in options.items()
     }
@@ -42,4 +29,4 @@ def documented(options):
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
 def test_documentation_states_the_argument_spec(module):
     doc = yaml.safe_load(module.DOCUMENTATION)
-    assert documented(doc["options"]) == as_documented(module.argument_spec())
+    assert stated(doc["options"], "suboptions") == stated(module.argument_spec(), "options")
