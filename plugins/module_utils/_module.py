@@ -60,6 +60,18 @@ CHECK_OPTIONS = dict(
 )
 
 
+def round_options(wait_timeout, poll_interval):
+    """The options of a module that works in poll rounds (ami_backup_verified, ssm_patch_run, ec2_rollback), with its
+    own defaults for the timeout and the interval; each module documents them."""
+    return dict(
+        wait=dict(type="bool", default=True),
+        wait_timeout=dict(type="int", default=wait_timeout),
+        poll_interval=dict(type="int", default=poll_interval),
+        progress_interval=dict(type="int", default=0),
+        max_workers=dict(type="int", default=8),
+    )
+
+
 def run_module(argument_spec, input_problems, work):
     """A fleet module's main(): parse the options, fail naming every bad one (the accounts and run ID, then
     input_problems(params)), build the session, and run work(module, fleet) -> result under run_fleet_module."""

@@ -313,11 +313,19 @@ api_calls:
 import time
 
 from ansible_collections.cms.patching.plugins.module_utils import _backup, _cancel, _retention
-from ansible_collections.cms.patching.plugins.module_utils._module import at_least_one, count_statuses, instance_problems, region_problems, run_module
+from ansible_collections.cms.patching.plugins.module_utils._module import (
+    at_least_one,
+    count_statuses,
+    instance_problems,
+    region_problems,
+    round_options,
+    run_module,
+)
 
 
 def argument_spec():
     return dict(
+        round_options(wait_timeout=10800, poll_interval=15),
         mode=dict(type="str", choices=["create", "verify", "retain"], default="create"),
         instances=dict(type="list", elements="dict", default=[]),
         run_id=dict(type="str"),
@@ -328,12 +336,7 @@ def argument_spec():
         description_template=dict(type="str", default="Pre-patch backup of {instance_id} ({name}) for run {run_id} in landing zone {lz}"),
         tags=dict(type="dict", default={}),
         snapshot_tags_on_create=dict(type="bool", default=True),
-        wait=dict(type="bool", default=True),
-        wait_timeout=dict(type="int", default=10800),
-        poll_interval=dict(type="int", default=15),
-        progress_interval=dict(type="int", default=0),
         max_concurrent_creates=dict(type="int", default=10),
-        max_workers=dict(type="int", default=8),
         retention=dict(
             type="dict",
             default={},

@@ -243,21 +243,24 @@ api_calls:
 import time
 
 from ansible_collections.cms.patching.plugins.module_utils import _cancel, _rollback
-from ansible_collections.cms.patching.plugins.module_utils._module import CHECK_OPTIONS, at_least_one, count_statuses, instance_problems, run_module
+from ansible_collections.cms.patching.plugins.module_utils._module import (
+    CHECK_OPTIONS,
+    at_least_one,
+    count_statuses,
+    instance_problems,
+    round_options,
+    run_module,
+)
 
 
 def argument_spec():
     return dict(
+        round_options(wait_timeout=3600, poll_interval=15),
         instances=dict(type="list", elements="dict", required=True),
         run_id=dict(type="str", required=True),
         max_concurrent=dict(type="int", default=5),
-        wait=dict(type="bool", default=True),
-        wait_timeout=dict(type="int", default=3600),
-        poll_interval=dict(type="int", default=15),
-        progress_interval=dict(type="int", default=0),
         post_checks=dict(type="dict", default={}, options=CHECK_OPTIONS),
         rescan=dict(type="bool", default=False),
-        max_workers=dict(type="int", default=8),
     )
 
 

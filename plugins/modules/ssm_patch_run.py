@@ -445,12 +445,20 @@ import time
 
 from ansible_collections.cms.patching.plugins.module_utils import _cancel, _patch
 from ansible_collections.cms.patching.plugins.module_utils import _validate as v
-from ansible_collections.cms.patching.plugins.module_utils._module import CHECK_OPTIONS, at_least_one, count_statuses, instance_problems, run_module
+from ansible_collections.cms.patching.plugins.module_utils._module import (
+    CHECK_OPTIONS,
+    at_least_one,
+    count_statuses,
+    instance_problems,
+    round_options,
+    run_module,
+)
 from ansible_collections.cms.patching.plugins.module_utils._runcommand import COMMENT_MAX, comment_for
 
 
 def argument_spec():
     return dict(
+        round_options(wait_timeout=10800, poll_interval=30),
         instances=dict(type="list", elements="dict", required=True),
         run_id=dict(type="str", required=True),
         lz=dict(type="str", required=True),
@@ -464,10 +472,6 @@ def argument_spec():
         max_errors=dict(type="str", default="0"),
         delivery_timeout=dict(type="int", default=600),
         execution_timeout=dict(type="int", default=7200),
-        wait=dict(type="bool", default=True),
-        wait_timeout=dict(type="int", default=10800),
-        poll_interval=dict(type="int", default=30),
-        progress_interval=dict(type="int", default=0),
         output_s3_bucket=dict(type="str"),
         output_s3_prefix=dict(type="str"),
         cloudwatch_output=dict(type="bool", default=False),
@@ -478,7 +482,6 @@ def argument_spec():
         post_checks=dict(type="dict", default={}, options=CHECK_OPTIONS),
         lookback_hours=dict(type="int", default=168),
         compliance_wait=dict(type="int", default=300),
-        max_workers=dict(type="int", default=8),
     )
 
 
