@@ -312,20 +312,12 @@ api_calls:
 
 import time
 
-from ansible_collections.cms.patching.plugins.module_utils import _backup, _cancel, _retention
-from ansible_collections.cms.patching.plugins.module_utils._module import (
-    at_least_one,
-    count_statuses,
-    instance_problems,
-    region_problems,
-    round_options,
-    run_module,
-)
+from ansible_collections.cms.patching.plugins.module_utils import _backup, _cancel, _module, _retention
 
 
 def argument_spec():
     return dict(
-        round_options(wait_timeout=10800, poll_interval=15),
+        _module.round_options(wait_timeout=10800, poll_interval=15),
         mode=dict(type="str", choices=["create", "verify", "retain"], default="create"),
         instances=dict(type="list", elements="dict", default=[]),
         run_id=dict(type="str"),
@@ -351,13 +343,13 @@ def input_problems(params):
     if mode == "create" and not params["run_id"]:
         problems.append("run_id: required for mode=create (it tags the AMIs so a re-run finds them)")
     if mode in ("create", "verify"):
-        problems.extend(instance_problems(params["instances"], params["accounts"]))
+        problems.extend(_module.instance_problems(params["instances"], params["accounts"]))
         for i, item in enumerate(params["instances"]):
             for j, volume in enumerate(item.get("volumes") or []):
                 if not isinstance(volume, dict) or not volume.get("device_name") or not volume.get("volume_id"):
                     problems.append("instances[%d].volumes[%d]: needs device_name and volume_id" % (i, j))
     if mode == "retain":
-        problems.extend(region_problems(params["regions"]))
+        problems.extend(_module.region_problems(params["regions"]))
         if not params["regions"]:
             problems.append("regions: mode=retain needs the regions to clean up")
         for key in ("keep_last", "max_age_days"):
@@ -369,12 +361,12 @@ def input_problems(params):
             error = _backup.template_length_error(params[key], limit, params["run_id"])
         if error:
             problems.append("%s: %s" % (key, error))
-    problems.extend(at_least_one(params, ("wait_timeout", "poll_interval", "max_concurrent_creates", "max_workers")))
+    problems.extend(_module.at_least_one(params, ("wait_timeout", "poll_interval", "max_concurrent_creates", "max_workers")))
     return problems
 
 
 def progress(results, rounds, elapsed):
-    counts = count_statuses(results, "backup_status", ("verified", "pending", "failed", "skipped"))
+    counts = _module.count_statuses(results, "backup_status", ("verified", "pending", "failed", "skipped"))
     line = "backup round %d: %d verified, %d pending, %d failed of %d (%ds)" % (
         rounds,
         counts["verified"],
@@ -429,7 +421,7 @@ def work(module, fleet):
 
 
 def main():
-    run_module(argument_spec(), input_problems, work)
+    _module.run_module(argument_spec(), input_problems, work)
 
 
 if __name__ == "__main__":

@@ -256,7 +256,7 @@ api_calls:
   sample: {"calls": {"ec2:DescribeInstances": 4, "ssm:DescribeInstanceInformation": 4, "sts:AssumeRole": 1}, "retries": {}, "total": 9}
 """
 
-from ansible_collections.cms.patching.plugins.module_utils._module import region_problems, run_module
+from ansible_collections.cms.patching.plugins.module_utils import _module
 from ansible_collections.cms.patching.plugins.module_utils._scan import scan, summarize
 from ansible_collections.cms.patching.plugins.module_utils._validate import instance_id_error
 
@@ -279,7 +279,7 @@ def argument_spec():
 
 
 def input_problems(params):
-    problems = region_problems(params["regions"])
+    problems = _module.region_problems(params["regions"])
     if not params["regions"]:
         problems.append("regions: give at least one region")
     for i, instance_id in enumerate(params["instance_ids"] or []):
@@ -312,7 +312,7 @@ def work(module, fleet):
 
 
 def main():
-    run_module(argument_spec(), input_problems, work)
+    _module.run_module(argument_spec(), input_problems, work)
 
 
 if __name__ == "__main__":

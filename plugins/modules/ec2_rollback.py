@@ -242,38 +242,30 @@ api_calls:
 
 import time
 
-from ansible_collections.cms.patching.plugins.module_utils import _cancel, _rollback
-from ansible_collections.cms.patching.plugins.module_utils._module import (
-    CHECK_OPTIONS,
-    at_least_one,
-    count_statuses,
-    instance_problems,
-    round_options,
-    run_module,
-)
+from ansible_collections.cms.patching.plugins.module_utils import _cancel, _module, _rollback
 
 
 def argument_spec():
     return dict(
-        round_options(wait_timeout=3600, poll_interval=15),
+        _module.round_options(wait_timeout=3600, poll_interval=15),
         instances=dict(type="list", elements="dict", required=True),
         run_id=dict(type="str", required=True),
         max_concurrent=dict(type="int", default=5),
-        post_checks=dict(type="dict", default={}, options=CHECK_OPTIONS),
+        post_checks=dict(type="dict", default={}, options=_module.CHECK_OPTIONS),
         rescan=dict(type="bool", default=False),
     )
 
 
 def input_problems(params):
-    problems = instance_problems(params["instances"], params["accounts"])
-    problems.extend(at_least_one(params, ("max_concurrent", "wait_timeout", "poll_interval", "max_workers")))
+    problems = _module.instance_problems(params["instances"], params["accounts"])
+    problems.extend(_module.at_least_one(params, ("max_concurrent", "wait_timeout", "poll_interval", "max_workers")))
     if params["progress_interval"] < 0:
         problems.append("progress_interval: must be 0 or more")
     return problems
 
 
 def progress(results, rounds, elapsed):
-    counts = count_statuses(results, "rollback_status", ("rolled_back", "failed", "skipped", "pending"))
+    counts = _module.count_statuses(results, "rollback_status", ("rolled_back", "failed", "skipped", "pending"))
     line = "rollback round %d: %d rolled back, %d in progress, %d failed, %d skipped of %d (%ds)" % (
         rounds,
         counts["rolled_back"],
@@ -303,7 +295,7 @@ def work(module, fleet):
 
 
 def main():
-    run_module(argument_spec(), input_problems, work)
+    _module.run_module(argument_spec(), input_problems, work)
 
 
 if __name__ == "__main__":

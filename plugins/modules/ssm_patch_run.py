@@ -443,22 +443,14 @@ api_calls:
 
 import time
 
-from ansible_collections.cms.patching.plugins.module_utils import _cancel, _patch
+from ansible_collections.cms.patching.plugins.module_utils import _cancel, _module, _patch
 from ansible_collections.cms.patching.plugins.module_utils import _validate as v
-from ansible_collections.cms.patching.plugins.module_utils._module import (
-    CHECK_OPTIONS,
-    at_least_one,
-    count_statuses,
-    instance_problems,
-    round_options,
-    run_module,
-)
 from ansible_collections.cms.patching.plugins.module_utils._runcommand import COMMENT_MAX, comment_for
 
 
 def argument_spec():
     return dict(
-        round_options(wait_timeout=10800, poll_interval=30),
+        _module.round_options(wait_timeout=10800, poll_interval=30),
         instances=dict(type="list", elements="dict", required=True),
         run_id=dict(type="str", required=True),
         lz=dict(type="str", required=True),
@@ -478,8 +470,8 @@ def argument_spec():
         comment=dict(type="str", default=""),
         require_backup=dict(type="bool", default=True),
         max_failure_rate=dict(type="int", default=0),
-        pre_checks=dict(type="dict", default={}, options=CHECK_OPTIONS),
-        post_checks=dict(type="dict", default={}, options=CHECK_OPTIONS),
+        pre_checks=dict(type="dict", default={}, options=_module.CHECK_OPTIONS),
+        post_checks=dict(type="dict", default={}, options=_module.CHECK_OPTIONS),
         lookback_hours=dict(type="int", default=168),
         compliance_wait=dict(type="int", default=300),
     )
@@ -501,7 +493,7 @@ def comment_problems(params):
 
 
 def input_problems(params):
-    problems = instance_problems(params["instances"], params["accounts"])
+    problems = _module.instance_problems(params["instances"], params["accounts"])
     checks = (
         ("max_concurrency", v.rate_error(params["max_concurrency"])),
         ("max_errors", v.rate_error(params["max_errors"], allow_zero=True)),
@@ -515,7 +507,7 @@ def input_problems(params):
         problems.append("delivery_timeout: must be between 30 and 2592000 seconds (the SendCommand TimeoutSeconds range)")
     if params["compliance_wait"] < 0:
         problems.append("compliance_wait: must be 0 or more seconds")
-    problems.extend(at_least_one(params, ("execution_timeout", "wait_timeout", "poll_interval", "max_workers")))
+    problems.extend(_module.at_least_one(params, ("execution_timeout", "wait_timeout", "poll_interval", "max_workers")))
     if not 0 <= params["max_failure_rate"] <= 100:
         problems.append("max_failure_rate: must be a percentage between 0 and 100")
     if params["output_s3_prefix"] and not params["output_s3_bucket"]:
@@ -525,7 +517,7 @@ def input_problems(params):
 
 def progress(results, run, elapsed, wave):
     """Counts of the statuses, and a progress line: sent, done, failed, in flight (running, Pending or Delayed), queued for a slot."""
-    counts = count_statuses(results, "patch_status")
+    counts = _module.count_statuses(results, "patch_status")
     targets, completed, errors = run.batch.counts()
     in_flight = run.batch.in_flight()
     line = "patching wave %s round %d: %d done (%d failed), %d in flight (of at most %d), %d waiting for a slot, %d skipped, %d not run of %d (%ds)" % (
@@ -585,7 +577,7 @@ def work(module, fleet):
 
 
 def main():
-    run_module(argument_spec(), input_problems, work)
+    _module.run_module(argument_spec(), input_problems, work)
 
 
 if __name__ == "__main__":
