@@ -16,17 +16,28 @@ import urllib.request
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
+# The landing zone "bench": the sandbox's account and region, the instances tagged Environment=bench; each benchmark adds
+# its phases' settings (indented two spaces, under cms_patching_landing_zone).
+LANDING_ZONE = """---
+cms_patching_landing_zone:
+  accounts:
+    - account_id: "{account}"
+  regions: [{region}]
+  targets:
+    filters:
+      "tag:Environment": bench
+"""
 
 
 @contextlib.contextmanager
-def serving(tmp, count, managed_ratio, landing_zone, lz_file, start_timeout=300):
-    """In `tmp`: the landing zone `bench` (the YAML `landing_zone`, formatted with account and region, at lzs/bench/<lz_file>)
+def serving(tmp, count, managed_ratio, phases, lz_file, start_timeout=300):
+    """In `tmp`: the landing zone `bench` (LANDING_ZONE and the YAML `phases` at lzs/bench/<lz_file>)
     and a sandbox serving `count` instances tagged Environment=bench in ACCOUNT/REGION, `managed_ratio` of them SSM-managed.
     Yields the environment for ansible-playbook (os.environ plus the sandbox's env file, CMS_PATCHING_LZ_PATH,
     CMS_PATCHING_REPORT_DIR and ANSIBLE_CONFIG); the server is stopped on leaving."""
     path = tmp / "lzs" / "bench" / lz_file
     path.parent.mkdir(parents=True)
-    path.write_text(landing_zone.format(account=ACCOUNT, region=REGION))
+    path.write_text(LANDING_ZONE.format(account=ACCOUNT, region=REGION) + phases)
     scenario = tmp / "scenario.json"
     spec = {"count": count, "accounts": [ACCOUNT], "regions": [REGION], "reservations": 10, "managed_ratio": managed_ratio, "environment": "bench"}
     scenario.write_text(json.dumps({"synthetic": spec}))

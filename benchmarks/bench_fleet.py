@@ -75,14 +75,7 @@ PATCH = dict(
     post_checks={},
     max_workers=8,
 )
-LZ = """---
-cms_patching_landing_zone:
-  accounts:
-    - account_id: "{account}"
-  regions: [{region}]
-  targets:
-    filters:
-      "tag:Environment": bench
+PHASES = """\
   backup:
     wait_timeout: 900
     poll_interval: 2
@@ -142,7 +135,7 @@ def sandbox_calls(url):
 
 def playbook_benchmark(count, targets, settings=None, profile=False):
     """ansible-playbook --tags discovery,backup on `count` instances of which `targets` are SSM-managed targets."""
-    with tempfile.TemporaryDirectory() as tmp, serving(pathlib.Path(tmp), count, targets / count, LZ, ".landing_zone.yml") as env:
+    with tempfile.TemporaryDirectory() as tmp, serving(pathlib.Path(tmp), count, targets / count, PHASES, ".landing_zone.yml") as env:
         post(env, "calls/reset", {})
         post(env, "settings", settings or {})
         if profile:

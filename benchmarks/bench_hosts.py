@@ -28,14 +28,7 @@ PER_HOST = {
     "add_host": ("Add every target to the in-memory inventory", "Add the instances that are not targets to the in-memory inventory"),
     "outcome": ("Note whether this run patched", "Outcome"),
 }
-LZ = """---
-cms_patching_landing_zone:
-  accounts:
-    - account_id: "{account}"
-  regions: [{region}]
-  targets:
-    filters:
-      "tag:Environment": bench
+PHASES = """\
   backup:
     wait_timeout: 1800
     poll_interval: 2
@@ -51,7 +44,7 @@ cms_patching_landing_zone:
 
 def run_site(count, tmp):
     """ansible-playbook site.yml on `count` instances (90 % SSM-managed targets); returns the measurements."""
-    with serving(tmp, count, MANAGED, LZ, "group_vars/all/landing_zone.yml", start_timeout=600) as env:
+    with serving(tmp, count, MANAGED, PHASES, "group_vars/all/landing_zone.yml", start_timeout=600) as env:
         env.update(
             ANSIBLE_CALLBACK_PLUGINS=str(REPO / "benchmarks" / "callbacks"),
             ANSIBLE_CALLBACKS_ENABLED="cms.patching.patch_report,task_cpu",
