@@ -37,6 +37,8 @@ import tempfile
 import time
 import urllib.request
 
+from _fleet_server import ACCOUNT, REGION, post, serving
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "collections")]
 
@@ -46,8 +48,6 @@ from ansible_collections.cms.patching.plugins.module_utils._retry import RetryPo
 from ansible_collections.cms.patching.plugins.module_utils._scan import scan  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.cms.patching.plugins.module_utils._session import FleetSession  # noqa: E402  pylint: disable=wrong-import-position
 
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
 BACKUP = dict(
     no_reboot=True,
     name_template="cms-patching-{instance_id}-{run_id}",
@@ -75,14 +75,7 @@ PATCH = dict(
     post_checks={},
     max_workers=8,
 )
-LZ = """---
-cms_patching_landing_zone:
-  accounts:
-    - account_id: "{account}"
-  regions: [{region}]
-  targets:
-    filters:
-      "tag:Environment": bench
+PHASES = """\
   backup:
     wait_timeout: 900
     poll_interval: 2
@@ -142,51 +135,23 @@ def sandbox_calls(url):
 
 def playbook_benchmark(count, targets, settings=None, profile=False):
     """ansible-playbook --tags discovery,backup on `count` instances of which `targets` are SSM-managed targets."""
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = pathlib.Path(tmp)
-        (tmp / "lzs" / "bench").mkdir(parents=True)
-        (tmp / "lzs" / "bench" / ".landing_zone.yml").write_text(LZ.format(account=ACCOUNT, region=REGION))
-        scenario = tmp / "scenario.json"
-        spec = {"count": count, "accounts": [ACCOUNT], "regions": [REGION], "reservations": 10, "managed_ratio": targets / count, "environment": "bench"}
-        scenario.write_text(json.dumps({"synthetic": spec}))
-        env_file = tmp / "sandbox.env"
-        server = subprocess.Popen(  # pylint: disable=consider-using-with
-            [sys.executable, "-m", "sandbox", "serve", "--scenario", str(scenario), "--env-file", str(env_file)],
+    with tempfile.TemporaryDirectory() as tmp, serving(pathlib.Path(tmp), count, targets / count, PHASES, ".landing_zone.yml") as env:
+        post(env, "calls/reset", {})
+        post(env, "settings", settings or {})
+        if profile:
+            env["ANSIBLE_CALLBACKS_ENABLED"] = "cms.patching.patch_report,ansible.posix.profile_tasks"
+        started = time.monotonic()
+        run = subprocess.run(
+            [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "site.yml", "-e", "lz=bench", "--tags", "discovery,backup"],
             cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            check=False,
         )
-        try:
-            subprocess.run([sys.executable, "-m", "sandbox", "wait", "--env-file", str(env_file), "--timeout", "300"], cwd=REPO, check=True)
-            env = dict(
-                os.environ, CMS_PATCHING_LZ_PATH=str(tmp / "lzs"), CMS_PATCHING_REPORT_DIR=str(tmp / "reports"), ANSIBLE_CONFIG=str(REPO / "ansible.cfg")
-            )
-            for line in env_file.read_text().splitlines():
-                name, _sep, value = line.replace("export ", "", 1).partition("=")
-                env[name] = value.strip("'")
-            post = {"calls/reset": {}, "settings": settings or {}}
-            for path, body in post.items():
-                request = urllib.request.Request(
-                    env["CMS_SANDBOX_URL"] + "/" + path, method="POST", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-                )
-                urllib.request.urlopen(request, timeout=10).close()  # nosec - loopback
-            if profile:
-                env["ANSIBLE_CALLBACKS_ENABLED"] = "cms.patching.patch_report,ansible.posix.profile_tasks"
-            started = time.monotonic()
-            run = subprocess.run(
-                [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "site.yml", "-e", "lz=bench", "--tags", "discovery,backup"],
-                cwd=REPO,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                check=False,
-            )
-            seconds = time.monotonic() - started
-            calls = sandbox_calls(env["CMS_SANDBOX_URL"])
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+        seconds = time.monotonic() - started
+        calls = sandbox_calls(env["CMS_SANDBOX_URL"])
         if profile:
             pathlib.Path(profile).write_text(run.stdout, encoding="utf-8")
         summary = [line for line in run.stdout.splitlines() if line.startswith("bench run ")]

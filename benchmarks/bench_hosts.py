@@ -19,25 +19,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
+from _fleet_server import REPO, post, serving
+
 MANAGED = 0.9
 # The tasks whose work is per host: adding every instance to the inventory, and the outcome play.
 PER_HOST = {
     "add_host": ("Add every target to the in-memory inventory", "Add the instances that are not targets to the in-memory inventory"),
     "outcome": ("Note whether this run patched", "Outcome"),
 }
-LZ = """---
-cms_patching_landing_zone:
-  accounts:
-    - account_id: "{account}"
-  regions: [{region}]
-  targets:
-    filters:
-      "tag:Environment": bench
+PHASES = """\
   backup:
     wait_timeout: 1800
     poll_interval: 2
@@ -51,40 +42,15 @@ cms_patching_landing_zone:
 """
 
 
-def post(url, body):
-    request = urllib.request.Request(url, method="POST", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(request, timeout=30).close()  # nosec - loopback
-
-
 def run_site(count, tmp):
     """ansible-playbook site.yml on `count` instances (90 % SSM-managed targets); returns the measurements."""
-    (tmp / "lzs" / "bench" / "group_vars" / "all").mkdir(parents=True)
-    (tmp / "lzs" / "bench" / "group_vars" / "all" / "landing_zone.yml").write_text(LZ.format(account=ACCOUNT, region=REGION))
-    scenario = tmp / "scenario.json"
-    spec = {"count": count, "accounts": [ACCOUNT], "regions": [REGION], "reservations": 10, "managed_ratio": MANAGED, "environment": "bench"}
-    scenario.write_text(json.dumps({"synthetic": spec}))
-    env_file = tmp / "sandbox.env"
-    server = subprocess.Popen(  # pylint: disable=consider-using-with
-        [sys.executable, "-m", "sandbox", "serve", "--scenario", str(scenario), "--env-file", str(env_file)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        subprocess.run([sys.executable, "-m", "sandbox", "wait", "--env-file", str(env_file), "--timeout", "600"], cwd=REPO, check=True)
-        env = dict(
-            os.environ,
-            CMS_PATCHING_LZ_PATH=str(tmp / "lzs"),
-            CMS_PATCHING_REPORT_DIR=str(tmp / "reports"),
-            ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+    with serving(tmp, count, MANAGED, PHASES, "group_vars/all/landing_zone.yml", start_timeout=600) as env:
+        env.update(
             ANSIBLE_CALLBACK_PLUGINS=str(REPO / "benchmarks" / "callbacks"),
             ANSIBLE_CALLBACKS_ENABLED="cms.patching.patch_report,task_cpu",
             CMS_BENCH_TASK_CPU=str(tmp / "task_cpu.json"),
         )
-        for line in env_file.read_text().splitlines():
-            name, _sep, value = line.replace("export ", "", 1).partition("=")
-            env[name] = value.strip("'")
-        post(env["CMS_SANDBOX_URL"] + "/calls/reset", {})
+        post(env, "calls/reset", {})
         started = time.monotonic()
         with open(tmp / "output.txt", "w", encoding="utf-8") as output:
             proc = subprocess.Popen(  # pylint: disable=consider-using-with
@@ -96,9 +62,6 @@ def run_site(count, tmp):
             )
             _pid, status, usage = os.wait4(proc.pid, 0)
         seconds = time.monotonic() - started
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
     measured = json.loads((tmp / "task_cpu.json").read_text())
     text = (tmp / "output.txt").read_text()
     summary = [line for line in text.splitlines() if line.startswith("bench run ")]

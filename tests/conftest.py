@@ -11,7 +11,8 @@ import sys
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-for path in (REPO_ROOT, REPO_ROOT / "collections"):
+# tests/ itself for demo_fleet (pytest's prepend import mode adds it too; this keeps it true under any import mode).
+for path in (REPO_ROOT, REPO_ROOT / "collections", REPO_ROOT / "tests"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
@@ -19,13 +20,8 @@ from ansible.module_utils import _internal as _module_internal  # noqa: E402  py
 from ansible.module_utils.common import warnings as warnings_module  # noqa: E402  pylint: disable=wrong-import-position
 from ansible.module_utils.testing import patch_module_args  # noqa: E402  pylint: disable=wrong-import-position
 
+from demo_fleet import DEMO_ACCOUNTS, DEMO_REGIONS, OTHER_ACCOUNT, OTHER_ROLE, OWN_ACCOUNT  # noqa: E402,F401  pylint: disable=wrong-import-position
 from sandbox import Sandbox  # noqa: E402  pylint: disable=wrong-import-position
-
-OWN_ACCOUNT = "123456789012"
-OTHER_ACCOUNT = "210987654321"
-OTHER_ROLE = "arn:aws:iam::%s:role/CmsPatchingRole" % OTHER_ACCOUNT
-DEMO_ACCOUNTS = [{"account_id": OWN_ACCOUNT}, {"account_id": OTHER_ACCOUNT, "role_arn": OTHER_ROLE, "external_id": "cms-demo"}]
-DEMO_REGIONS = ["us-east-1", "eu-west-1"]
 
 
 @pytest.fixture(scope="session")

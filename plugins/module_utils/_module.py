@@ -2,10 +2,10 @@
 # Copyright: Contributors to the cms.patching collection
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""What the three fleet modules share: the options that describe a landing zone's
-accounts, input validation that names the bad item, the session factory, the
-cancel watch around the module's work, and the API-cost report every result
-carries."""
+"""What the fleet modules share: the options that describe a landing zone's
+accounts and the health checks, input validation that names the bad item, the
+session factory, the cancel watch around the module's work, and the API-cost
+report every result carries; run_module is their main()."""
 
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 
@@ -48,6 +48,37 @@ INSTANCE_OPTIONS = dict(
     account_id=dict(type="str", required=True),
     region=dict(type="str", required=True),
 )
+
+# The health checks of ssm_patch_run (pre_checks, post_checks) and ec2_rollback (post_checks), run by _health; each module
+# documents them (suboptions) in its DOCUMENTATION.
+CHECK_OPTIONS = dict(
+    ssm_online=dict(type="bool", default=False),
+    ec2_status=dict(type="bool", default=False),
+    command=dict(type="str"),
+    windows_command=dict(type="str"),
+    timeout=dict(type="int", default=600),
+)
+
+
+def round_options(wait_timeout, poll_interval):
+    """The options of a module that works in poll rounds (ami_backup_verified, ssm_patch_run, ec2_rollback), with its
+    own defaults for the timeout and the interval; each module documents them."""
+    return dict(
+        wait=dict(type="bool", default=True),
+        wait_timeout=dict(type="int", default=wait_timeout),
+        poll_interval=dict(type="int", default=poll_interval),
+        progress_interval=dict(type="int", default=0),
+        max_workers=dict(type="int", default=8),
+    )
+
+
+def run_module(argument_spec, input_problems, work):
+    """A fleet module's main(): parse the options, fail naming every bad one (the accounts and run ID, then
+    input_problems(params)), build the session, and run work(module, fleet) -> result under run_fleet_module."""
+    module = fleet_module(argument_spec)
+    fail_on_problems(module, common_problems(module.params) + input_problems(module.params))
+    fleet = build_fleet(module)
+    run_fleet_module(module, fleet, lambda: work(module, fleet))
 
 
 def fleet_module(argument_spec, **kwargs):
@@ -103,6 +134,18 @@ def duration_error(value):
             MAX_DURATION,
         )
     return None
+
+
+def at_least_one(params, keys):
+    return ["%s: must be at least 1" % key for key in keys if params[key] < 1]
+
+
+def count_statuses(results, key, statuses=()):
+    """How many results have each value of result[key]; the given statuses are always there (0 when none)."""
+    counts = dict.fromkeys(statuses, 0)
+    for item in results:
+        counts[item[key]] = counts.get(item[key], 0) + 1
+    return counts
 
 
 def region_problems(regions, option="regions"):

@@ -365,16 +365,32 @@ api_calls:
 
 import time
 
-from ansible_collections.cms.patching.plugins.module_utils import _backup, _cancel, _retention, _run_claim
-from ansible_collections.cms.patching.plugins.module_utils._module import (
-    build_fleet,
-    common_problems,
-    fail_on_problems,
-    fleet_module,
-    instance_problems,
-    region_problems,
-    run_fleet_module,
-)
+from ansible_collections.cms.patching.plugins.module_utils import _backup, _cancel, _module, _retention, _run_claim
+
+
+def argument_spec():
+    return dict(
+        _module.round_options(wait_timeout=10800, poll_interval=15),
+        mode=dict(type="str", choices=["create", "verify", "retain"], default="create"),
+        instances=dict(type="list", elements="dict", default=[]),
+        run_id=dict(type="str"),
+        lz=dict(type="str", required=True),
+        regions=dict(type="list", elements="str", default=[]),
+        no_reboot=dict(type="bool", default=True),
+        name_template=dict(type="str", default="cms-patching-{instance_id}-{run_id}"),
+        description_template=dict(type="str", default="Pre-patch backup of {instance_id} ({name}) for run {run_id} in landing zone {lz}"),
+        tags=dict(type="dict", default={}),
+        snapshot_tags_on_create=dict(type="bool", default=True),
+        max_concurrent_creates=dict(type="int", default=10),
+        retention=dict(
+            type="dict",
+            default={},
+            options=dict(keep_last=dict(type="int", default=3), max_age_days=dict(type="int", default=30)),
+        ),
+        claim=dict(type="bool", default=False),
+        claimant=dict(type="str"),
+        claim_stale_after=dict(type="int", default=3600),
+    )
 
 
 def input_problems(params):
@@ -383,13 +399,13 @@ def input_problems(params):
     if mode == "create" and not params["run_id"]:
         problems.append("run_id: required for mode=create (it tags the AMIs so a re-run finds them)")
     if mode in ("create", "verify"):
-        problems.extend(instance_problems(params["instances"], params["accounts"]))
+        problems.extend(_module.instance_problems(params["instances"], params["accounts"]))
         for i, item in enumerate(params["instances"]):
             for j, volume in enumerate(item.get("volumes") or []):
                 if not isinstance(volume, dict) or not volume.get("device_name") or not volume.get("volume_id"):
                     problems.append("instances[%d].volumes[%d]: needs device_name and volume_id" % (i, j))
     if mode == "retain":
-        problems.extend(region_problems(params["regions"]))
+        problems.extend(_module.region_problems(params["regions"]))
         if not params["regions"]:
             problems.append("regions: mode=retain needs the regions to clean up")
         for key in ("keep_last", "max_age_days"):
@@ -405,16 +421,12 @@ def input_problems(params):
             error = _backup.template_length_error(params[key], limit, params["run_id"])
         if error:
             problems.append("%s: %s" % (key, error))
-    for key in ("wait_timeout", "poll_interval", "max_concurrent_creates", "max_workers"):
-        if params[key] < 1:
-            problems.append("%s: must be at least 1" % key)
+    problems.extend(_module.at_least_one(params, ("wait_timeout", "poll_interval", "max_concurrent_creates", "max_workers")))
     return problems
 
 
 def progress(results, rounds, elapsed):
-    counts = {s: 0 for s in ("verified", "pending", "failed", "skipped")}
-    for item in results:
-        counts[item["backup_status"]] = counts.get(item["backup_status"], 0) + 1
+    counts = _module.count_statuses(results, "backup_status", ("verified", "pending", "failed", "skipped"))
     line = "backup round %d: %d verified, %d pending, %d failed of %d (%ds)" % (
         rounds,
         counts["verified"],
@@ -473,58 +485,29 @@ def retain(module, fleet):
     return result
 
 
-def main():
-    argument_spec = dict(
-        mode=dict(type="str", choices=["create", "verify", "retain"], default="create"),
-        instances=dict(type="list", elements="dict", default=[]),
-        run_id=dict(type="str"),
-        lz=dict(type="str", required=True),
-        regions=dict(type="list", elements="str", default=[]),
-        no_reboot=dict(type="bool", default=True),
-        name_template=dict(type="str", default="cms-patching-{instance_id}-{run_id}"),
-        description_template=dict(type="str", default="Pre-patch backup of {instance_id} ({name}) for run {run_id} in landing zone {lz}"),
-        tags=dict(type="dict", default={}),
-        snapshot_tags_on_create=dict(type="bool", default=True),
-        wait=dict(type="bool", default=True),
-        wait_timeout=dict(type="int", default=10800),
-        poll_interval=dict(type="int", default=15),
-        progress_interval=dict(type="int", default=0),
-        max_concurrent_creates=dict(type="int", default=10),
-        max_workers=dict(type="int", default=8),
-        retention=dict(
-            type="dict",
-            default={},
-            options=dict(keep_last=dict(type="int", default=3), max_age_days=dict(type="int", default=30)),
-        ),
-        claim=dict(type="bool", default=False),
-        claimant=dict(type="str"),
-        claim_stale_after=dict(type="int", default=3600),
-    )
-    module = fleet_module(argument_spec)
-    params = module.params
-    fail_on_problems(module, common_problems(params) + input_problems(params))
-    fleet = build_fleet(module)
+def work(module, fleet):
     started = time.time()
+    params = module.params
+    if params["mode"] == "retain":
+        return retain(module, fleet)
+    options = {k: params[k] for k in argument_spec() if k not in ("instances", "run_id", "lz", "mode")}
+    instances = [dict(i) for i in params["instances"]]
+    run = _backup.BackupRun(fleet, instances, params["run_id"], params["lz"], options, check_mode=module.check_mode, sleep=_cancel.sleep)
+    results = run.run(create=params["mode"] == "create", wait=params["wait"], progress_interval=params["progress_interval"])
+    counts, prog = progress(results, run.rounds, int(time.time() - started))
+    return dict(
+        mode=params["mode"],
+        run_id=params["run_id"],
+        changed=run.changed,
+        instances=results,
+        summary=counts,
+        pending=counts["pending"],
+        progress=prog,
+    )
 
-    def work():
-        if params["mode"] == "retain":
-            return retain(module, fleet)
-        options = {k: params[k] for k in argument_spec if k not in ("instances", "run_id", "lz", "mode")}
-        instances = [dict(i) for i in params["instances"]]
-        run = _backup.BackupRun(fleet, instances, params["run_id"], params["lz"], options, check_mode=module.check_mode, sleep=_cancel.sleep)
-        results = run.run(create=params["mode"] == "create", wait=params["wait"], progress_interval=params["progress_interval"])
-        counts, prog = progress(results, run.rounds, int(time.time() - started))
-        return dict(
-            mode=params["mode"],
-            run_id=params["run_id"],
-            changed=run.changed,
-            instances=results,
-            summary=counts,
-            pending=counts["pending"],
-            progress=prog,
-        )
 
-    run_fleet_module(module, fleet, work)
+def main():
+    _module.run_module(argument_spec(), input_problems, work)
 
 
 if __name__ == "__main__":

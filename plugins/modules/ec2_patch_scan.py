@@ -408,23 +408,15 @@ api_calls:
   sample: {"calls": {"ec2:DescribeInstances": 4, "ssm:DescribeInstanceInformation": 4, "sts:AssumeRole": 1}, "retries": {}, "total": 9}
 """
 
-from ansible_collections.cms.patching.plugins.module_utils import _organizations
-from ansible_collections.cms.patching.plugins.module_utils._module import (
-    ACCOUNT_OPTIONS,
-    build_fleet,
-    common_problems,
-    duration_error,
-    fail_on_problems,
-    fleet_module,
-    region_problems,
-    run_fleet_module,
-)
+from ansible_collections.cms.patching.plugins.module_utils import _module, _organizations
 from ansible_collections.cms.patching.plugins.module_utils._scan import scan, summarize
 from ansible_collections.cms.patching.plugins.module_utils._validate import instance_id_error
 
+RULE_OPTIONS = ("include_tags", "exclude_tags", "instance_states", "platforms", "require_ssm_online")
 
-def main():
-    argument_spec = dict(
+
+def argument_spec():
+    return dict(
         regions=dict(type="list", elements="str", required=True),
         filters=dict(type="dict", default={}),
         include_tags=dict(type="dict", default={}),
@@ -436,7 +428,7 @@ def main():
         max_workers=dict(type="int", default=8),
         allow_partial=dict(type="bool", default=False),
         # With an organization source, accounts may be empty: the OUs give them.
-        accounts=dict(type="list", elements="dict", default=[], options=ACCOUNT_OPTIONS),
+        accounts=dict(type="list", elements="dict", default=[], options=_module.ACCOUNT_OPTIONS),
         organization=dict(
             type="dict",
             options=dict(
@@ -454,66 +446,68 @@ def main():
         ),
         accounts_only=dict(type="bool", default=False),
     )
-    module = fleet_module(argument_spec)
-    params = module.params
-    problems = common_problems(params) + region_problems(params["regions"])
+
+
+def input_problems(params):
+    problems = _module.region_problems(params["regions"])
     if not params["regions"]:
         problems.append("regions: give at least one region")
     if not params["accounts"] and not params["organization"]:
         problems.append("accounts: give at least one account, or an organization source")
     if params["organization"]:
-        problems += _organizations.source_problems(params["organization"], [r for r in params["regions"] if not region_problems([r])])
+        problems += _organizations.source_problems(params["organization"], [r for r in params["regions"] if not _module.region_problems([r])])
         if params["organization"].get("duration_seconds") is not None:
-            error = duration_error(params["organization"]["duration_seconds"])
+            error = _module.duration_error(params["organization"]["duration_seconds"])
             if error:
                 problems.append("organization.duration_seconds: %s" % error)
     for i, instance_id in enumerate(params["instance_ids"] or []):
         error = instance_id_error(instance_id)
         if error:
             problems.append("instance_ids[%d]: %s" % (i, error))
-    fail_on_problems(module, problems)
+    return problems
 
-    fleet = build_fleet(module)
-    rules = {k: params[k] for k in ("include_tags", "exclude_tags", "instance_states", "platforms", "require_ssm_online")}
 
-    def work():
-        accounts, skipped, members = params["accounts"], [], []
-        if params["organization"]:
-            # Read through the fleet session: retries, call counts, partition-aware STS for the management role.
-            accounts, skipped, members = _organizations.resolve_accounts(fleet, params["accounts"], params["organization"], params["regions"])
-        result = dict(
-            changed=False,
-            accounts=[{k: a[k] for k in ACCOUNT_OPTIONS if a.get(k) is not None} for a in accounts],
-            skipped_accounts=skipped,
-            organization_accounts=members,
-            empty_accounts=[],
-        )
-        if params["accounts_only"]:
-            result.update(instances=[], summary=summarize([]), errors=[], accounts_only=True)
-            return result
-        records, errors = scan(
-            fleet,
-            [a["account_id"] for a in accounts],
-            params["regions"],
-            params["filters"],
-            rules,
-            instance_ids=params["instance_ids"],
-            max_workers=max(1, params["max_workers"]),
-        )
-        result.update(instances=records, summary=summarize(records), errors=errors)
-        if params["instance_ids"] is None:
-            # A member of the OUs with nothing in the landing zone still gets a report row, so a new account is seen, not silent.
-            result["empty_accounts"] = _organizations.empty_accounts(members, records, errors)
-        if errors:
-            result["failed"] = not params["allow_partial"]
-            result["msg"] = "Could not scan %d of %d account/region pairs: %s" % (
-                len(errors),
-                len(accounts) * len(params["regions"]),
-                "; ".join("%s/%s: %s" % (e["account_id"], e["region"], e["error"]) for e in errors),
-            )
+def work(module, fleet):
+    params = module.params
+    accounts, skipped, members = params["accounts"], [], []
+    if params["organization"]:
+        # Read through the fleet session: retries, call counts, partition-aware STS for the management role.
+        accounts, skipped, members = _organizations.resolve_accounts(fleet, params["accounts"], params["organization"], params["regions"])
+    result = dict(
+        changed=False,
+        accounts=[{k: a[k] for k in _module.ACCOUNT_OPTIONS if a.get(k) is not None} for a in accounts],
+        skipped_accounts=skipped,
+        organization_accounts=members,
+        empty_accounts=[],
+    )
+    if params["accounts_only"]:
+        result.update(instances=[], summary=summarize([]), errors=[], accounts_only=True)
         return result
+    records, errors = scan(
+        fleet,
+        [a["account_id"] for a in accounts],
+        params["regions"],
+        params["filters"],
+        {k: params[k] for k in RULE_OPTIONS},
+        instance_ids=params["instance_ids"],
+        max_workers=max(1, params["max_workers"]),
+    )
+    result.update(instances=records, summary=summarize(records), errors=errors)
+    if params["instance_ids"] is None:
+        # A member of the OUs with nothing in the landing zone still gets a report row, so a new account is seen, not silent.
+        result["empty_accounts"] = _organizations.empty_accounts(members, records, errors)
+    if errors:
+        result["failed"] = not params["allow_partial"]
+        result["msg"] = "Could not scan %d of %d account/region pairs: %s" % (
+            len(errors),
+            len(accounts) * len(params["regions"]),
+            "; ".join("%s/%s: %s" % (e["account_id"], e["region"], e["error"]) for e in errors),
+        )
+    return result
 
-    run_fleet_module(module, fleet, work)
+
+def main():
+    _module.run_module(argument_spec(), input_problems, work)
 
 
 if __name__ == "__main__":

@@ -242,39 +242,30 @@ api_calls:
 
 import time
 
-from ansible_collections.cms.patching.plugins.module_utils import _rollback
-from ansible_collections.cms.patching.plugins.module_utils._module import (
-    build_fleet,
-    common_problems,
-    fail_on_problems,
-    fleet_module,
-    instance_problems,
-    run_fleet_module,
-)
+from ansible_collections.cms.patching.plugins.module_utils import _cancel, _module, _rollback
 
-CHECK_OPTIONS = dict(
-    ssm_online=dict(type="bool", default=False),
-    ec2_status=dict(type="bool", default=False),
-    command=dict(type="str"),
-    windows_command=dict(type="str"),
-    timeout=dict(type="int", default=600),
-)
+
+def argument_spec():
+    return dict(
+        _module.round_options(wait_timeout=3600, poll_interval=15),
+        instances=dict(type="list", elements="dict", required=True),
+        run_id=dict(type="str", required=True),
+        max_concurrent=dict(type="int", default=5),
+        post_checks=dict(type="dict", default={}, options=_module.CHECK_OPTIONS),
+        rescan=dict(type="bool", default=False),
+    )
 
 
 def input_problems(params):
-    problems = instance_problems(params["instances"], params["accounts"])
-    for key in ("max_concurrent", "wait_timeout", "poll_interval", "max_workers"):
-        if params[key] < 1:
-            problems.append("%s: must be at least 1" % key)
+    problems = _module.instance_problems(params["instances"], params["accounts"])
+    problems.extend(_module.at_least_one(params, ("max_concurrent", "wait_timeout", "poll_interval", "max_workers")))
     if params["progress_interval"] < 0:
         problems.append("progress_interval: must be 0 or more")
     return problems
 
 
 def progress(results, rounds, elapsed):
-    counts = {s: 0 for s in ("rolled_back", "failed", "skipped", "pending")}
-    for item in results:
-        counts[item["rollback_status"]] = counts.get(item["rollback_status"], 0) + 1
+    counts = _module.count_statuses(results, "rollback_status", ("rolled_back", "failed", "skipped", "pending"))
     line = "rollback round %d: %d rolled back, %d in progress, %d failed, %d skipped of %d (%ds)" % (
         rounds,
         counts["rolled_back"],
@@ -287,37 +278,24 @@ def progress(results, rounds, elapsed):
     return counts, {"phase": "rollback", "rounds": rounds, "elapsed": elapsed, "line": line}
 
 
-def main():
-    argument_spec = dict(
-        instances=dict(type="list", elements="dict", required=True),
-        run_id=dict(type="str", required=True),
-        max_concurrent=dict(type="int", default=5),
-        wait=dict(type="bool", default=True),
-        wait_timeout=dict(type="int", default=3600),
-        poll_interval=dict(type="int", default=15),
-        progress_interval=dict(type="int", default=0),
-        post_checks=dict(type="dict", default={}, options=CHECK_OPTIONS),
-        rescan=dict(type="bool", default=False),
-        max_workers=dict(type="int", default=8),
-    )
-    module = fleet_module(argument_spec)
-    params = module.params
-    fail_on_problems(module, common_problems(params) + input_problems(params))
-    fleet = build_fleet(module)
+def work(module, fleet):
     started = time.time()
+    params = module.params
+    options = {k: params[k] for k in argument_spec() if k not in ("instances", "run_id")}
+    # _cancel.sleep: a cancel (Ctrl-C, an AWX cancel, the controller gone) ends the wait between poll rounds at once, not
+    # after poll_interval seconds; the next run with the same run_id resumes from AWS's state.
+    run = _rollback.RollbackRun(fleet, [dict(i) for i in params["instances"]], params["run_id"], options, check_mode=module.check_mode, sleep=_cancel.sleep)
+    results = run.run(wait=params["wait"], progress_interval=params["progress_interval"])
+    counts, prog = progress(results, run.rounds, int(time.time() - started))
+    lines = [
+        "%s (%s): %s %s" % (r["name"] or r["instance_id"], r["instance_id"], r["rollback_status"], r["plan"] or r["error"] or r["rollback_volumes_text"])
+        for r in results
+    ]
+    return dict(run_id=params["run_id"], changed=run.changed, instances=results, summary=counts, pending=counts["pending"], progress=prog, lines=lines)
 
-    def work():
-        options = {k: params[k] for k in argument_spec if k not in ("instances", "run_id")}
-        run = _rollback.RollbackRun(fleet, [dict(i) for i in params["instances"]], params["run_id"], options, check_mode=module.check_mode)
-        results = run.run(wait=params["wait"], progress_interval=params["progress_interval"])
-        counts, prog = progress(results, run.rounds, int(time.time() - started))
-        lines = [
-            "%s (%s): %s %s" % (r["name"] or r["instance_id"], r["instance_id"], r["rollback_status"], r["plan"] or r["error"] or r["rollback_volumes_text"])
-            for r in results
-        ]
-        return dict(run_id=params["run_id"], changed=run.changed, instances=results, summary=counts, pending=counts["pending"], progress=prog, lines=lines)
 
-    run_fleet_module(module, fleet, work)
+def main():
+    _module.run_module(argument_spec(), input_problems, work)
 
 
 if __name__ == "__main__":

@@ -443,25 +443,38 @@ api_calls:
 
 import time
 
-from ansible_collections.cms.patching.plugins.module_utils import _cancel, _patch
+from ansible_collections.cms.patching.plugins.module_utils import _cancel, _module, _patch
 from ansible_collections.cms.patching.plugins.module_utils import _validate as v
-from ansible_collections.cms.patching.plugins.module_utils._module import (
-    build_fleet,
-    common_problems,
-    fail_on_problems,
-    fleet_module,
-    instance_problems,
-    run_fleet_module,
-)
 from ansible_collections.cms.patching.plugins.module_utils._runcommand import COMMENT_MAX, comment_for
 
-CHECK_OPTIONS = dict(
-    ssm_online=dict(type="bool", default=False),
-    ec2_status=dict(type="bool", default=False),
-    command=dict(type="str"),
-    windows_command=dict(type="str"),
-    timeout=dict(type="int", default=600),
-)
+
+def argument_spec():
+    return dict(
+        _module.round_options(wait_timeout=10800, poll_interval=30),
+        instances=dict(type="list", elements="dict", required=True),
+        run_id=dict(type="str", required=True),
+        lz=dict(type="str", required=True),
+        wave=dict(type="str", default="all"),
+        operation=dict(type="str", choices=["Scan", "Install"], required=True),
+        reboot_option=dict(type="str", choices=["RebootIfNeeded", "NoReboot"], default="RebootIfNeeded"),
+        baseline_override=dict(type="str"),
+        install_override_list=dict(type="str"),
+        snapshot_id=dict(type="str"),
+        max_concurrency=dict(type="str", default="10%"),
+        max_errors=dict(type="str", default="0"),
+        delivery_timeout=dict(type="int", default=600),
+        execution_timeout=dict(type="int", default=7200),
+        output_s3_bucket=dict(type="str"),
+        output_s3_prefix=dict(type="str"),
+        cloudwatch_output=dict(type="bool", default=False),
+        comment=dict(type="str", default=""),
+        require_backup=dict(type="bool", default=True),
+        max_failure_rate=dict(type="int", default=0),
+        pre_checks=dict(type="dict", default={}, options=_module.CHECK_OPTIONS),
+        post_checks=dict(type="dict", default={}, options=_module.CHECK_OPTIONS),
+        lookback_hours=dict(type="int", default=168),
+        compliance_wait=dict(type="int", default=300),
+    )
 
 
 def comment_problems(params):
@@ -480,7 +493,7 @@ def comment_problems(params):
 
 
 def input_problems(params):
-    problems = instance_problems(params["instances"], params["accounts"])
+    problems = _module.instance_problems(params["instances"], params["accounts"])
     checks = (
         ("max_concurrency", v.rate_error(params["max_concurrency"])),
         ("max_errors", v.rate_error(params["max_errors"], allow_zero=True)),
@@ -494,9 +507,7 @@ def input_problems(params):
         problems.append("delivery_timeout: must be between 30 and 2592000 seconds (the SendCommand TimeoutSeconds range)")
     if params["compliance_wait"] < 0:
         problems.append("compliance_wait: must be 0 or more seconds")
-    for key in ("execution_timeout", "wait_timeout", "poll_interval", "max_workers"):
-        if params[key] < 1:
-            problems.append("%s: must be at least 1" % key)
+    problems.extend(_module.at_least_one(params, ("execution_timeout", "wait_timeout", "poll_interval", "max_workers")))
     if not 0 <= params["max_failure_rate"] <= 100:
         problems.append("max_failure_rate: must be a percentage between 0 and 100")
     if params["output_s3_prefix"] and not params["output_s3_bucket"]:
@@ -506,9 +517,7 @@ def input_problems(params):
 
 def progress(results, run, elapsed, wave):
     """Counts of the statuses, and a progress line: sent, done, failed, in flight (running, Pending or Delayed), queued for a slot."""
-    counts = {}
-    for item in results:
-        counts[item["patch_status"]] = counts.get(item["patch_status"], 0) + 1
+    counts = _module.count_statuses(results, "patch_status")
     targets, completed, errors = run.batch.counts()
     in_flight = run.batch.in_flight()
     line = "patching wave %s round %d: %d done (%d failed), %d in flight (of at most %d), %d waiting for a slot, %d skipped, %d not run of %d (%ds)" % (
@@ -540,68 +549,35 @@ def progress(results, run, elapsed, wave):
     }
 
 
-def main():
-    argument_spec = dict(
-        instances=dict(type="list", elements="dict", required=True),
-        run_id=dict(type="str", required=True),
-        lz=dict(type="str", required=True),
-        wave=dict(type="str", default="all"),
-        operation=dict(type="str", choices=["Scan", "Install"], required=True),
-        reboot_option=dict(type="str", choices=["RebootIfNeeded", "NoReboot"], default="RebootIfNeeded"),
-        baseline_override=dict(type="str"),
-        install_override_list=dict(type="str"),
-        snapshot_id=dict(type="str"),
-        max_concurrency=dict(type="str", default="10%"),
-        max_errors=dict(type="str", default="0"),
-        delivery_timeout=dict(type="int", default=600),
-        execution_timeout=dict(type="int", default=7200),
-        wait=dict(type="bool", default=True),
-        wait_timeout=dict(type="int", default=10800),
-        poll_interval=dict(type="int", default=30),
-        progress_interval=dict(type="int", default=0),
-        output_s3_bucket=dict(type="str"),
-        output_s3_prefix=dict(type="str"),
-        cloudwatch_output=dict(type="bool", default=False),
-        comment=dict(type="str", default=""),
-        require_backup=dict(type="bool", default=True),
-        max_failure_rate=dict(type="int", default=0),
-        pre_checks=dict(type="dict", default={}, options=CHECK_OPTIONS),
-        post_checks=dict(type="dict", default={}, options=CHECK_OPTIONS),
-        lookback_hours=dict(type="int", default=168),
-        compliance_wait=dict(type="int", default=300),
-        max_workers=dict(type="int", default=8),
-    )
-    module = fleet_module(argument_spec)
-    params = module.params
-    fail_on_problems(module, common_problems(params) + input_problems(params))
-    fleet = build_fleet(module)
+def work(module, fleet):
     started = time.monotonic()
+    params = module.params
+    options = dict(params)
+    if params["comment"]:
+        options["wave"] = "%s %s" % (params["wave"], params["comment"])
+    # The controller's clock only measures its own waits (progress_interval, check timeouts); everything compared
+    # with AWS timestamps uses AWS's clock (fleet.server_clock).
+    run = _patch.PatchRun(fleet, [dict(i) for i in params["instances"]], params["run_id"], options, module.check_mode, time.monotonic, _cancel.sleep)
+    results = run.run(wait=params["wait"], progress_interval=params["progress_interval"])
+    for item in results:
+        item["wave"] = params["wave"]
+    counts, prog = progress(results, run, int(time.monotonic() - started), params["wave"])
+    return dict(
+        changed=run.changed,
+        run_id=params["run_id"],
+        wave=params["wave"],
+        instances=results,
+        summary=counts,
+        pending=counts.get("pending", 0),
+        verdict=_patch.wave_verdict(results, params["max_failure_rate"], run.stopped),
+        progress=prog,
+        planned=[{"account_id": loc[0], "region": loc[1], "instance_ids": ids} for loc, ids in run.planned],
+        parameters=run.parameters(),
+    )
 
-    def work():
-        options = dict(params)
-        if params["comment"]:
-            options["wave"] = "%s %s" % (params["wave"], params["comment"])
-        # The controller's clock only measures its own waits (progress_interval, check timeouts); everything compared
-        # with AWS timestamps uses AWS's clock (fleet.server_clock).
-        run = _patch.PatchRun(fleet, [dict(i) for i in params["instances"]], params["run_id"], options, module.check_mode, time.monotonic, _cancel.sleep)
-        results = run.run(wait=params["wait"], progress_interval=params["progress_interval"])
-        for item in results:
-            item["wave"] = params["wave"]
-        counts, prog = progress(results, run, int(time.monotonic() - started), params["wave"])
-        return dict(
-            changed=run.changed,
-            run_id=params["run_id"],
-            wave=params["wave"],
-            instances=results,
-            summary=counts,
-            pending=counts.get("pending", 0),
-            verdict=_patch.wave_verdict(results, params["max_failure_rate"], run.stopped),
-            progress=prog,
-            planned=[{"account_id": loc[0], "region": loc[1], "instance_ids": ids} for loc, ids in run.planned],
-            parameters=run.parameters(),
-        )
 
-    run_fleet_module(module, fleet, work)
+def main():
+    _module.run_module(argument_spec(), input_problems, work)
 
 
 if __name__ == "__main__":

@@ -130,9 +130,34 @@ def _in_transition(instance: Instance) -> _InstanceTransition | None:
     return instance.__dict__.get("_cms_transition")
 
 
-def stop_instances(self: InstanceResponse) -> ActionResult:
+@dataclasses.dataclass(frozen=True)
+class _StateChange:
+    """StopInstances or StartInstances, as EC2 answers them (EC2 API reference StopInstances, StartInstances)."""
+
+    action: str  # moto's response and backend method
+    result_key: str
+    name: str  # the state the instance is in meanwhile ...
+    code: int
+    seconds: str  # ... for this many seconds (the setting's name)
+    already: str  # the state in which there is nothing to do
+    refusal: str  # IncorrectInstanceState message, formatted with the instance ID
+
+
+_STOP = _StateChange(
+    "stop_instances", "StoppingInstances", "stopping", 64, "instance_stop_seconds", "stopped",
+    "This instance '%s' is not in a state from which it can be stopped.",
+)
+_START = _StateChange(
+    "start_instances", "StartingInstances", "pending", 0, "instance_start_seconds", "running",
+    "The instance '%s' is not in a state from which it can be started.",
+)
+
+
+def _change_states(self: InstanceResponse, change: _StateChange) -> ActionResult:
+    """Stop or start each instance: an instance already on its way is answered as such, one already there is left as it is,
+    one in any other transition is refused; the others are in ``change.name`` for the change's duration."""
     if _internal(self):
-        return moto_hooks.original(InstanceResponse, "stop_instances")(self)
+        return moto_hooks.original(InstanceResponse, change.action)(self)
     instance_ids = self._get_param("InstanceIds", [])
     self.error_on_dryrun()
     state = runtime.current()
@@ -141,49 +166,34 @@ def stop_instances(self: InstanceResponse) -> ActionResult:
         instance = self.ec2_backend.get_instance(instance_id)
         transition = _in_transition(instance)
         previous = {"Code": instance.state_code, "Name": instance.state}
-        if transition is not None and transition.name == "stopping":
-            rows.append({"InstanceId": instance_id, "CurrentState": {"Code": 64, "Name": "stopping"}, "PreviousState": previous})
+        current = {"Code": change.code, "Name": change.name}
+        if transition is not None and transition.name == change.name:
+            rows.append({"InstanceId": instance_id, "CurrentState": current, "PreviousState": previous})
             continue
         if transition is not None or instance.state not in ("running", "stopped"):
-            raise ec2_error("IncorrectInstanceState", f"This instance '{instance_id}' is not in a state from which it can be stopped.")
-        if instance.state == "stopped":
+            raise ec2_error("IncorrectInstanceState", change.refusal % instance_id)
+        if instance.state == change.already:
             rows.append({"InstanceId": instance_id, "CurrentState": previous, "PreviousState": previous})
             continue
-        self.ec2_backend.stop_instances([instance_id])
-        instance.__dict__["_cms_transition"] = _InstanceTransition("stopping", 64, state.clock.now() + state.settings.instance_stop_seconds)
-        rows.append({"InstanceId": instance_id, "CurrentState": {"Code": 64, "Name": "stopping"}, "PreviousState": previous})
-    return ActionResult({"StoppingInstances": rows})
+        final = reason = None
+        if change is _START:
+            if not _root_attached(instance):
+                raise ec2_error("IncorrectInstanceState", f"The instance '{instance_id}' does not have an 'EBS' root volume attached.")
+            if take_fault(instance_id, "start") is not None:  # the start fails: the instance goes back to stopped
+                final, reason = ("stopped", 80), "Server.InternalError"
+        getattr(self.ec2_backend, change.action)([instance_id])
+        until = state.clock.now() + getattr(state.settings, change.seconds)
+        instance.__dict__["_cms_transition"] = _InstanceTransition(change.name, change.code, until, final=final, reason=reason)
+        rows.append({"InstanceId": instance_id, "CurrentState": current, "PreviousState": previous})
+    return ActionResult({change.result_key: rows})
+
+
+def stop_instances(self: InstanceResponse) -> ActionResult:
+    return _change_states(self, _STOP)
 
 
 def start_instances(self: InstanceResponse) -> ActionResult:
-    if _internal(self):
-        return moto_hooks.original(InstanceResponse, "start_instances")(self)
-    instance_ids = self._get_param("InstanceIds", [])
-    self.error_on_dryrun()
-    state = runtime.current()
-    rows = []
-    for instance_id in instance_ids:
-        instance = self.ec2_backend.get_instance(instance_id)
-        transition = _in_transition(instance)
-        previous = {"Code": instance.state_code, "Name": instance.state}
-        if transition is not None and transition.name == "pending":
-            rows.append({"InstanceId": instance_id, "CurrentState": {"Code": 0, "Name": "pending"}, "PreviousState": previous})
-            continue
-        if transition is not None or instance.state not in ("running", "stopped"):
-            raise ec2_error("IncorrectInstanceState", f"The instance '{instance_id}' is not in a state from which it can be started.")
-        if instance.state == "running":
-            rows.append({"InstanceId": instance_id, "CurrentState": previous, "PreviousState": previous})
-            continue
-        if not _root_attached(instance):
-            raise ec2_error("IncorrectInstanceState", f"The instance '{instance_id}' does not have an 'EBS' root volume attached.")
-        fault = take_fault(instance_id, "start")
-        self.ec2_backend.start_instances([instance_id])
-        instance.__dict__["_cms_transition"] = _InstanceTransition(
-            "pending", 0, state.clock.now() + state.settings.instance_start_seconds,
-            final=("stopped", 80) if fault is not None else None, reason="Server.InternalError" if fault is not None else None,
-        )
-        rows.append({"InstanceId": instance_id, "CurrentState": {"Code": 0, "Name": "pending"}, "PreviousState": previous})
-    return ActionResult({"StartingInstances": rows})
+    return _change_states(self, _START)
 
 
 def _root_attached(instance: Instance) -> bool:

@@ -16,6 +16,8 @@ import subprocess
 import sys
 
 import pytest
+import demo_fleet
+from demo_fleet import BACKUP_OPTIONS, DEMO_ACCOUNTS, DEMO_REGIONS, DEMO_RULES
 
 from ansible_collections.cms.patching.plugins.module_utils import _retention, _run_claim
 from ansible_collections.cms.patching.plugins.module_utils._backup import BackupRun
@@ -27,46 +29,13 @@ from ansible_collections.cms.patching.plugins.module_utils._session import Fleet
 from sandbox import iam_enforcement
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-DEMO_ACCOUNTS = [
-    {"account_id": "123456789012"},
-    {"account_id": "210987654321", "role_arn": "arn:aws:iam::210987654321:role/CmsPatchingRole", "external_id": "cms-demo"},
-]
-DEMO_REGIONS = ["us-east-1", "eu-west-1"]
 DAY = 86400
-RULES = {"exclude_tags": {"Patch": "never"}, "instance_states": ["running"], "require_ssm_online": True}
-BACKUP_OPTIONS = dict(
-    no_reboot=True,
-    name_template="cms-patching-{instance_id}-{run_id}",
-    description_template="Pre-patch backup of {instance_id} ({name}) for run {run_id} in landing zone {lz}",
-    tags={},
-    snapshot_tags_on_create=True,
-    wait_timeout=300,
-    poll_interval=2,
-    max_concurrent_creates=10,
-    max_workers=4,
-)
 PATCH_OPTIONS = dict(
+    demo_fleet.PATCH_OPTIONS,
     lz="demo",  # the gate reads the verified AMIs of this run in this landing zone; the command comments name it
-    wave="all",
-    operation="Install",
-    reboot_option="RebootIfNeeded",
-    baseline_override=None,
-    install_override_list=None,
-    snapshot_id=None,
-    max_concurrency="50%",
-    max_errors="100%",
-    delivery_timeout=600,
-    execution_timeout=7200,
-    wait_timeout=10800,
-    poll_interval=2,
-    output_s3_bucket=None,
-    output_s3_prefix=None,
-    cloudwatch_output=False,
-    require_backup=True,
     pre_checks={"ssm_online": True, "ec2_status": True, "timeout": 60},
     # A health command: the patching policy's separate statement for AWS-RunShellScript / AWS-RunPowerShellScript.
     post_checks={"ssm_online": True, "ec2_status": True, "command": "echo healthy", "windows_command": "Write-Output healthy", "timeout": 120},
-    max_workers=4,
 )
 
 
@@ -86,7 +55,7 @@ def caller_fleet(sandbox):
 
 
 def discovery(sandbox):
-    records, errors = scan(caller_fleet(sandbox), [a["account_id"] for a in DEMO_ACCOUNTS], DEMO_REGIONS, {"tag:Environment": "demo"}, RULES)
+    records, errors = scan(caller_fleet(sandbox), [a["account_id"] for a in DEMO_ACCOUNTS], DEMO_REGIONS, {"tag:Environment": "demo"}, DEMO_RULES)
     return [r for r in records if r["target"]], errors
 
 

@@ -24,6 +24,7 @@ import re
 
 import boto3
 import pytest
+from demo_fleet import BACKUP_OPTIONS, DEMO_RULES, PATCH_OPTIONS, ROLLBACK_OPTIONS
 
 from ansible_collections.cms.patching.plugins.module_utils._backup import BackupRun
 from ansible_collections.cms.patching.plugins.module_utils._patch import PatchRun
@@ -178,43 +179,14 @@ def touched(serving):
     sandbox.seed("demo")
     connection = dict(region=REGION, endpoint_url=sandbox.endpoint, aws_access_key_id="testing", aws_secret_access_key="testing")
     fleet = FleetSession(connection, [{"account_id": OWN}], policy=RetryPolicy(base_delay=0.01, max_delay=0.02, sleep=lambda s: None))
-    rules = {"exclude_tags": {"Patch": "never"}, "instance_states": ["running"], "require_ssm_online": True}
-    records, _errors = scan(fleet, [OWN], [REGION], {"tag:Environment": "demo"}, rules)
+    records, _errors = scan(fleet, [OWN], [REGION], {"tag:Environment": "demo"}, DEMO_RULES)
     targets = [r for r in records if r["name"] in ("web-01", "web-02", "app-win-01")]
-    options = dict(
-        no_reboot=True,
-        name_template="cms-patching-{instance_id}-{run_id}",
-        description_template="Pre-patch backup of {instance_id} for {run_id}",
-        tags={"Team": "platform"},
-        snapshot_tags_on_create=True,
-        wait_timeout=300,
-        poll_interval=2,
-        max_concurrent_creates=10,
-        max_workers=4,
-    )
-    results = BackupRun(fleet, targets, "run-1", "demo", options, clock=sandbox.state.now, sleep=sandbox.state.clock.advance).run()
+    results = BackupRun(fleet, targets, "run-1", "demo", BACKUP_OPTIONS, clock=sandbox.state.now, sleep=sandbox.state.clock.advance).run()
     assert {r["backup_status"] for r in results} == {"verified"}
     patch_options = dict(
+        PATCH_OPTIONS,
         lz="demo",
-        wave="all",
-        operation="Install",
-        reboot_option="RebootIfNeeded",
-        baseline_override=None,
-        install_override_list=None,
-        snapshot_id=None,
-        max_concurrency="50%",
-        max_errors="100%",
-        delivery_timeout=600,
-        execution_timeout=7200,
-        wait_timeout=10800,
-        poll_interval=2,
-        output_s3_bucket=None,
-        output_s3_prefix=None,
-        cloudwatch_output=False,
-        require_backup=True,
-        pre_checks={},
         post_checks={"command": "echo healthy", "windows_command": "Write-Output healthy", "timeout": 120},
-        max_workers=4,
         run_started=sandbox.state.now() - 3600,
     )
     patched = PatchRun(fleet, targets, "run-1", patch_options, False, sandbox.state.now, sandbox.state.clock.advance).run()
@@ -229,8 +201,7 @@ def touched(serving):
     # Roll web-01 (root and data volume) back to its verified AMI of run-1, as ec2_rollback does; then read back the volumes
     # it made (restored) and the ones it took off (replaced), with their tags.
     web01 = [t for t in targets if t["name"] == "web-01"]
-    rollback_options = dict(max_concurrent=5, wait_timeout=600, poll_interval=1, max_workers=4, post_checks={})
-    rolled = RollbackRun(fleet, [dict(i) for i in web01], "run-1", rollback_options, False, sandbox.state.now, sandbox.state.clock.advance).run()
+    rolled = RollbackRun(fleet, [dict(i) for i in web01], "run-1", ROLLBACK_OPTIONS, False, sandbox.state.now, sandbox.state.clock.advance).run()
     assert [r["rollback_status"] for r in rolled] == ["rolled_back"], rolled
     volumes = ec2.describe_volumes(Filters=[{"Name": "tag-key", "Values": ["cms:patching:rollback-run-id"]}])["Volumes"]
     # Retention's claim of the run, as a job claims it; its ARN read back from Parameter Store.

@@ -178,6 +178,29 @@ def test_stop_and_start_take_time_and_a_start_fault_leaves_it_stopped(sandbox, e
     assert mappings(ec2, instance)[0]["State"]["Name"] == "running"
 
 
+def test_stop_and_start_repeated_answer_the_state_without_a_second_transition(sandbox, ec2, instance):
+    """A repeated StopInstances / StartInstances answers with the transition under way, or with the state reached; it
+    starts no new transition (the first one's end stands)."""
+    stopping = {"Code": 64, "Name": "stopping"}
+    ec2.stop_instances(InstanceIds=[instance])
+    sandbox.state.clock.advance(1)
+    again = ec2.stop_instances(InstanceIds=[instance])["StoppingInstances"][0]
+    assert again["CurrentState"] == stopping and again["PreviousState"] == stopping
+    sandbox.state.clock.advance(ENOUGH)
+    stopped = ec2.stop_instances(InstanceIds=[instance])["StoppingInstances"][0]
+    assert stopped["CurrentState"] == stopped["PreviousState"] == {"Code": 80, "Name": "stopped"}
+    assert mappings(ec2, instance)[0]["State"]["Name"] == "stopped"
+    ec2.start_instances(InstanceIds=[instance])
+    pending = ec2.start_instances(InstanceIds=[instance])["StartingInstances"][0]
+    assert pending["CurrentState"] == pending["PreviousState"] == {"Code": 0, "Name": "pending"}
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        ec2.stop_instances(InstanceIds=[instance])
+    assert code(excinfo) == "IncorrectInstanceState" and "can be stopped" in str(excinfo.value)
+    sandbox.state.clock.advance(ENOUGH)
+    running = ec2.start_instances(InstanceIds=[instance])["StartingInstances"][0]
+    assert running["CurrentState"] == running["PreviousState"] == {"Code": 16, "Name": "running"}
+
+
 def test_after_a_root_replacement_the_patches_are_missing_again(sandbox, ec2, ssm, instance):
     image_id = backed_up(sandbox, ec2, instance)
     ssm.send_command(InstanceIds=[instance], **INSTALL)

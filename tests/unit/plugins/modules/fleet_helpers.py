@@ -4,25 +4,12 @@ Waiting is simulated: the code under test gets the sandbox clock as its clock an
 time forward, so a test walks through 'pending' -> 'available' (or past a deadline) without sleeping.
 """
 
-from conftest import DEMO_ACCOUNTS, DEMO_REGIONS
+from demo_fleet import BACKUP_OPTIONS, DEMO_ACCOUNTS, DEMO_REGIONS, DEMO_RULES, PATCH_OPTIONS
 
 from ansible_collections.cms.patching.plugins.module_utils._backup import BackupRun
 from ansible_collections.cms.patching.plugins.module_utils._retry import RetryPolicy
 from ansible_collections.cms.patching.plugins.module_utils._scan import scan
 from ansible_collections.cms.patching.plugins.module_utils._session import FleetSession
-
-BACKUP_OPTIONS = dict(
-    no_reboot=True,
-    name_template="cms-patching-{instance_id}-{run_id}",
-    description_template="Pre-patch backup of {instance_id} ({name}) for run {run_id} in landing zone {lz}",
-    tags={"Team": "platform"},
-    snapshot_tags_on_create=True,
-    wait_timeout=300,
-    poll_interval=2,
-    max_concurrent_creates=10,
-    max_workers=4,
-)
-DEMO_RULES = {"exclude_tags": {"Patch": "never"}, "instance_states": ["running"], "require_ssm_online": True}
 
 
 def fleet_for(sandbox, accounts=None):
@@ -45,29 +32,6 @@ def backup_run(sandbox, fleet, instances, run_id="run-1", check_mode=False, **op
 
 def ops(sandbox):
     return sandbox.state.calls.snapshot()["operations"]
-
-
-PATCH_OPTIONS = dict(
-    wave="all",
-    operation="Install",
-    reboot_option="RebootIfNeeded",
-    baseline_override=None,
-    install_override_list=None,
-    snapshot_id=None,
-    max_concurrency="50%",
-    max_errors="100%",
-    delivery_timeout=600,
-    execution_timeout=7200,
-    wait_timeout=10800,
-    poll_interval=2,
-    output_s3_bucket=None,
-    output_s3_prefix=None,
-    cloudwatch_output=False,
-    require_backup=True,
-    pre_checks={},
-    post_checks={},
-    max_workers=4,
-)
 
 
 def patch_run(sandbox, fleet, instances, run_id="run-1", check_mode=False, **options):

@@ -1,16 +1,18 @@
 """ec2_rollback against the sandbox: the machine really goes back, failures leave it startable, check mode, resume."""
 
+import threading
+
 import boto3
 import pytest
 from conftest import DEMO_ACCOUNTS, OWN_ACCOUNT
+from demo_fleet import ROLLBACK_OPTIONS
 
 from sandbox.ssm.patch_catalog import missing_count
 from fleet_helpers import backup_run, demo_targets, fleet_for, ops, patch_run
 
-from ansible_collections.cms.patching.plugins.module_utils import _rollback
+from ansible_collections.cms.patching.plugins.module_utils import _cancel, _rollback
 from ansible_collections.cms.patching.plugins.module_utils._rollback import RollbackRun
 
-ROLLBACK_OPTIONS = dict(max_concurrent=5, wait_timeout=600, poll_interval=1, max_workers=4, post_checks={})
 WRITES = ("Create", "Attach", "Detach", "Stop", "Start", "Delete", "Modify", "Send", "Reboot")
 
 
@@ -130,6 +132,41 @@ def test_resume_never_starts_a_second_task_or_volume(aws, fleet, pair):
     assert writes(aws) == {}
     check = by_name(rollback_run(aws, fleet, targets, check_mode=True).run())
     assert check["web-01"]["plan"].startswith("already rolled back")
+
+
+def test_a_cancel_during_the_modules_wait_stops_the_rollback_there_and_a_rerun_resumes(aws, pair, run_module, monkeypatch):
+    """ec2_rollback waits between poll rounds with _cancel.sleep: a cancel while it waits (what a SIGTERM/SIGINT to the
+    module or its controller exiting amounts to) ends the module at once, reported cancelled, without another AWS call."""
+    from ansible_collections.cms.patching.plugins.modules import ec2_rollback
+
+    targets, _before = pair
+    interruptible = _cancel.sleep
+    waits = []
+
+    def sleep(seconds):
+        waits.append((seconds, aws.state.calls.snapshot()["total"]))
+        # The cancel comes from elsewhere (the signal handler, the controller watch) while the module is in its wait.
+        timer = threading.Timer(0.05, _cancel.cancel, ["received SIGTERM"])
+        timer.start()
+        try:
+            interruptible(seconds)
+        finally:
+            timer.cancel()
+
+    monkeypatch.setattr(_cancel, "sleep", sleep)
+    args = dict(accounts=DEMO_ACCOUNTS, run_id="run-1", instances=targets, endpoint_url=aws.endpoint, region="us-east-1", poll_interval=2)
+    result = run_module(ec2_rollback, args)
+    assert result.failed and result["cancelled"] is True and result["msg"] == "cancelled: received SIGTERM", result
+    # Stopped in the first wait, after the first round had started both rollbacks (app-win-01's root task, web-01's data
+    # volume first); no call after it.
+    assert [seconds for seconds, _calls in waits] == [2]
+    assert ops(aws).get("ec2:CreateReplaceRootVolumeTask") == 1 and ops(aws).get("ec2:CreateVolume") == 1
+    assert aws.state.calls.snapshot()["total"] == waits[0][1] == result["api_calls"]["total"]
+    monkeypatch.setattr(_cancel, "sleep", interruptible)
+    resumed = run_module(ec2_rollback, args)
+    assert not resumed.failed and resumed["summary"]["rolled_back"] == 2, resumed
+    # The rerun went on from AWS's state: web-01's root task is its first, nothing else was made twice.
+    assert ops(aws)["ec2:CreateReplaceRootVolumeTask"] == 2 and ops(aws)["ec2:CreateVolume"] == 1
 
 
 @pytest.mark.parametrize("step", ["volume_create", "root_replace", "attach", "start"])
