@@ -35,7 +35,7 @@ import time
 
 from ansible_collections.cms.patching.plugins.module_utils import _tags
 from ansible_collections.cms.patching.plugins.module_utils._batching import by_location, chunks
-from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_out
+from ansible_collections.cms.patching.plugins.module_utils._fanout import Outcome, fan_out
 from ansible_collections.cms.patching.plugins.module_utils._retry import THROTTLING_CODES, error_code, is_transient, paginate
 from ansible_collections.cms.patching.plugins.module_utils._session import FleetError, describe_aws_error, is_error
 
@@ -493,8 +493,27 @@ class BackupRun:
         )
         return response["ImageId"]
 
+    def _create_all(self, todo):
+        """CreateImage for every backup of todo: each account/region with its own max_concurrent_creates threads.
+
+        The client paces CreateImage per account and Region (EC2's mutating bucket: 50 at once, then 5 a second, see
+        _pace.py), so a thread may wait there for a token; with threads of its own per location, a location that is
+        throttled (or simply has more instances) never holds back another's calls.
+        """
+        groups = {}
+        for backup in todo:
+            groups.setdefault((backup.instance["account_id"], backup.instance["region"]), []).append(backup)
+        per_location = self.options.get("max_concurrent_creates", 10)
+        outcomes = []
+        for location in fan_out(lambda loc: fan_out(self._create_one, groups[loc], per_location), sorted(groups), self.options.get("max_workers", 8)):
+            if location.ok:
+                outcomes.extend(location.result)
+            else:  # fan_out keeps every item's error; this would be a bug in it, reported per instance all the same
+                outcomes.extend(Outcome(backup, error=location.error) for backup in groups[location.item])
+        return outcomes
+
     def create_missing(self):
-        """CreateImage for every instance without an AMI in this run, max_concurrent_creates at a time.
+        """CreateImage for every instance without an AMI in this run, max_concurrent_creates at a time per account/region.
 
         Only where the last look succeeded (an unread location may already hold this run's AMIs), and never for an instance whose
         name CreateImage already found taken (that image is looked up by name each round instead).
@@ -518,7 +537,7 @@ class BackupRun:
             return
         now = self.now()
         duplicates = {}
-        for outcome in fan_out(self._create_one, todo, self.options.get("max_concurrent_creates", 10)):
+        for outcome in self._create_all(todo):
             backup = outcome.item
             if backup.created_at is None:
                 backup.created_at = now
