@@ -24,6 +24,9 @@ AWS refills) until its bucket holds a token, and is then sent.
   slot another location could use; see ``BackupRun.create_missing``).
 
 The clock and the sleep are injectable so tests can drive time without waiting.
+
+``progress_ends`` paces the polling of the waiting modules: a call that returns for progress does not poll right
+before returning, since the next call polls as it starts.
 """
 
 import threading
@@ -156,3 +159,20 @@ class Pacer:
         with self._lock:
             bucket = self._buckets.get(key)
             return None if bucket is None else bucket.rate
+
+
+def progress_ends(elapsed, progress_interval, poll_interval, sleep):
+    """Whether a waiting call returns now for progress (after sleeping out its progress_interval when that is due first).
+
+    The next call (the role's until loop) reads everything as soon as it starts, so a poll right before returning would
+    be read again at once: when the progress interval ends before the next poll, the call sleeps until then and returns
+    without polling.  Without a progress_interval the call never returns for progress.
+    """
+    if not progress_interval:
+        return False
+    remaining = progress_interval - elapsed
+    if remaining > poll_interval:
+        return False
+    if remaining > 0:
+        sleep(remaining)
+    return True

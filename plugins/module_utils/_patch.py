@@ -22,6 +22,7 @@ from ansible_collections.cms.patching.plugins.module_utils import _tags
 from ansible_collections.cms.patching.plugins.module_utils._batching import by_location, chunks
 from ansible_collections.cms.patching.plugins.module_utils._checks import HealthChecks
 from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_out
+from ansible_collections.cms.patching.plugins.module_utils._pace import progress_ends
 from ansible_collections.cms.patching.plugins.module_utils._retry import paginate
 from ansible_collections.cms.patching.plugins.module_utils._runcommand import (
     MAX_INSTANCE_IDS,
@@ -122,7 +123,7 @@ class PatchRun:
     Rate control is the wave's, not the command's: at most ``max_concurrency`` invocations of the wave are in
     flight at once across every account, region and command, and dispatching stops once ``max_errors``
     invocations have failed. Each round: list the commands (one ListCommands per account/region), read finished
-    ones, then dispatch into the free slots - at most one SendCommand per account/region, each with
+    ones, then dispatch into the free slots - SendCommands of up to 50 instances per account/region, each with
     MaxConcurrency = its number of instances, so SSM starts them all at once and nothing waits inside a command
     (an instance still queued in a command when its TimeoutSeconds pass would never run).
     """
@@ -356,17 +357,18 @@ class PatchRun:
                 self._check_foreign()
                 self._triage_queue()
             queued = {i["instance_id"] for i in self.queue}
-            ids = self.batch.sendable(location, [i["instance_id"] for i in groups[location] if i["instance_id"] in queued])[: min(free, MAX_INSTANCE_IDS)]
-            if not ids:
-                continue
-            if self.options["operation"] == "Install":
-                self.read_before(location, ids)
-            # SSM's own MaxConcurrency/MaxErrors stay a second line of defence inside each command.
-            sent = self.batch.send(location, ids, max_concurrency=len(ids), max_errors=remaining_errors)
-            if sent:
-                self.planned.append((location, sent))
-                self.changed = True
-            free -= len(sent)
+            # As many commands of up to 50 as the free slots take: all follow this round's listing of the location, and each
+            # instance is in one of them only (sendable drops what was just sent, or whose send has an unknown outcome).
+            ids = self.batch.sendable(location, [i["instance_id"] for i in groups[location] if i["instance_id"] in queued])[: max(0, free)]
+            for chunk in chunks(ids, MAX_INSTANCE_IDS):
+                if self.options["operation"] == "Install":
+                    self.read_before(location, chunk)
+                # SSM's own MaxConcurrency/MaxErrors stay a second line of defence inside each command.
+                sent = self.batch.send(location, chunk, max_concurrency=len(chunk), max_errors=remaining_errors)
+                if sent:
+                    self.planned.append((location, sent))
+                    self.changed = True
+                free -= len(sent)
         self._triage_queue()
 
     def _first_requested(self):
@@ -526,7 +528,7 @@ class PatchRun:
     def wait(self, wait, progress_interval):
         started = self.clock()
         while self.pending():
-            if not wait or self.check_mode or (progress_interval and self.clock() - started >= progress_interval):
+            if not wait or self.check_mode or progress_ends(self.clock() - started, progress_interval, self.options["poll_interval"], self.sleep):
                 return
             self.sleep(self.options["poll_interval"])
             self.poll()

@@ -14,6 +14,7 @@ description:
     volume attached to the instance is covered by a mapping. Anything else by O(wait_timeout) is C(failed), with the reason.
   - Each AMI and its snapshots are tagged C(cms:patching=pre-patch), C(cms:patching:run-id), C(cms:patching:instance-id) and
     C(cms:patching:lz); verified AMIs also get C(cms:patching:verified-at), which M(cms.patching.ssm_patch_run) requires before patching.
+    The call that finds nothing pending any more sets it (a call that returns for O(progress_interval) leaves it to the next).
   - Idempotent per run ID - a re-run with the same O(run_id) finds the AMIs it already made (by tag) and only creates the missing ones.
     A run belongs to its landing zone - when AMIs of O(run_id) carry another C(cms:patching:lz), the module fails before creating
     anything.

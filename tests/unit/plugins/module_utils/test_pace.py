@@ -178,3 +178,13 @@ def test_a_slow_location_does_not_hold_back_another_locations_creates():
     # Every us-east-1 call went out while eu-west-1's two threads were stuck (they are released by the 20th us-east-1 call).
     assert [r for r, _ in fleet.order[:20]] == ["us-east-1"] * 20
     assert all(b.created for b in run.backups.values())
+
+
+def test_a_progress_call_sleeps_out_its_interval_instead_of_polling_right_before_returning():
+    from ansible_collections.cms.patching.plugins.module_utils._pace import progress_ends
+
+    sleeps = []
+    assert progress_ends(0, 60, 30, sleeps.append) is False  # a poll at 30 s is due first
+    assert progress_ends(30, 60, 30, sleeps.append) is True and sleeps == [30]  # the next call polls at 60 s anyway
+    assert progress_ends(61, 60, 30, sleeps.append) is True and sleeps == [30]
+    assert progress_ends(10_000, 0, 30, sleeps.append) is False  # no progress interval: never returns for progress
