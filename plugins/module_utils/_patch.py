@@ -361,7 +361,7 @@ class PatchRun:
             # instance is in one of them only (sendable drops what was just sent, or whose send has an unknown outcome).
             ids = self.batch.sendable(location, [i["instance_id"] for i in groups[location] if i["instance_id"] in queued])[: max(0, free)]
             for chunk in chunks(ids, MAX_INSTANCE_IDS):
-                if self.options["operation"] == "Install":
+                if self.needs_before():
                     self.read_before(location, chunk)
                 # SSM's own MaxConcurrency/MaxErrors stay a second line of defence inside each command.
                 sent = self.batch.send(location, chunk, max_concurrency=len(chunk), max_errors=remaining_errors)
@@ -544,6 +544,10 @@ class PatchRun:
                 found[state["InstanceId"]] = state
         return found
 
+    def needs_before(self):
+        """Whether 'reboot' needs the patch state from before the operation: only an Install that may reboot (see reboot_of)."""
+        return self.options["operation"] == "Install" and self.options.get("reboot_option", "RebootIfNeeded") != "NoReboot"
+
     def awaiting_compliance(self, instance_id):
         return (
             instance_id in self.batch.invocations
@@ -563,7 +567,7 @@ class PatchRun:
         wanted = [i for i in self.instances if self.awaiting_compliance(i["instance_id"])]
         wanted += (
             []
-            if self.options["operation"] != "Install"
+            if not self.needs_before()
             else [
                 i
                 for i in self.instances

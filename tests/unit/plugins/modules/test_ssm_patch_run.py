@@ -587,3 +587,17 @@ def test_error_budget_cancel_is_asked_again_after_a_server_error(aws, thin_fleet
     delayed = results[thin_fleet[2]["instance_id"]]
     assert delayed["patch_status"] == "cancelled" and "error budget is spent" in delayed["error"]
     assert ops(aws)["ssm:CancelCommand"] >= 1
+
+
+def test_no_reboot_install_reads_no_patch_state_from_before(aws, fleet, verified):
+    batch = verified[:3]
+    run = patch_run(aws, fleet, batch, reboot_option="NoReboot", max_concurrency="100%")
+    run.start()
+    assert ops(aws)["ssm:SendCommand"] >= 1
+    # NoReboot never reboots: 'reboot' is read from the state after the operation alone, so nothing is read before it.
+    assert "ssm:DescribeInstancePatchStates" not in ops(aws)
+    run.wait(True, 0)
+    run.finish()
+    results = [run.result(item) for item in batch]
+    assert {r["patch_status"] for r in results} == {"success"}
+    assert {r["reboot"] for r in results} <= {"no", "pending"}
