@@ -36,12 +36,12 @@ from ansible_collections.cms.patching.plugins.module_utils import _cancel
 
 # A fraction of AWS's documented sizes and rates: requests leave here paced, but arrive with network jitter.
 HEADROOM = 0.9
-# Never slower than one call every 5 s after repeated throttling.
-MIN_RATE = 0.2
+# Never slower than one call every 2 s after repeated throttling (a throttled call used to back off 0-1 s, then 0-2 s...).
+MIN_RATE = 0.5
 # A bucket created by a throttling answer for an action with no documented rate: one token, then this many a second.
-UNDOCUMENTED_RATE = 2.0
-# What one successful call gives back of a halved rate, as a fraction of its default.
-RECOVERY = 0.02
+UNDOCUMENTED_RATE = 5.0
+# What one successful call gives back of a halved rate, as a fraction of its default: 20 answered calls restore it all.
+RECOVERY = 0.05
 
 # "Request throttling for the Amazon EC2 API", request token bucket sizes and refill rates (tokens, per second).
 EC2_NON_MUTATING = (100, 20)
