@@ -14,11 +14,13 @@ AWS refills) until its bucket holds a token, and is then sent.
 
 * The documented EC2 sizes are the defaults, a little below AWS's (``HEADROOM``) so that network jitter never
   makes a request arrive a fraction of a token early.
-* Services that document no rates (SSM Run Command, STS) are not paced until AWS throttles them.
-* Whatever the service, an answer that the call was throttled means someone else (another tool, another run, a
+* Services that document no rates (SSM Run Command, STS) are not paced: with no known rate to return to, a
+  throttled call of theirs backs off with jitter as before (``RetryingClient``).
+* For a paced action, an answer that the call was throttled means someone else (another tool, another run, a
   smaller quota) shares the bucket: this client's bucket for that action is emptied and its refill rate halved
-  (down to ``MIN_RATE``); every call that then succeeds gives back a little of the rate, up to the default
-  (additive increase, multiplicative decrease).
+  (at most once a second, down to ``MIN_RATE``); every call that then succeeds gives back a little of the rate, up
+  to the default (additive increase, multiplicative decrease).  The throttled call is sent again when the bucket
+  allows: that wait replaces the jittered backoff.
 * Buckets are per account and Region, like AWS's: a location that is throttled slows only itself.  Callers that
   fan out over locations must give each location its own threads (a thread waiting for a token must not hold a
   slot another location could use; see ``BackupRun.create_missing``).
@@ -38,8 +40,6 @@ from ansible_collections.cms.patching.plugins.module_utils import _cancel
 HEADROOM = 0.9
 # Never slower than one call every 2 s after repeated throttling (a throttled call used to back off 0-1 s, then 0-2 s...).
 MIN_RATE = 0.5
-# A bucket created by a throttling answer for an action with no documented rate: one token, then this many a second.
-UNDOCUMENTED_RATE = 5.0
 # What one successful call gives back of a halved rate, as a fraction of its default: 20 answered calls restore it all.
 RECOVERY = 0.05
 
@@ -101,16 +101,13 @@ class Pacer:
         self._buckets = {}
         self.waited = 0.0  # seconds spent waiting for tokens, all threads together (for reports and tests)
 
-    def _bucket(self, key, now, create_undocumented=False):
+    def _bucket(self, key, now):
         bucket = self._buckets.get(key)
         if bucket is None:
             rate = self._rates(key[0], key[3])
             if rate is None:
-                if not create_undocumented:
-                    return None
-                bucket = _Bucket(1, UNDOCUMENTED_RATE, now)
-            else:
-                bucket = _Bucket(rate[0] * self.headroom, rate[1] * self.headroom, now)
+                return None
+            bucket = _Bucket(rate[0] * self.headroom, rate[1] * self.headroom, now)
             self._buckets[key] = bucket
         return bucket
 
@@ -136,16 +133,22 @@ class Pacer:
             self._sleep(wait)
 
     def throttled(self, key):
-        """AWS refused a call of this key as throttled: its bucket is empty there, and its rate too high for it."""
+        """AWS refused a call of this key as throttled: its bucket is empty there, and its rate too high for it.
+
+        True when this key is paced (the next call waits for the slowed bucket), False when it is not (back off instead).
+        """
         with self._lock:
             now = self._clock()
-            bucket = self._bucket(key, now, create_undocumented=True)
+            bucket = self._bucket(key, now)
+            if bucket is None:
+                return False
             bucket.refill(now)
             # Calls in flight together are refused together: that is one signal, so the rate is halved at most once a second.
             if bucket.cut_at is None or now - bucket.cut_at >= 1.0:
                 bucket.rate = max(MIN_RATE, bucket.rate / 2.0)
                 bucket.cut_at = now
             bucket.tokens = min(bucket.tokens, 0.0)
+            return True
 
     def succeeded(self, key):
         """A call of this key was answered: a slowed bucket gets back a little of its rate."""

@@ -30,11 +30,12 @@ tool:
 * Every call and retry is counted per operation, so modules can report their
   API cost and tests can assert it.
 * With a ``Pacer`` (``_pace.py``, given by FleetSession with the client's
-  account and region), every call first waits for a token of its (service,
-  account, region, action) bucket, so a fleet's calls stay within AWS's
-  request rates instead of being refused and retried; a throttled answer
+  account and region), every EC2 call first waits for a token of its
+  (service, account, region, action) bucket, so a fleet's calls stay within
+  AWS's request rates instead of being refused and retried; a throttled answer
   slows that bucket down and the call is sent again when the bucket allows
-  (the pacer's wait replaces the jittered backoff).
+  (the pacer's wait replaces the jittered backoff; calls of services without
+  documented rates back off as before).
 
 botocore's own retry handler is switched off for clients made here
 (``total_max_attempts=1``) so that there is exactly one retry policy.
@@ -234,7 +235,7 @@ class RetryingClient:
             attempt = 0
             renewed = False
             while True:
-                code = None
+                paced = False  # a throttled answer whose wait the pacer takes over
                 _cancel.check()
                 if pacer is not None:
                     pacer.acquire(pace_key)
@@ -252,7 +253,7 @@ class RetryingClient:
                         server_clock.observe(exc.response)  # an error answer carries AWS's Date too
                     code = error_code(exc)
                     if code in THROTTLING_CODES and pacer is not None:
-                        pacer.throttled(pace_key)
+                        paced = pacer.throttled(pace_key)
                     if code in EXPIRED_CODES and on_expired is not None:
                         on_expired(exc, started, renewed)
                         renewed = True
@@ -265,7 +266,7 @@ class RetryingClient:
                     if not read_only or attempt + 1 >= policy.max_attempts:
                         raise
                 stats.retry(key)
-                if not (pacer is not None and code in THROTTLING_CODES):
+                if not paced:
                     policy.sleep(policy.delay(attempt))
                 attempt += 1
 

@@ -95,15 +95,28 @@ def test_throttling_halves_the_rate_once_per_second_and_success_recovers_it():
     assert pace.rate(CREATE) == _pace.MIN_RATE
 
 
-def test_undocumented_action_is_paced_only_after_throttling():
+def test_undocumented_action_is_never_paced():
     pace, fake = pacer()
     key = ("ssm", "111111111111", "eu-west-1", "ListCommands")
     for _ in range(100):
         pace.acquire(key)
-    assert not fake.sleeps and pace.rate(key) is None
-    pace.throttled(key)
+    # Throttled: no bucket to slow down (no documented rate to recover to); the caller backs off instead.
+    assert pace.throttled(key) is False
     pace.acquire(key)
-    assert fake.sleeps and pace.rate(key) is not None
+    assert not fake.sleeps and pace.rate(key) is None
+
+
+def test_ssm_throttling_backs_off_as_before():
+    client = botocore.session.get_session().create_client("ssm", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="y")
+    backoffs = []
+    pace, fake = pacer()
+    wrapped = RetryingClient(client, RetryPolicy(max_attempts=5, sleep=backoffs.append), CallStats(), pacer=pace, scope=("111111111111", "eu-west-1"))
+    stubber = Stubber(client)
+    stubber.add_client_error("list_commands", service_error_code="ThrottlingException", http_status_code=400)
+    stubber.add_response("list_commands", {"Commands": []})
+    with stubber:
+        wrapped.list_commands()
+    assert len(backoffs) == 1 and not fake.sleeps
 
 
 def client_with(pace, region="eu-west-1"):
