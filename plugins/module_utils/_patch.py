@@ -156,6 +156,7 @@ class PatchRun:
         self.states = {}  # instance_id -> its patch state from this command (OperationEndTime >= RequestedDateTime)
         self.before = {}  # instance_id -> its patch state from before this command's operation ended
         self.before_read = set()  # instances whose earlier state this call has asked for once
+        self.state_asked = {}  # instance_id -> the round this call last asked for its patch state after its invocation ended
         self.stale = {}  # instance_id -> why no patch state of this command was found in time
         self.state_errors = {}  # location -> why its latest DescribeInstancePatchStates failed (none when it answered)
         self.list_errors = {}  # location -> why its latest ListCommands failed (none when it answered)
@@ -564,7 +565,12 @@ class PatchRun:
         OperationEndTime is before the command's RequestedDateTime belongs to an earlier operation. We wait for this
         command's up to compliance_wait seconds after the invocation ended (AWS time), then report compliance 'stale'.
         """
-        wanted = [i for i in self.instances if self.awaiting_compliance(i["instance_id"])]
+        awaiting = [i for i in self.instances if self.awaiting_compliance(i["instance_id"])]
+        # While invocations of the wave still run, the wave cannot end in this round: an instance whose state was asked for in
+        # the previous round waits a round (every other round). Once nothing runs, every round, so the wave's end waits no longer.
+        busy = bool(self.queue) or self.batch.in_flight() > 0
+        wanted = [i for i in awaiting if not (busy and self.state_asked.get(i["instance_id"]) == self.rounds - 1)]
+        self.state_asked.update((i["instance_id"], self.rounds) for i in wanted)
         wanted += (
             []
             if not self.needs_before()
@@ -577,7 +583,7 @@ class PatchRun:
                 and i["instance_id"] not in self.before_read
             ]
         )
-        if not wanted:
+        if not wanted and not awaiting:
             return
         self.before_read.update(i["instance_id"] for i in wanted)
         groups = {loc: [i["instance_id"] for i in members] for loc, members in by_location(wanted).items()}
@@ -591,7 +597,7 @@ class PatchRun:
                 # not pass for an agent that never reported.
                 self.state_errors[outcome.item] = describe_aws_error(outcome.error)
         now = self.aws_now()
-        for item in wanted:
+        for item in awaiting:
             instance_id = item["instance_id"]
             if not self.awaiting_compliance(instance_id):
                 continue
