@@ -99,7 +99,6 @@ class Pacer:
         self._rates = rates
         self._lock = threading.Lock()
         self._buckets = {}
-        self.waited = 0.0  # seconds spent waiting for tokens, all threads together (for reports and tests)
 
     def _bucket(self, key, now):
         bucket = self._buckets.get(key)
@@ -122,9 +121,7 @@ class Pacer:
             bucket.tokens -= 1.0  # may go negative: a debt later callers queue behind, in order
             if bucket.tokens >= 0:
                 return 0.0
-            wait = -bucket.tokens / bucket.rate
-            self.waited += wait
-            return wait
+            return -bucket.tokens / bucket.rate
 
     def acquire(self, key):
         """Wait (interruptibly) until the call may be sent."""
