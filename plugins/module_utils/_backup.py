@@ -35,7 +35,8 @@ import time
 
 from ansible_collections.cms.patching.plugins.module_utils import _tags
 from ansible_collections.cms.patching.plugins.module_utils._batching import by_location, chunks
-from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_out
+from ansible_collections.cms.patching.plugins.module_utils._fanout import Outcome, fan_out
+from ansible_collections.cms.patching.plugins.module_utils._pace import progress_ends
 from ansible_collections.cms.patching.plugins.module_utils._retry import THROTTLING_CODES, error_code, is_transient, paginate
 from ansible_collections.cms.patching.plugins.module_utils._session import FleetError, describe_aws_error, is_error
 
@@ -213,14 +214,31 @@ def evaluate(backup, snapshots, now, deadline):
             why = image.get("StateReason", {}).get("Message") or image.get("StateReason", {}).get("Code") or "no reason given"
             backup.status, backup.reason = "failed", "AMI %s is %s: %s" % (image["ImageId"], state, why)
             return
-        problems, waiting = _snapshot_problems(backup, snapshots)
+        if state != "available" and not any(s in snapshots for s in backup.snapshot_ids()):
+            # Its snapshots are read once it is available (see BackupRun._poll_location); what the image itself lists still shows.
+            mappings = [m for m in image.get("BlockDeviceMappings", []) if "Ebs" in m]
+            problems = []
+            waiting = ["%s has no snapshot yet" % m.get("DeviceName") for m in mappings if not m["Ebs"].get("SnapshotId")]
+            if not mappings:
+                waiting.append("no block device mappings listed yet")
+        else:
+            problems, waiting = _snapshot_problems(backup, snapshots)
         if problems:
             backup.status, backup.reason = "failed", "; ".join(problems)
             return
         if state == "available" and not waiting:
             backup.status, backup.reason, backup.verified_at = "verified", "", now
             return
-        pending_reason = "AMI %s is %s; %s" % (image["ImageId"], state, "; ".join(waiting) if waiting else "all snapshots completed")
+        if waiting:
+            pending_reason = "AMI %s is %s; %s" % (image["ImageId"], state, "; ".join(waiting))
+        elif state == "available":
+            pending_reason = "AMI %s is available; all snapshots completed" % image["ImageId"]
+        else:
+            pending_reason = "AMI %s is %s (%d snapshot(s) listed; they are checked once it is available)" % (
+                image["ImageId"],
+                state,
+                len(backup.snapshot_ids()),
+            )
     if backup.error:
         pending_reason = "%s; last error: %s" % (pending_reason, backup.error)
     if now >= deadline:
@@ -381,7 +399,16 @@ class BackupRun:
                 backup.created = backup.created or backup.create_state is not None
                 backup.adopt(newest[backup.instance_id])
         self._find_duplicates(location, [b for b in open_ if b.image is None and b.create_state == "duplicate"])
-        wanted = {s for b in open_ for s in b.snapshot_ids() if self.snapshots.get(s, {}).get("State") != "completed"}
+        # Snapshots are read for available images only: EC2 makes an image available once every snapshot of it has completed
+        # (CreateImage, EC2 API reference), and a snapshot failing fails the image, so reading them every round while the
+        # images are pending (up to a DescribeSnapshots per location per round, for 30 minutes) would tell nothing new.
+        wanted = {
+            s
+            for b in open_
+            if b.seen and (b.image or {}).get("State") == "available"
+            for s in b.snapshot_ids()
+            if self.snapshots.get(s, {}).get("State") != "completed"
+        }
         if wanted:
             for snap in self._snapshots(location, wanted):
                 self.snapshots[snap["SnapshotId"]] = snap
@@ -493,8 +520,27 @@ class BackupRun:
         )
         return response["ImageId"]
 
+    def _create_all(self, todo):
+        """CreateImage for every backup of todo: each account/region with its own max_concurrent_creates threads.
+
+        The client paces CreateImage per account and Region (EC2's mutating bucket: 50 at once, then 5 a second, see
+        _pace.py), so a thread may wait there for a token; with threads of its own per location, a location that is
+        throttled (or simply has more instances) never holds back another's calls.
+        """
+        groups = {}
+        for backup in todo:
+            groups.setdefault((backup.instance["account_id"], backup.instance["region"]), []).append(backup)
+        per_location = self.options.get("max_concurrent_creates", 10)
+        outcomes = []
+        for location in fan_out(lambda loc: fan_out(self._create_one, groups[loc], per_location), sorted(groups), self.options.get("max_workers", 8)):
+            if location.ok:
+                outcomes.extend(location.result)
+            else:  # fan_out keeps every item's error; this would be a bug in it, reported per instance all the same
+                outcomes.extend(Outcome(backup, error=location.error) for backup in groups[location.item])
+        return outcomes
+
     def create_missing(self):
-        """CreateImage for every instance without an AMI in this run, max_concurrent_creates at a time.
+        """CreateImage for every instance without an AMI in this run, max_concurrent_creates at a time per account/region.
 
         Only where the last look succeeded (an unread location may already hold this run's AMIs), and never for an instance whose
         name CreateImage already found taken (that image is looked up by name each round instead).
@@ -518,7 +564,7 @@ class BackupRun:
             return
         now = self.now()
         duplicates = {}
-        for outcome in fan_out(self._create_one, todo, self.options.get("max_concurrent_creates", 10)):
+        for outcome in self._create_all(todo):
             backup = outcome.item
             if backup.created_at is None:
                 backup.created_at = now
@@ -585,14 +631,17 @@ class BackupRun:
                 self.poll()
         started = self.clock()
         while self.pending():
-            if not wait or self.check_mode or (progress_interval and self.clock() - started >= progress_interval):
+            if not wait or self.check_mode or progress_ends(self.clock() - started, progress_interval, self.options["poll_interval"], self.sleep):
                 break
             self.sleep(self.options["poll_interval"])
             self.poll()
             if create:
                 # Instances whose CreateImage failed in a way that leaves its outcome unknown, or whose location could not be read.
                 self.create_missing()
-        if create:
+        if create and not self.pending():
+            # Once, when nothing is pending any more: the patch gate needs the tag only then (the role waits for pending == 0), and
+            # a call that returned for progress would otherwise tag what it verified (up to a CreateTags per location per call).
+            # A run stopped before that leaves verified AMIs untagged: resuming it verifies them again and tags them.
             self.tag_verified()
         now = self.now()
         return [self.backups[i["instance_id"]].result(now) for members in self.groups.values() for i in members]

@@ -22,6 +22,7 @@ from ansible_collections.cms.patching.plugins.module_utils import _tags
 from ansible_collections.cms.patching.plugins.module_utils._batching import by_location, chunks
 from ansible_collections.cms.patching.plugins.module_utils._checks import HealthChecks
 from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_out
+from ansible_collections.cms.patching.plugins.module_utils._pace import progress_ends
 from ansible_collections.cms.patching.plugins.module_utils._retry import paginate
 from ansible_collections.cms.patching.plugins.module_utils._runcommand import (
     MAX_INSTANCE_IDS,
@@ -122,7 +123,7 @@ class PatchRun:
     Rate control is the wave's, not the command's: at most ``max_concurrency`` invocations of the wave are in
     flight at once across every account, region and command, and dispatching stops once ``max_errors``
     invocations have failed. Each round: list the commands (one ListCommands per account/region), read finished
-    ones, then dispatch into the free slots - at most one SendCommand per account/region, each with
+    ones, then dispatch into the free slots - SendCommands of up to 50 instances per account/region, each with
     MaxConcurrency = its number of instances, so SSM starts them all at once and nothing waits inside a command
     (an instance still queued in a command when its TimeoutSeconds pass would never run).
     """
@@ -155,6 +156,7 @@ class PatchRun:
         self.states = {}  # instance_id -> its patch state from this command (OperationEndTime >= RequestedDateTime)
         self.before = {}  # instance_id -> its patch state from before this command's operation ended
         self.before_read = set()  # instances whose earlier state this call has asked for once
+        self.state_asked = {}  # instance_id -> the round this call last asked for its patch state after its invocation ended
         self.stale = {}  # instance_id -> why no patch state of this command was found in time
         self.state_errors = {}  # location -> why its latest DescribeInstancePatchStates failed (none when it answered)
         self.list_errors = {}  # location -> why its latest ListCommands failed (none when it answered)
@@ -356,17 +358,18 @@ class PatchRun:
                 self._check_foreign()
                 self._triage_queue()
             queued = {i["instance_id"] for i in self.queue}
-            ids = self.batch.sendable(location, [i["instance_id"] for i in groups[location] if i["instance_id"] in queued])[: min(free, MAX_INSTANCE_IDS)]
-            if not ids:
-                continue
-            if self.options["operation"] == "Install":
-                self.read_before(location, ids)
-            # SSM's own MaxConcurrency/MaxErrors stay a second line of defence inside each command.
-            sent = self.batch.send(location, ids, max_concurrency=len(ids), max_errors=remaining_errors)
-            if sent:
-                self.planned.append((location, sent))
-                self.changed = True
-            free -= len(sent)
+            # As many commands of up to 50 as the free slots take: all follow this round's listing of the location, and each
+            # instance is in one of them only (sendable drops what was just sent, or whose send has an unknown outcome).
+            ids = self.batch.sendable(location, [i["instance_id"] for i in groups[location] if i["instance_id"] in queued])[: max(0, free)]
+            for chunk in chunks(ids, MAX_INSTANCE_IDS):
+                if self.needs_before():
+                    self.read_before(location, chunk)
+                # SSM's own MaxConcurrency/MaxErrors stay a second line of defence inside each command.
+                sent = self.batch.send(location, chunk, max_concurrency=len(chunk), max_errors=remaining_errors)
+                if sent:
+                    self.planned.append((location, sent))
+                    self.changed = True
+                free -= len(sent)
         self._triage_queue()
 
     def _first_requested(self):
@@ -526,7 +529,7 @@ class PatchRun:
     def wait(self, wait, progress_interval):
         started = self.clock()
         while self.pending():
-            if not wait or self.check_mode or (progress_interval and self.clock() - started >= progress_interval):
+            if not wait or self.check_mode or progress_ends(self.clock() - started, progress_interval, self.options["poll_interval"], self.sleep):
                 return
             self.sleep(self.options["poll_interval"])
             self.poll()
@@ -541,6 +544,10 @@ class PatchRun:
             for state in paginate(ssm.describe_instance_patch_states, "InstancePatchStates", InstanceIds=chunk, MaxResults=50):
                 found[state["InstanceId"]] = state
         return found
+
+    def needs_before(self):
+        """Whether 'reboot' needs the patch state from before the operation: only an Install that may reboot (see reboot_of)."""
+        return self.options["operation"] == "Install" and self.options.get("reboot_option", "RebootIfNeeded") != "NoReboot"
 
     def awaiting_compliance(self, instance_id):
         return (
@@ -558,10 +565,15 @@ class PatchRun:
         OperationEndTime is before the command's RequestedDateTime belongs to an earlier operation. We wait for this
         command's up to compliance_wait seconds after the invocation ended (AWS time), then report compliance 'stale'.
         """
-        wanted = [i for i in self.instances if self.awaiting_compliance(i["instance_id"])]
+        awaiting = [i for i in self.instances if self.awaiting_compliance(i["instance_id"])]
+        # While invocations of the wave still run, the wave cannot end in this round: an instance whose state was asked for in
+        # the previous round waits a round (every other round). Once nothing runs, every round, so the wave's end waits no longer.
+        busy = bool(self.queue) or self.batch.in_flight() > 0
+        wanted = [i for i in awaiting if not (busy and self.state_asked.get(i["instance_id"]) == self.rounds - 1)]
+        self.state_asked.update((i["instance_id"], self.rounds) for i in wanted)
         wanted += (
             []
-            if self.options["operation"] != "Install"
+            if not self.needs_before()
             else [
                 i
                 for i in self.instances
@@ -571,7 +583,7 @@ class PatchRun:
                 and i["instance_id"] not in self.before_read
             ]
         )
-        if not wanted:
+        if not wanted and not awaiting:
             return
         self.before_read.update(i["instance_id"] for i in wanted)
         groups = {loc: [i["instance_id"] for i in members] for loc, members in by_location(wanted).items()}
@@ -585,7 +597,7 @@ class PatchRun:
                 # not pass for an agent that never reported.
                 self.state_errors[outcome.item] = describe_aws_error(outcome.error)
         now = self.aws_now()
-        for item in wanted:
+        for item in awaiting:
             instance_id = item["instance_id"]
             if not self.awaiting_compliance(instance_id):
                 continue

@@ -29,6 +29,13 @@ tool:
   interruptible for the same reason.
 * Every call and retry is counted per operation, so modules can report their
   API cost and tests can assert it.
+* With a ``Pacer`` (``_pace.py``, given by FleetSession with the client's
+  account and region), every EC2 call first waits for a token of its
+  (service, account, region, action) bucket, so a fleet's calls stay within
+  AWS's request rates instead of being refused and retried; a throttled answer
+  slows that bucket down and the call is sent again when the bucket allows
+  (the pacer's wait replaces the jittered backoff; calls of services without
+  documented rates back off as before).
 
 botocore's own retry handler is switched off for clients made here
 (``total_max_attempts=1``) so that there is exactly one retry policy.
@@ -230,40 +237,51 @@ class RetryingClient:
     credentials were rejected too (it must raise).
     """
 
-    def __init__(self, client, policy, stats, server_clock=None, on_expired=None):
+    def __init__(self, client, policy, stats, server_clock=None, on_expired=None, pacer=None, scope=("", "")):
         self._client = client
         self._policy = policy
         self._stats = stats
         self._server_clock = server_clock
         self._on_expired = on_expired
         self._service = client.meta.service_model.service_name
+        # (account, region) of the client: AWS meters requests per account and Region, so does the pacer.
+        self._pacer = pacer
+        self._scope = tuple(scope)
 
     def __getattr__(self, name):
         attr = getattr(self._client, name)
         if name in _PASSTHROUGH or name.startswith("_") or not callable(attr):
             return attr
         operation = self._client.meta.method_to_api_mapping.get(name, name)
-        return self._wrap(attr, "%s:%s" % (self._service, operation), name.startswith(READ_ONLY_PREFIXES) or name in SAFE_METHODS)
+        pace_key = (self._service,) + self._scope + (operation,)
+        return self._wrap(attr, "%s:%s" % (self._service, operation), name.startswith(READ_ONLY_PREFIXES) or name in SAFE_METHODS, pace_key)
 
-    def _wrap(self, method, key, read_only):
-        policy, stats, server_clock, on_expired = self._policy, self._stats, self._server_clock, self._on_expired
+    def _wrap(self, method, key, read_only, pace_key=None):
+        policy, stats, server_clock, on_expired, pacer = self._policy, self._stats, self._server_clock, self._on_expired, self._pacer
 
         def call(**kwargs):
             attempt = 0
             renewed = False
             while True:
+                paced = False  # a throttled answer whose wait the pacer takes over
                 _cancel.check()
+                if pacer is not None:
+                    pacer.acquire(pace_key)
                 started = time.monotonic()
                 stats.call(key)
                 try:
                     response = method(**kwargs)
                     if server_clock is not None:
                         server_clock.observe(response)
+                    if pacer is not None:
+                        pacer.succeeded(pace_key)
                     return response
                 except ClientError as exc:
                     if server_clock is not None:
                         server_clock.observe(exc.response)  # an error answer carries AWS's Date too
                     code = error_code(exc)
+                    if code in THROTTLING_CODES and pacer is not None:
+                        paced = pacer.throttled(pace_key)
                     if code in EXPIRED_CODES and on_expired is not None:
                         on_expired(exc, started, renewed)
                         renewed = True
@@ -276,7 +294,8 @@ class RetryingClient:
                     if not read_only or attempt + 1 >= policy.max_attempts:
                         raise
                 stats.retry(key)
-                policy.sleep(policy.delay(attempt))
+                if not paced:
+                    policy.sleep(policy.delay(attempt))
                 attempt += 1
 
         return call

@@ -47,6 +47,7 @@ import time
 
 from ansible_collections.cms.patching.plugins.module_utils import _validate as v
 from ansible_collections.cms.patching.plugins.module_utils._errors import FleetError
+from ansible_collections.cms.patching.plugins.module_utils._pace import Pacer
 from ansible_collections.cms.patching.plugins.module_utils._retry import CallStats, RetryingClient, RetryPolicy, ServerClock, clock_note, error_code
 
 try:
@@ -240,12 +241,14 @@ class FleetSession:
     ``role_arn``, ``external_id``, ``session_name`` and ``duration_seconds``.
     """
 
-    def __init__(self, connection, accounts, session_name=DEFAULT_SESSION_NAME, policy=None, stats=None):
+    def __init__(self, connection, accounts, session_name=DEFAULT_SESSION_NAME, policy=None, stats=None, pacer=None):
         self._connection = dict(connection)
         self._accounts = {str(a["account_id"]): a for a in accounts}
         self._session_name = session_name or DEFAULT_SESSION_NAME
         self.policy = policy or RetryPolicy()
         self.stats = stats or CallStats()
+        # One set of token buckets per account/region/action for every client of the run (see _pace.py).
+        self.pacer = pacer or Pacer(sleep=self.policy.sleep)
         # AWS's clock, from the Date of every answer: compare AWS timestamps with this, never with time.time().
         self.server_clock = ServerClock()
         self._lock = threading.Lock()
@@ -295,7 +298,15 @@ class FleetSession:
             client = self._clients.get(key)
             if client is None:
                 session, on_expired = self._session_for(str(account_id), region)
-                client = RetryingClient(self._raw_client(session, service, region), self.policy, self.stats, self.server_clock, on_expired=on_expired)
+                client = RetryingClient(
+                    self._raw_client(session, service, region),
+                    self.policy,
+                    self.stats,
+                    self.server_clock,
+                    on_expired=on_expired,
+                    pacer=self.pacer,
+                    scope=(str(account_id), region),
+                )
                 self._clients[key] = client
             return client
 
@@ -375,7 +386,7 @@ class FleetSession:
         client = self._base_clients.get(key)
         if client is None:
             raw = self._raw_client(self._base_session(), service, region)
-            client = RetryingClient(raw, self.policy, self.stats, self.server_clock, on_expired=_caller_expired)
+            client = RetryingClient(raw, self.policy, self.stats, self.server_clock, on_expired=_caller_expired, pacer=self.pacer, scope=("caller", region))
             self._base_clients[key] = client
         return client
 

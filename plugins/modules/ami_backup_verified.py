@@ -9,11 +9,12 @@ module: ami_backup_verified
 short_description: Create a verified AMI of every instance of a batch, check existing ones, or retire old ones
 version_added: 0.1.0
 description:
-  - O(mode=create) creates one AMI per instance (concurrently, at most O(max_concurrent_creates) at a time) and waits until each is
+  - O(mode=create) creates one AMI per instance (concurrently, at most O(max_concurrent_creates) at a time per account and region) and waits until each is
     B(verified) - the image is C(available), B(and) every EBS snapshot in its block device mappings is C(completed), B(and) every EBS
     volume attached to the instance is covered by a mapping. Anything else by O(wait_timeout) is C(failed), with the reason.
   - Each AMI and its snapshots are tagged C(cms:patching=pre-patch), C(cms:patching:run-id), C(cms:patching:instance-id) and
     C(cms:patching:lz); verified AMIs also get C(cms:patching:verified-at), which M(cms.patching.ssm_patch_run) requires before patching.
+    The call that finds nothing pending any more sets it (a call that returns for O(progress_interval) leaves it to the next).
   - Idempotent per run ID - a re-run with the same O(run_id) finds the AMIs it already made (by tag) and only creates the missing ones.
     A run belongs to its landing zone - when AMIs of O(run_id) carry another C(cms:patching:lz), the module fails before creating
     anything.
@@ -114,7 +115,10 @@ options:
     type: int
     default: 0
   max_concurrent_creates:
-    description: How many C(CreateImage) calls are in flight at once.
+    description:
+      - How many C(CreateImage) calls are in flight at once in each account/region.
+      - Calls are also paced on the client to EC2's documented request rate (a token bucket per account and region, 50 calls at
+        once and then 5 a second), and slowed further in a location where EC2 still answers C(RequestLimitExceeded).
     type: int
     default: 10
   max_workers:

@@ -145,6 +145,26 @@ def test_pending_snapshot_keeps_an_available_image_unverified(aws, fleet, target
     assert all("snapshot" in run.backups[r["instance_id"]].reason for r in results)
 
 
+def test_snapshots_are_read_once_images_are_available_and_tags_set_by_the_last_call(aws, fleet, targets):
+    aws.state.update_settings(ami_pending_seconds=8, snapshot_pending_seconds=8)
+    first = backup_run(aws, fleet, targets[:3], poll_interval=1).run(progress_interval=3)
+    assert {r["backup_status"] for r in first} == {"pending"}
+    # Pending images: DescribeImages only (their snapshots cannot tell anything the image does not), and a call that
+    # returns for progress tags nothing and does not poll right before returning (the next call polls as it starts).
+    calls = ops(aws)
+    assert "ec2:DescribeSnapshots" not in calls and "ec2:CreateTags" not in calls
+    # 2 locations of the 3 targets at most; a first look, one after creating, then at 1 s and 2 s - none at 3 s.
+    locations = len({(t["account_id"], t["region"]) for t in targets[:3]})
+    assert calls["ec2:DescribeImages"] == 4 * locations
+    second = backup_run(aws, fleet, targets[:3], poll_interval=1).run()
+    assert {r["backup_status"] for r in second} == {"verified"}
+    calls = ops(aws)
+    assert calls["ec2:CreateTags"] == locations
+    for result in second:
+        image = fleet.client("ec2", result["account_id"], result["region"]).describe_images(ImageIds=[result["ami_id"]])["Images"][0]
+        assert _tags.VERIFIED_AT in _tags.as_dict(image["Tags"])
+
+
 def test_snapshot_error_fails_the_backup(aws, fleet, targets):
     victim = targets[0]
     aws.state.faults.add("snapshot_error", instance_id=victim["instance_id"])

@@ -189,11 +189,16 @@ def test_chunks_of_fifty_per_account_and_region(aws):
     targets = [r for r in records if r["target"]]
     assert len(targets) == 120
     aws.state.calls.reset()
-    # 100%: every slot free, so each round sends one command of up to 50 per account/region.
+    # 100%: every slot free, so the first round sends all three commands of up to 50, after that round's one listing.
     run = patch_run(aws, fleet, targets, require_backup=False, operation="Scan", max_concurrency="100%")
-    results = run.run()
-    assert ops(aws)["ssm:SendCommand"] == 3
+    run.start()
+    assert run.rounds == 1 and ops(aws)["ssm:SendCommand"] == 3 and ops(aws)["ssm:ListCommands"] == 1
     assert sorted(len(ids) for _loc, ids in run.planned) == [20, 50, 50]
+    assert len({i for _loc, ids in run.planned for i in ids}) == 120
+    run.wait(True, 0)
+    run.finish()
+    results = [run.result(item) for item in targets]
+    assert ops(aws)["ssm:SendCommand"] == 3
     assert {r["patch_status"] for r in results} == {"success"}
     # Waiting costs one ListCommands round per poll, and one ListCommandInvocations per finished command.
     assert ops(aws)["ssm:ListCommandInvocations"] == 3
@@ -582,3 +587,17 @@ def test_error_budget_cancel_is_asked_again_after_a_server_error(aws, thin_fleet
     delayed = results[thin_fleet[2]["instance_id"]]
     assert delayed["patch_status"] == "cancelled" and "error budget is spent" in delayed["error"]
     assert ops(aws)["ssm:CancelCommand"] >= 1
+
+
+def test_no_reboot_install_reads_no_patch_state_from_before(aws, fleet, verified):
+    batch = verified[:3]
+    run = patch_run(aws, fleet, batch, reboot_option="NoReboot", max_concurrency="100%")
+    run.start()
+    assert ops(aws)["ssm:SendCommand"] >= 1
+    # NoReboot never reboots: 'reboot' is read from the state after the operation alone, so nothing is read before it.
+    assert "ssm:DescribeInstancePatchStates" not in ops(aws)
+    run.wait(True, 0)
+    run.finish()
+    results = [run.result(item) for item in batch]
+    assert {r["patch_status"] for r in results} == {"success"}
+    assert {r["reboot"] for r in results} <= {"no", "pending"}
