@@ -504,9 +504,14 @@ def test_compliance_is_stale_when_this_commands_state_never_comes(aws, fleet, ve
 def test_reboot_is_read_from_patch_states(aws, fleet, verified):
     from sandbox.ssm.patch_catalog import missing_count
 
-    has_patches = [i for i in verified if missing_count(i["instance_id"]) > 0][:3]
+    has_patches = [i for i in verified if missing_count(i["instance_id"]) > 0][:4]
     up_to_date = [i for i in verified if missing_count(i["instance_id"]) == 0][:1]
-    assert len(has_patches) == 3 and up_to_date
+    if not up_to_date:
+        # Instance IDs are random: about 1 demo fleet in 10 has no instance that misses nothing. Patch one first (another run).
+        up_to_date = has_patches[3:]
+        patch_run(aws, fleet, up_to_date, run_id="run-prep", require_backup=False, max_concurrency="100%").run()
+    has_patches = has_patches[:3]
+    assert len(has_patches) == 3 and len(up_to_date) == 1
     batch = has_patches + up_to_date
     # Never scanned: no state from before the operation, so whether it rebooted cannot be told.
     first = patch_run(aws, fleet, has_patches[:1], run_id="run-0", require_backup=False, max_concurrency="100%").run()[0]
