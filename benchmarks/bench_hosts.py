@@ -6,8 +6,10 @@ each one its outcome (failed with the reason / changed / skipped) - one task per
 (discovery, backup, patching, retention, report) on a synthetic sandbox fleet and measures the controller's CPU time
 (the ansible-playbook process and every worker and module it forks) per task, with benchmarks/callbacks/task_cpu.py.
 
-Usage: python benchmarks/bench_hosts.py [--counts 1000,4000] [--out FILE]   (make bench runs it after bench_fleet.py)
-The result rows are appended to the "Hosts" section of --out (default benchmarks/RESULTS.md).
+Usage: python benchmarks/bench_hosts.py [--counts 1000,4000] [--strategies S1,S2] [--out FILE]   (make bench runs it after bench_fleet.py)
+--strategies: the outcome play's strategy per run (-e cms_patching_outcome_strategy=...): "default" (the playbook's,
+cms.patching.linear_outcome) and/or "ansible.builtin.linear" (a worker process per host, as before) to compare.
+The "Hosts" section of --out (default benchmarks/RESULTS.md) is replaced with the result rows; the others are kept.
 """
 
 import argparse
@@ -56,7 +58,7 @@ def post(url, body):
     urllib.request.urlopen(request, timeout=30).close()  # nosec - loopback
 
 
-def run_site(count, tmp):
+def run_site(count, tmp, strategy="default"):
     """ansible-playbook site.yml on `count` instances (90 % SSM-managed targets); returns the measurements."""
     (tmp / "lzs" / "bench" / "group_vars" / "all").mkdir(parents=True)
     (tmp / "lzs" / "bench" / "group_vars" / "all" / "landing_zone.yml").write_text(LZ.format(account=ACCOUNT, region=REGION))
@@ -88,7 +90,8 @@ def run_site(count, tmp):
         started = time.monotonic()
         with open(tmp / "output.txt", "w", encoding="utf-8") as output:
             proc = subprocess.Popen(  # pylint: disable=consider-using-with
-                [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "site.yml", "-e", "lz=bench"],
+                [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "site.yml", "-e", "lz=bench"]
+                + ([] if strategy == "default" else ["-e", "cms_patching_outcome_strategy=" + strategy]),
                 cwd=REPO,
                 env=env,
                 stdout=output,
@@ -110,6 +113,7 @@ def run_site(count, tmp):
         per_task[row["task"]][2] += row.get("controller_cpu", 0.0)
     result = {
         "instances": count,
+        "strategy": strategy,
         "targets": int(round(count * MANAGED)),
         "rc": os.waitstatus_to_exitcode(status),
         "wall": round(seconds, 1),
@@ -124,28 +128,32 @@ def run_site(count, tmp):
     return result
 
 
-WHY = """The goal is <= 5 ms of controller time per host, add_host included. Adding every instance to the inventory is well
-within it; the one task per host that gives each instance its status is not: Ansible counts a host in its stats (PLAY
-RECAP, AWX's job host summary) only from a task result of that host, and it runs every task of every host that is not
-a `meta` task in its own forked worker process (`meta` tasks run in the controller but are not counted; a `run_once` or
-looped task counts for one host only). The controller's share is the host's variables, the fork, the result and the
-callbacks; the rest is the worker. Both grow with the controller's size (every instance's results are facts of
-localhost). Getting under 5 ms would take a strategy plugin counting one batched result for many hosts, on ansible-core's
-private internals; not done. `-e cms_patching_host_summary=failed` runs the outcome task on the failed hosts only."""
+WHY = """The goal is <= 5 ms of controller time per host, add_host included. Ansible counts a host in its stats (PLAY RECAP,
+AWX's job host summary) only from a task result of that host, and its linear strategy starts a worker process for every
+host of every task that is not a `meta` task (`meta` results are not counted; a `run_once` or looped task counts for one
+host only; a task skipped by `when` still starts its worker, which evaluates the condition). With ansible.builtin.linear
+the outcome play therefore costs a fork, a worker and its result per instance. The outcome play's default strategy,
+cms.patching.linear_outcome, computes each host's `cms.patching.host_outcome` result in the controller from the task's
+templated arguments and hands it to Ansible's own result processing: same stats, callbacks and exit status, no worker.
+What is left per host is the linear loop's own work (the host's variables, templating, the result, the callbacks).
+ansible-core deprecates strategy plugins from collections (a warning when one is loaded, no removal date);
+`-e cms_patching_outcome_strategy=ansible.builtin.linear` goes back to a worker per host."""
 
 
 def render(rows):
     lines = [
-        "| instances | hosts in recap | rc | wall s | CPU s, whole run | add_host ms/host | outcome ms/host (controller alone) | per-host ms/host |",
-        "|---|---|---|---|---|---|---|---|",
+        "| outcome strategy | instances | hosts in recap | rc | wall s | CPU s, whole run | add_host ms/host"
+        " | outcome ms/host (controller alone) | per-host ms/host |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         add = 1000.0 * r["add_host_cpu"] / r["instances"]
         outcome = 1000.0 * r["outcome_cpu"] / r["instances"]
         alone = 1000.0 * r.get("outcome_controller_cpu", 0.0) / r["instances"]
+        strategy = "cms.patching.linear_outcome (default)" if r.get("strategy", "default") == "default" else r["strategy"]
         lines.append(
-            "| %d | %d | %d | %.1f | %.1f | %.1f | %.1f (%.1f) | %.1f |"
-            % (r["instances"], r["hosts_in_recap"], r["rc"], r["wall"], r["cpu"], add, outcome, alone, add + outcome)
+            "| %s | %d | %d | %d | %.1f | %.1f | %.1f | %.1f (%.1f) | %.1f |"
+            % (strategy, r["instances"], r["hosts_in_recap"], r["rc"], r["wall"], r["cpu"], add, outcome, alone, add + outcome)
         )
     return "\n".join(lines)
 
@@ -153,14 +161,16 @@ def render(rows):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", default="1000,4000")
+    parser.add_argument("--strategies", default="default", help="comma-separated: default, ansible.builtin.linear")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "RESULTS.md"))
     args = parser.parse_args()
     rows = []
     for count in [int(c) for c in args.counts.split(",")]:
-        with tempfile.TemporaryDirectory() as tmp:
-            row = run_site(count, pathlib.Path(tmp))
-        print(json.dumps(row), flush=True)
-        rows.append(row)
+        for strategy in args.strategies.split(","):
+            with tempfile.TemporaryDirectory() as tmp:
+                row = run_site(count, pathlib.Path(tmp), strategy)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (
         "\n## Hosts: one host per instance (bench_hosts.py)\n\nMeasured %s on %d cores; `ansible-playbook site.yml` (discovery, backup, patching, "
@@ -170,9 +180,12 @@ def main():
     out = pathlib.Path(args.out)
     text = out.read_text(encoding="utf-8") if out.exists() else ""
     marker = "\n## Hosts: one host per instance"
+    rest = ""
     if marker in text:
-        text = text[: text.index(marker)]
-    out.write_text(text.rstrip("\n") + "\n" + section, encoding="utf-8")
+        start = text.index(marker)
+        end = text.find("\n## ", start + len(marker))
+        text, rest = text[:start], ("\n" + text[end:].lstrip("\n")) if end >= 0 else ""
+    out.write_text(text.rstrip("\n") + "\n" + section + rest, encoding="utf-8")
     print(section)
 
 
