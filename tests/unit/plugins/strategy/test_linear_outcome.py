@@ -48,15 +48,33 @@ PLAY = """
 def run(tmp_path, strategy, extra=""):
     (tmp_path / "inventory.yml").write_text(INVENTORY)
     (tmp_path / "play.yml").write_text(PLAY % extra)
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.junit", JUNIT_OUTPUT_DIR=str(tmp_path / "junit"),
-               ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_NOCOLOR="1")
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.junit",
+        JUNIT_OUTPUT_DIR=str(tmp_path / "junit"),
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default",
+        ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+        ANSIBLE_NOCOLOR="1",
+    )
     proc = subprocess.Popen(  # pylint: disable=consider-using-with
-        [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "-i", str(tmp_path / "inventory.yml"), str(tmp_path / "play.yml"),
-         "-e", "strategy_under_test=%s" % strategy, "-v"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            str(pathlib.Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            str(tmp_path / "inventory.yml"),
+            str(tmp_path / "play.yml"),
+            "-e",
+            "strategy_under_test=%s" % strategy,
+            "-v",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     output = proc.communicate(timeout=300)[0]
-    recap = {m.group(1): tuple(int(v) for v in m.groups()[1:]) for m in RECAP.finditer(output[output.rindex("PLAY RECAP"):])}
+    recap = {m.group(1): tuple(int(v) for v in m.groups()[1:]) for m in RECAP.finditer(output[output.rindex("PLAY RECAP") :])}
     # One result line per host and task: "<status>: [<host>] => {json}" (default callback, -v).
     results = {}
     for match in re.finditer(r"^(ok|changed|fatal|skipping): \[([^\]]+)\](?:: FAILED!)? => (\{.*\})$", output, re.MULTILINE):
