@@ -6,9 +6,10 @@ each one its outcome (failed with the reason / changed / skipped) - one task per
 (discovery, backup, patching, retention, report) on a synthetic sandbox fleet and measures the controller's CPU time
 (the ansible-playbook process and every worker and module it forks) per task, with benchmarks/callbacks/task_cpu.py.
 
-Usage: python benchmarks/bench_hosts.py [--counts 1000,4000] [--strategies S1,S2] [--out FILE]   (make bench runs it after bench_fleet.py)
+Usage: python benchmarks/bench_hosts.py [--counts 1000,4000] [--strategies S1,S2] [--fail-ratio 0.1] [--out FILE]   (make bench runs it after bench_fleet.py)
 --strategies: the outcome play's strategy per run (-e cms_patching_outcome_strategy=...): "default" (the playbook's,
 cms.patching.linear_outcome) and/or "ansible.builtin.linear" (a worker process per host, as before) to compare.
+--fail-ratio: that share of the instances (every n-th) gets an ami_fail fault, so they are held back and fail.
 The "Hosts" section of --out (default benchmarks/RESULTS.md) is replaced with the result rows; the others are kept.
 """
 
@@ -27,10 +28,16 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 MANAGED = 0.9
-# The tasks whose work is per host: adding every instance to the inventory, and the outcome play.
+# The tasks whose work is per host: adding every instance to the inventory, the outcome play, the gates.
 PER_HOST = {
     "add_host": ("Add every target to the in-memory inventory", "Add the instances that are not targets to the in-memory inventory"),
     "outcome": ("Note whether this run patched", "Outcome"),
+    # One add_host item per held-back host (none without failures).
+    "gates": (
+        "Hold back every host whose backup is not verified",
+        "Hold back every host that was not patched successfully",
+        "Hold back the hosts of the waves that never started",
+    ),
 }
 LZ = """---
 cms_patching_landing_zone:
@@ -58,7 +65,7 @@ def post(url, body):
     urllib.request.urlopen(request, timeout=30).close()  # nosec - loopback
 
 
-def run_site(count, tmp, strategy="default"):
+def run_site(count, tmp, strategy="default", fail_ratio=0.0):
     """ansible-playbook site.yml on `count` instances (90 % SSM-managed targets); returns the measurements."""
     (tmp / "lzs" / "bench" / "group_vars" / "all").mkdir(parents=True)
     (tmp / "lzs" / "bench" / "group_vars" / "all" / "landing_zone.yml").write_text(LZ.format(account=ACCOUNT, region=REGION))
@@ -87,6 +94,10 @@ def run_site(count, tmp, strategy="default"):
             name, _sep, value = line.replace("export ", "", 1).partition("=")
             env[name] = value.strip("'")
         post(env["CMS_SANDBOX_URL"] + "/calls/reset", {})
+        # Held-back hosts take the other path of every per-host step: the backup gate, a failed outcome, a report error.
+        step = int(round(1 / fail_ratio)) if fail_ratio else 0
+        for number in range(1, count + 1, step) if step else ():
+            post(env["CMS_SANDBOX_URL"] + "/faults", {"kind": "ami_fail", "instance_name": "syn-%05d" % number})
         started = time.monotonic()
         with open(tmp / "output.txt", "w", encoding="utf-8") as output:
             proc = subprocess.Popen(  # pylint: disable=consider-using-with
@@ -114,6 +125,7 @@ def run_site(count, tmp, strategy="default"):
     result = {
         "instances": count,
         "strategy": strategy,
+        "fail_ratio": fail_ratio,
         "targets": int(round(count * MANAGED)),
         "rc": os.waitstatus_to_exitcode(status),
         "wall": round(seconds, 1),
@@ -142,18 +154,20 @@ ansible-core deprecates strategy plugins from collections (a warning when one is
 
 def render(rows):
     lines = [
-        "| outcome strategy | instances | hosts in recap | rc | wall s | CPU s, whole run | add_host ms/host"
-        " | outcome ms/host (controller alone) | per-host ms/host |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| outcome strategy | instances (AMI failures) | hosts in recap | rc | wall s | CPU s, whole run | add_host ms/host"
+        " | outcome ms/host (controller alone) | gates ms/host | per-host ms/host |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         add = 1000.0 * r["add_host_cpu"] / r["instances"]
         outcome = 1000.0 * r["outcome_cpu"] / r["instances"]
         alone = 1000.0 * r.get("outcome_controller_cpu", 0.0) / r["instances"]
+        gates = 1000.0 * r.get("gates_cpu", 0.0) / r["instances"]
+        failures = "%d (%d %%)" % (r["instances"], round(100 * r.get("fail_ratio", 0.0)))
         strategy = "cms.patching.linear_outcome (default)" if r.get("strategy", "default") == "default" else r["strategy"]
         lines.append(
-            "| %s | %d | %d | %d | %.1f | %.1f | %.1f | %.1f (%.1f) | %.1f |"
-            % (strategy, r["instances"], r["hosts_in_recap"], r["rc"], r["wall"], r["cpu"], add, outcome, alone, add + outcome)
+            "| %s | %s | %d | %d | %.1f | %.1f | %.1f | %.1f (%.1f) | %.1f | %.1f |"
+            % (strategy, failures, r["hosts_in_recap"], r["rc"], r["wall"], r["cpu"], add, outcome, alone, gates, add + outcome + gates)
         )
     return "\n".join(lines)
 
@@ -162,13 +176,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", default="1000,4000")
     parser.add_argument("--strategies", default="default", help="comma-separated: default, ansible.builtin.linear")
+    parser.add_argument("--fail-ratio", type=float, default=0.0, help="share of the instances whose AMI fails (held back), e.g. 0.1")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "RESULTS.md"))
     args = parser.parse_args()
     rows = []
     for count in [int(c) for c in args.counts.split(",")]:
         for strategy in args.strategies.split(","):
             with tempfile.TemporaryDirectory() as tmp:
-                row = run_site(count, pathlib.Path(tmp), strategy)
+                row = run_site(count, pathlib.Path(tmp), strategy, args.fail_ratio)
             print(json.dumps(row), flush=True)
             rows.append(row)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
