@@ -32,7 +32,8 @@ try:  # ansible-core 2.19+: the form in which a worker's result reaches the stra
 except ImportError:  # older: no fast path, every task forks
     _WireTaskResult = None
 
-ACTIONS = frozenset(("cms.patching.host_outcome", "host_outcome"))
+# By its resolved name: a short "host_outcome" resolves to it only when the play's collections say so.
+ACTION = "cms.patching.host_outcome"
 # Keywords whose meaning the worker implements; a task that uses any of them is left to the worker.
 WORKER_KEYWORDS = ("loop", "loop_with", "when", "failed_when", "changed_when", "register", "notify", "delegate_to", "until")
 
@@ -43,7 +44,7 @@ class StrategyModule(LinearStrategyModule):
     def _in_controller(self, task):
         if _WireTaskResult is None or not hasattr(self, "_convert_wire_task_result_to_raw"):
             return False
-        if task.action not in ACTIONS and task.resolved_action not in ACTIONS:
+        if ACTION not in (task.action, getattr(task, "resolved_action", None)):
             return False
         return not any(getattr(task, keyword, None) for keyword in WORKER_KEYWORDS)
 
