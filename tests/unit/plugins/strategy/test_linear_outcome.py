@@ -40,7 +40,9 @@ PLAY = """
       cms.patching.host_outcome:
         failed: "{{ 'cms_patching_failed' in group_names }}"
         changed: "{{ 'cms_patching_targets' in group_names }}"
-        msg: "{{ cms_patching_failure | default('patched' if 'cms_patching_targets' in group_names else 'not a target') }} pid={{ lookup('ansible.builtin.pipe', 'echo $PPID') }}"
+        msg: >-
+          {{ cms_patching_failure | default('patched' if 'cms_patching_targets' in group_names else 'not a target') }}
+          pid={{ lookup('ansible.builtin.pipe', 'echo $PPID') }}
 %s
 """
 
