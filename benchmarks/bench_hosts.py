@@ -136,9 +136,11 @@ def run_site(count, tmp, strategy="default", fail_ratio=0.0):
         "top_tasks": sorted(((round(v[0], 2), name) for name, v in per_task.items()), reverse=True)[:10],
     }
     for part, names in PER_HOST.items():
-        result[part + "_cpu"] = round(sum(per_task.get(n, [0, 0, 0])[0] for n in names), 2)
-        result[part + "_wall"] = round(sum(per_task.get(n, [0, 0, 0])[1] for n in names), 2)
-        result[part + "_controller_cpu"] = round(sum(per_task.get(n, [0, 0, 0])[2] for n in names), 2)
+        # A role's task is named "<role> : <task>" in the callback: match the task name with or without its role.
+        rows = [v for task, v in per_task.items() if task in names or task.rpartition(" : ")[2] in names]
+        result[part + "_cpu"] = round(sum(v[0] for v in rows), 2)
+        result[part + "_wall"] = round(sum(v[1] for v in rows), 2)
+        result[part + "_controller_cpu"] = round(sum(v[2] for v in rows), 2)
     return result
 
 
