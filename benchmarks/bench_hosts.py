@@ -151,7 +151,9 @@ host only; a task skipped by `when` still starts its worker, which evaluates the
 the outcome play therefore costs a fork, a worker and its result per instance. The outcome play's default strategy,
 cms.patching.linear_outcome, computes each host's `cms.patching.host_outcome` result in the controller from the task's
 templated arguments and hands it to Ansible's own result processing: same stats, callbacks and exit status, no worker.
-What is left per host is the linear loop's own work (the host's variables, templating, the result, the callbacks).
+What is left of the outcome play per host is the linear loop's own work (the host's variables, templating, the result,
+the callbacks). The rest of the per-host cost is the targets' add_host loop and the gates, whose one worker templates
+every loop item or every instance's result (see the findings in RESULTS.md).
 ansible-core deprecates strategy plugins from collections (a warning when one is loaded, no removal date);
 `-e cms_patching_outcome_strategy=ansible.builtin.linear` goes back to a worker per host."""
 
