@@ -6,8 +6,11 @@ each one its outcome (failed with the reason / changed / skipped) - one task per
 (discovery, backup, patching, retention, report) on a synthetic sandbox fleet and measures the controller's CPU time
 (the ansible-playbook process and every worker and module it forks) per task, with benchmarks/callbacks/task_cpu.py.
 
-Usage: python benchmarks/bench_hosts.py [--counts 1000,4000] [--out FILE]   (make bench runs it after bench_fleet.py)
-The result rows are appended to the "Hosts" section of --out (default benchmarks/RESULTS.md).
+Usage: python benchmarks/bench_hosts.py [--counts 1000,4000] [--strategies S1,S2] [--fail-ratio 0.1] [--out FILE]   (make bench runs it after bench_fleet.py)
+--strategies: the outcome play's strategy per run (-e cms_patching_outcome_strategy=...): "default" (the playbook's,
+ansible.builtin.linear: a worker process per host) and/or "cms.patching.linear_outcome" (opt-in, no worker) to compare.
+--fail-ratio: that share of the instances (every n-th) gets an ami_fail fault, so they are held back and fail.
+The "Hosts" section of --out (default benchmarks/RESULTS.md) is replaced with the result rows; the others are kept.
 """
 
 import argparse
@@ -23,10 +26,16 @@ import time
 from _fleet_server import REPO, post, serving
 
 MANAGED = 0.9
-# The tasks whose work is per host: adding every instance to the inventory, and the outcome play.
+# The tasks whose work is per host: adding every instance to the inventory, the outcome play, the gates.
 PER_HOST = {
     "add_host": ("Add every target to the in-memory inventory", "Add the instances that are not targets to the in-memory inventory"),
     "outcome": ("Note whether this run patched", "Outcome"),
+    # One add_host item per held-back host (none without failures).
+    "gates": (
+        "Hold back every host whose backup is not verified",
+        "Hold back every host that was not patched successfully",
+        "Hold back the hosts of the waves that never started",
+    ),
 }
 PHASES = """\
   backup:
@@ -42,7 +51,7 @@ PHASES = """\
 """
 
 
-def run_site(count, tmp):
+def run_site(count, tmp, strategy="default", fail_ratio=0.0):
     """ansible-playbook site.yml on `count` instances (90 % SSM-managed targets); returns the measurements."""
     with serving(tmp, count, MANAGED, PHASES, "group_vars/all/landing_zone.yml", start_timeout=600) as env:
         env.update(
@@ -51,10 +60,15 @@ def run_site(count, tmp):
             CMS_BENCH_TASK_CPU=str(tmp / "task_cpu.json"),
         )
         post(env, "calls/reset", {})
+        # Held-back hosts take the other path of every per-host step: the backup gate, a failed outcome, a report error.
+        step = int(round(1 / fail_ratio)) if fail_ratio else 0
+        for number in range(1, count + 1, step) if step else ():
+            post(env, "faults", {"kind": "ami_fail", "instance_name": "syn-%05d" % number})
         started = time.monotonic()
         with open(tmp / "output.txt", "w", encoding="utf-8") as output:
             proc = subprocess.Popen(  # pylint: disable=consider-using-with
-                [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "site.yml", "-e", "lz=bench"],
+                [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "site.yml", "-e", "lz=bench"]
+                + ([] if strategy == "default" else ["-e", "cms_patching_outcome_strategy=" + strategy]),
                 cwd=REPO,
                 env=env,
                 stdout=output,
@@ -73,42 +87,56 @@ def run_site(count, tmp):
         per_task[row["task"]][2] += row.get("controller_cpu", 0.0)
     result = {
         "instances": count,
+        "strategy": strategy,
+        "fail_ratio": fail_ratio,
         "targets": int(round(count * MANAGED)),
         "rc": os.waitstatus_to_exitcode(status),
         "wall": round(seconds, 1),
         "cpu": round(usage.ru_utime + usage.ru_stime, 1),
         "hosts_in_recap": measured["hosts"],
         "summary": summary[-1] if summary else text[-1500:],
+        # Where the rest of the controller's CPU went (module runs included): the ten costliest tasks, CPU s.
+        "top_tasks": sorted(((round(v[0], 2), name) for name, v in per_task.items()), reverse=True)[:10],
     }
     for part, names in PER_HOST.items():
-        result[part + "_cpu"] = round(sum(per_task.get(n, [0, 0, 0])[0] for n in names), 2)
-        result[part + "_wall"] = round(sum(per_task.get(n, [0, 0, 0])[1] for n in names), 2)
-        result[part + "_controller_cpu"] = round(sum(per_task.get(n, [0, 0, 0])[2] for n in names), 2)
+        # A role's task is named "<role> : <task>" in the callback: match the task name with or without its role.
+        rows = [v for task, v in per_task.items() if task in names or task.rpartition(" : ")[2] in names]
+        result[part + "_cpu"] = round(sum(v[0] for v in rows), 2)
+        result[part + "_wall"] = round(sum(v[1] for v in rows), 2)
+        result[part + "_controller_cpu"] = round(sum(v[2] for v in rows), 2)
     return result
 
 
-WHY = """The goal is <= 5 ms of controller time per host, add_host included. Adding every instance to the inventory is well
-within it; the one task per host that gives each instance its status is not: Ansible counts a host in its stats (PLAY
-RECAP, AWX's job host summary) only from a task result of that host, and it runs every task of every host that is not
-a `meta` task in its own forked worker process (`meta` tasks run in the controller but are not counted; a `run_once` or
-looped task counts for one host only). The controller's share is the host's variables, the fork, the result and the
-callbacks; the rest is the worker. Both grow with the controller's size (every instance's results are facts of
-localhost). Getting under 5 ms would take a strategy plugin counting one batched result for many hosts, on ansible-core's
-private internals; not done. `-e cms_patching_host_summary=failed` runs the outcome task on the failed hosts only."""
+WHY = """The goal is <= 5 ms of controller time per host, add_host included. Ansible counts a host in its stats (PLAY RECAP,
+AWX's job host summary) only from a task result of that host, and its linear strategy starts a worker process for every
+host of every task that is not a `meta` task (`meta` results are not counted; a `run_once` or looped task counts for one
+host only; a task skipped by `when` still starts its worker, which evaluates the condition). With ansible.builtin.linear
+the outcome play therefore costs a fork, a worker and its result per instance. The opt-in strategy
+cms.patching.linear_outcome computes each host's `cms.patching.host_outcome` result in the controller from the task's
+templated arguments and hands it to Ansible's own result processing: same stats, callbacks and exit status, no worker.
+What is left of the outcome play per host is the linear loop's own work (the host's variables, templating, the result,
+the callbacks). The rest of the per-host cost is the targets' add_host loop and the gates, whose one worker templates
+every loop item or every instance's result (see the findings in RESULTS.md).
+ansible-core deprecates strategy plugins from collections (a warning when one is loaded, no removal date), so the
+playbook's default stays ansible.builtin.linear; `-e cms_patching_outcome_strategy=cms.patching.linear_outcome` opts in."""
 
 
 def render(rows):
     lines = [
-        "| instances | hosts in recap | rc | wall s | CPU s, whole run | add_host ms/host | outcome ms/host (controller alone) | per-host ms/host |",
-        "|---|---|---|---|---|---|---|---|",
+        "| outcome strategy | instances (AMI failures) | hosts in recap | rc | wall s | CPU s, whole run | add_host ms/host"
+        " | outcome ms/host (controller alone) | gates ms/host | per-host ms/host |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         add = 1000.0 * r["add_host_cpu"] / r["instances"]
         outcome = 1000.0 * r["outcome_cpu"] / r["instances"]
         alone = 1000.0 * r.get("outcome_controller_cpu", 0.0) / r["instances"]
+        gates = 1000.0 * r.get("gates_cpu", 0.0) / r["instances"]
+        failures = "%d (%d %%)" % (r["instances"], round(100 * r.get("fail_ratio", 0.0)))
+        strategy = "ansible.builtin.linear (default)" if r.get("strategy", "default") == "default" else r["strategy"]
         lines.append(
-            "| %d | %d | %d | %.1f | %.1f | %.1f | %.1f (%.1f) | %.1f |"
-            % (r["instances"], r["hosts_in_recap"], r["rc"], r["wall"], r["cpu"], add, outcome, alone, add + outcome)
+            "| %s | %s | %d | %d | %.1f | %.1f | %.1f | %.1f (%.1f) | %.1f | %.1f |"
+            % (strategy, failures, r["hosts_in_recap"], r["rc"], r["wall"], r["cpu"], add, outcome, alone, gates, add + outcome + gates)
         )
     return "\n".join(lines)
 
@@ -116,14 +144,17 @@ def render(rows):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", default="1000,4000")
+    parser.add_argument("--strategies", default="default,cms.patching.linear_outcome", help="comma-separated: default, cms.patching.linear_outcome")
+    parser.add_argument("--fail-ratio", type=float, default=0.0, help="share of the instances whose AMI fails (held back), e.g. 0.1")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "RESULTS.md"))
     args = parser.parse_args()
     rows = []
     for count in [int(c) for c in args.counts.split(",")]:
-        with tempfile.TemporaryDirectory() as tmp:
-            row = run_site(count, pathlib.Path(tmp))
-        print(json.dumps(row), flush=True)
-        rows.append(row)
+        for strategy in args.strategies.split(","):
+            with tempfile.TemporaryDirectory() as tmp:
+                row = run_site(count, pathlib.Path(tmp), strategy, args.fail_ratio)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (
         "\n## Hosts: one host per instance (bench_hosts.py)\n\nMeasured %s on %d cores; `ansible-playbook site.yml` (discovery, backup, patching, "
@@ -133,9 +164,12 @@ def main():
     out = pathlib.Path(args.out)
     text = out.read_text(encoding="utf-8") if out.exists() else ""
     marker = "\n## Hosts: one host per instance"
+    rest = ""
     if marker in text:
-        text = text[: text.index(marker)]
-    out.write_text(text.rstrip("\n") + "\n" + section, encoding="utf-8")
+        start = text.index(marker)
+        end = text.find("\n## ", start + len(marker))
+        text, rest = text[:start], ("\n" + text[end:].lstrip("\n")) if end >= 0 else ""
+    out.write_text(text.rstrip("\n") + "\n" + section + rest, encoding="utf-8")
     print(section)
 
 

@@ -97,6 +97,18 @@ def test_an_awx_job_with_a_script_inventory_runs_the_whole_patching(aws, tmp_pat
     skipped = {ids[name] for name, row in rows.items() if row["target"] == "false"}
     assert len(skipped) == 9 and skipped <= set(stats["skipped"]) and not skipped & set(stats["failures"])
     assert not (skipped - set(stats["processed"]))
+    # Each instance's own job events (what AWX lists under the host): the outcome task's result, the reason when failed.
+    outcome = {
+        # (AWX's skipped events carry no result.)
+        e["event_data"]["host"]: (e["event"], e["event_data"].get("res", {}).get("msg"))
+        for e in runner.events
+        if e.get("event") in ("runner_on_ok", "runner_on_failed", "runner_on_skipped") and e["event_data"].get("task") == "Outcome"
+    }
+    assert set(outcome) == set(ids.values())
+    assert outcome[ids["web-03"]][0] == "runner_on_failed" and outcome[ids["web-03"]][1].startswith(ids["web-03"] + ": ")
+    assert outcome[ids["pay-web-02"]][0] == "runner_on_failed" and outcome[ids["pay-web-02"]][1].startswith(ids["pay-web-02"])
+    assert {outcome[i] for i in patched} == {("runner_on_ok", "patched")}
+    assert {outcome[i] for i in skipped} == {("runner_on_skipped", None)}
 
 
 def synced_inventory(aws, tmp_path):

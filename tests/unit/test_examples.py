@@ -23,8 +23,8 @@ from ansible_collections.cms.patching.plugins.modules import landing_zone
 REPO = pathlib.Path(__file__).resolve().parents[2]
 MODULES = sorted(p.stem for p in (REPO / "plugins" / "modules").glob("*.py") if not p.name.startswith("_"))
 # Variables every play has, and the inputs an example leaves to the reader (named so in the example's own words).
-MAGIC = {"hostvars", "groups", "ansible_play_hosts", "ansible_play_hosts_all", "inventory_hostname", "playbook_dir", "ansible_check_mode"}
-INPUTS = {"run_id", "wave_instances"}
+MAGIC = {"hostvars", "groups", "ansible_play_hosts", "ansible_play_hosts_all", "inventory_hostname", "playbook_dir", "ansible_check_mode", "group_names"}
+INPUTS = {"run_id", "wave_instances", "cms_patching_failure"}
 # Filters that keep a list's elements as they are (what comes out has the same keys as what went in).
 SAME_ELEMENTS = {"list", "selectattr", "rejectattr", "unique", "sort", "reverse", "first", "last", "select", "reject"}
 TEMPLATED_KEYWORDS = ("when", "until", "failed_when", "changed_when")

@@ -100,6 +100,19 @@ def test_a_failed_host_task_lands_on_that_instance(callback, tmp_path):
     config(callback)
     callback.v2_runner_on_ok(Result("cms.patching.ec2_patch_scan", SCAN))
     callback.v2_runner_on_failed(Result("ansible.builtin.fail", {"failed": True, "msg": "i-2: no verified backup"}, host="web-2", instance_id="i-2"))
+    callback.v2_runner_on_failed(Result("cms.patching.host_outcome", {"failed": True, "msg": "i-1: patch failed"}, host="web-1", instance_id="i-1"))
+    # Written once for all the failed hosts of a task, when the next task starts: not the whole CSV again per host.
+    assert rows(tmp_path / "demo-r1.csv")["i-2"]["error"] == ""
+    callback.v2_playbook_on_task_start(None, is_conditional=False)
+    written = rows(tmp_path / "demo-r1.csv")
+    assert written["i-2"]["error"] == "i-2: no verified backup" and written["i-1"]["error"] == "i-1: patch failed"
+
+
+def test_host_failures_of_the_last_task_are_written_when_the_run_ends(callback, tmp_path):
+    config(callback)
+    callback.v2_runner_on_ok(Result("cms.patching.ec2_patch_scan", SCAN))
+    callback.v2_runner_on_failed(Result("cms.patching.host_outcome", {"failed": True, "msg": "i-2: no verified backup"}, host="web-2", instance_id="i-2"))
+    callback.v2_playbook_on_stats(None)
     assert rows(tmp_path / "demo-r1.csv")["i-2"]["error"] == "i-2: no verified backup"
 
 

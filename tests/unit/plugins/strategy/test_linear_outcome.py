@@ -1,0 +1,143 @@
+"""cms.patching.linear_outcome: host_outcome results made in the controller give every host the same status, output and
+exit status as Ansible's own linear strategy, without a worker process per host; other tasks still go to workers."""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.cms.patching.plugins.plugin_utils._host_outcome import outcome_result
+
+REPO = pathlib.Path(__file__).resolve().parents[4]
+RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)", re.MULTILINE)
+INVENTORY = """
+all:
+  children:
+    cms_patching_targets:
+      hosts:
+        web-01: {}
+        web-02: {cms_patching_failure: "i-02: backup not verified"}
+        web-03: {}
+    cms_patching_skipped:
+      hosts:
+        db-01: {}
+    cms_patching_failed:
+      hosts:
+        web-02: {}
+"""
+# The outcome task as playbooks/hold_back.yml has it; msg carries the ID of the process that templated it (pipe lookup).
+PLAY = """
+- name: Outcome
+  hosts: cms_patching_targets:cms_patching_skipped
+  gather_facts: false
+  strategy: "{{ strategy_under_test }}"
+  tasks:
+    - name: Outcome
+      cms.patching.host_outcome:
+        failed: "{{ 'cms_patching_failed' in group_names }}"
+        changed: "{{ 'cms_patching_targets' in group_names }}"
+        msg: >-
+          {{ cms_patching_failure | default('patched' if 'cms_patching_targets' in group_names else 'not a target') }}
+          pid={{ lookup('ansible.builtin.pipe', 'echo $PPID') }}
+%s
+"""
+
+
+def run(tmp_path, strategy, extra=""):
+    (tmp_path / "inventory.yml").write_text(INVENTORY)
+    (tmp_path / "play.yml").write_text(PLAY % extra)
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.junit",
+        JUNIT_OUTPUT_DIR=str(tmp_path / "junit"),
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default",
+        ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+        ANSIBLE_NOCOLOR="1",
+    )
+    proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        [
+            str(pathlib.Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            str(tmp_path / "inventory.yml"),
+            str(tmp_path / "play.yml"),
+            "-e",
+            "strategy_under_test=%s" % strategy,
+            "-v",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output = proc.communicate(timeout=300)[0]
+    recap = {m.group(1): tuple(int(v) for v in m.groups()[1:]) for m in RECAP.finditer(output[output.rindex("PLAY RECAP") :])}
+    # One result line per host and task: "<status>: [<host>] => {json}" (default callback, -v).
+    results = {}
+    for match in re.finditer(r"^(ok|changed|fatal|skipping): \[([^\]]+)\](?:: FAILED!)? => (\{.*\})$", output, re.MULTILINE):
+        results.setdefault(match.group(2), []).append((match.group(1), json.loads(match.group(3))))
+    return proc.returncode, proc.pid, recap, results, output
+
+
+def pids(results):
+    return {host: int(re.search(r"pid=(\d+)", r[-1][1]["msg" if "msg" in r[-1][1] else "skip_reason"]).group(1)) for host, r in results.items()}
+
+
+def test_same_stats_output_and_exit_status_as_linear(tmp_path):
+    fast = run(tmp_path, "cms.patching.linear_outcome")
+    slow = run(tmp_path, "ansible.builtin.linear")
+    expected = {"web-01": (1, 1, 0, 0, 0), "web-02": (0, 0, 0, 1, 0), "web-03": (1, 1, 0, 0, 0), "db-01": (0, 0, 0, 0, 1)}
+    for rc, _pid, recap, results, output in (fast, slow):
+        assert rc == 2, output
+        assert recap == expected, output
+        assert results["web-02"][0][0] == "fatal" and results["web-02"][0][1]["msg"].startswith("i-02: backup not verified pid="), output
+        assert results["db-01"][0][0] == "skipping" and results["db-01"][0][1]["skip_reason"].startswith("not a target"), output
+    strip = re.compile(r"pid=\d+")
+    assert {h: [(s, strip.sub("", json.dumps(d, sort_keys=True))) for s, d in r] for h, r in fast[3].items()} == {
+        h: [(s, strip.sub("", json.dumps(d, sort_keys=True))) for s, d in r] for h, r in slow[3].items()
+    }
+
+
+def test_no_worker_per_host_under_linear_outcome(tmp_path):
+    rc, pid, _recap, results, output = run(tmp_path, "cms.patching.linear_outcome")
+    assert rc == 2, output
+    # Every host's arguments were templated in the ansible-playbook process itself.
+    assert set(pids(results).values()) == {pid}, output
+    _rc, pid, _recap, results, output = run(tmp_path, "ansible.builtin.linear")
+    # Ansible's linear strategy: one worker process per host, none of them the controller.
+    assert pid not in pids(results).values() and len(set(pids(results).values())) == 4, output
+
+
+def test_a_task_with_a_keyword_the_worker_implements_goes_to_a_worker(tmp_path):
+    rc, pid, recap, results, output = run(tmp_path, "cms.patching.linear_outcome", "      when: inventory_hostname != 'web-03'")
+    assert rc == 2, output
+    assert recap["web-03"] == (0, 0, 0, 0, 1) and recap["web-01"] == (1, 1, 0, 0, 0) and recap["web-02"][3] == 1, output
+    assert pid not in pids({h: r for h, r in results.items() if h != "web-03"}).values(), output
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ({"failed": True, "msg": "i-1: no AMI"}, {"failed": True, "changed": False, "msg": "i-1: no AMI"}),
+        ({"failed": "yes", "changed": True}, {"failed": True, "changed": False, "msg": "failed"}),
+        ({"changed": "true", "msg": "patched"}, {"changed": True, "msg": "patched"}),
+        ({"changed": False, "msg": "not a target"}, {"skipped": True, "changed": False, "skip_reason": "not a target", "msg": "not a target"}),
+    ],
+)
+def test_outcome_result(args, expected):
+    assert outcome_result(args) == expected
+
+
+def test_outcome_result_refuses_bad_arguments():
+    assert outcome_result({"failed": "maybe"})["failed"] is True
+    assert "failed and changed must be booleans" in outcome_result({"failed": "maybe"})["msg"]
+    assert outcome_result({"status": "ok"}) == {
+        "failed": True,
+        "changed": False,
+        "msg": "host_outcome: unsupported option(s) status; supported: failed, msg, changed",
+    }
