@@ -338,7 +338,8 @@ def run(count, accounts, regions, time_scale=30.0, slices=0):
         if entry["document"] == "AWS-RunPatchBaseline" and "Install" in operation:
             patches.update(entry["instance_ids"])
     targets = [r for r in seeded["instances"] if r["managed"]]
-    per_row = collections.Counter(r["instance_id"] for r in rows)
+    # Rows without an instance are the landing zone's own (an account skipped by the organization source, in every slice).
+    per_row = collections.Counter(r["instance_id"] for r in rows if r.get("instance_id"))
     run_ids = {r["run_id"] for r in rows} | {rid for ids in images.values() for rid in ids}
     sts_calls = sum(1 for e in call_log if e["operation"].startswith("sts:"))
     critical_wall = critical / time_scale
