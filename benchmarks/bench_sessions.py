@@ -59,9 +59,8 @@ def main():
             subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
             runs.insert(0, (tmp, args.against, min(sizes)))
         for path, label, accounts in runs:
-            proc = subprocess.run(
-                [sys.executable, "-c", PROBE, path, sandbox.endpoint, str(accounts), regions, bench_org.EXTERNAL_ID], capture_output=True, text=True, check=False
-            )
+            command = [sys.executable, "-c", PROBE, path, sandbox.endpoint, str(accounts), regions, bench_org.EXTERNAL_ID]
+            proc = subprocess.run(command, capture_output=True, text=True, check=False)
             result = json.loads(proc.stdout) if proc.returncode == 0 else {"error": proc.stderr[-1500:]}
             print(json.dumps(dict(result, plugins=label, accounts=accounts, regions=args.regions)), flush=True)
 
