@@ -33,6 +33,7 @@ import datetime
 import json
 import os
 import pathlib
+import resource
 import subprocess
 import sys
 import tempfile
@@ -128,7 +129,7 @@ def inventory_of(rows):
 
 def slice_inventory(hosts, number, count):
     """Slice `number` (1-based) of `count`: every count-th host by name, as AWX cuts a sliced job's inventory."""
-    names = sorted(hosts)[number - 1 :: count]
+    names = sorted(hosts)[number - 1::count]
     return names, {"all": {"hosts": {h: hosts[h] for h in names}}}
 
 
@@ -305,11 +306,16 @@ def run(count, accounts, regions, time_scale=30.0, slices=0):
         (tmp / "lzs" / "bench" / ".landing_zone.yml").write_text(text)
         sandbox.state.calls.reset()
         aws_started = sandbox.state.now()
+        # The sandbox serves every AWS call from this process, on the same cores as the controller: its CPU is not AWS's.
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        sandbox_cpu = own.ru_utime + own.ru_stime
         if slices:
             result = run_slices(sandbox, tmp, inventory_of(seeded["instances"]), slices)
         else:
             result = run_single(sandbox, tmp)
         aws_seconds = sandbox.state.now() - aws_started
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        sandbox_cpu = own.ru_utime + own.ru_stime - sandbox_cpu
         calls = sandbox.state.calls.snapshot()
         call_log = sandbox.state.calls.log()
         critical, detail = bench_aws.critical_path(sandbox)
@@ -345,6 +351,7 @@ def run(count, accounts, regions, time_scale=30.0, slices=0):
         "time_scale": time_scale,
         "intervals": intervals,
         "seed_seconds": round(seed_seconds, 1),
+        "sandbox_cpu_s": round(sandbox_cpu, 1),
         "organization": {"ous": len(org["ous"]), "accounts": len(org["accounts"])},
         "rc": result["rc"],
         "slice_results": result.get("slices", []),
@@ -451,7 +458,7 @@ def detail(r):
         "- %d instances, %d accounts x %d regions%s: rc %s; %s. Seeded in %.0f s. %d CSV rows (%d instances with one row, %d with more); "
         "%d of %d targets with exactly one AMI, %d instances with more than one; %d instances patched, at most %d AWS-RunPatchBaseline "
         "Install per instance; run IDs %s. Statuses %s. Throttled: %s. Critical path: slowest AMI %d s, slowest patch per wave %s (AWS s). "
-        "Calls: %s."
+        "CPU: Ansible %s s (controller process %s s), sandbox %s s (on the same cores). Slowest tasks: %s. Calls: %s."
         % (
             r["instances"],
             r["accounts"],
@@ -478,6 +485,10 @@ def detail(r):
             throttled,
             r["critical_detail"]["slowest_ami"],
             r["critical_detail"]["slowest_patch_per_wave"],
+            r["per_host"]["run_cpu_s"],
+            r["per_host"]["controller_process_cpu_s"],
+            r.get("sandbox_cpu_s", "not measured"),
+            "; ".join("%s %.0f s" % (task, took) for task, took in r["slowest_tasks"][:6]),
             ops,
         )
     )
