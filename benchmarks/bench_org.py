@@ -458,7 +458,7 @@ def detail(r):
         "- %d instances, %d accounts x %d regions%s: rc %s; %s. Seeded in %.0f s. %d CSV rows (%d instances with one row, %d with more); "
         "%d of %d targets with exactly one AMI, %d instances with more than one; %d instances patched, at most %d AWS-RunPatchBaseline "
         "Install per instance; run IDs %s. Statuses %s. Throttled: %s. Critical path: slowest AMI %d s, slowest patch per wave %s (AWS s). "
-        "CPU: Ansible %s s (controller process %s s), sandbox %s s (on the same cores). Slowest tasks: %s. Calls: %s."
+        "CPU: Ansible %s s (controller process %s s), sandbox %s (on the same cores). Slowest tasks: %s. Calls: %s."
         % (
             r["instances"],
             r["accounts"],
@@ -487,7 +487,7 @@ def detail(r):
             r["critical_detail"]["slowest_patch_per_wave"],
             r["per_host"]["run_cpu_s"],
             r["per_host"]["controller_process_cpu_s"],
-            r.get("sandbox_cpu_s", "not measured"),
+            ("%s s" % r["sandbox_cpu_s"]) if "sandbox_cpu_s" in r else "not measured",
             "; ".join("%s %.0f s" % (task, took) for task, took in r["slowest_tasks"][:6]),
             ops,
         )
