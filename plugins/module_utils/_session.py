@@ -56,6 +56,7 @@ import datetime
 import email.utils
 import threading
 import time
+import weakref
 
 from ansible_collections.cms.patching.plugins.module_utils import _validate as v
 from ansible_collections.cms.patching.plugins.module_utils._errors import FleetError
@@ -91,7 +92,8 @@ __all__ = ["FleetError", "FleetSession", "describe_aws_error", "is_error", "refr
 # service and API version.  Only sessions made here use the shared classes (their event emitters are listed), so a
 # session of other code that adds its own 'creating-client-class' handlers still gets classes of its own.
 _SHARED_LOCK = threading.Lock()
-_SHARED = {"loader": None, "classes": {}, "emitters": [], "installed": False}
+# The emitters are held weakly: a session that is gone must not be kept alive (nor the list grow) in a long-lived process.
+_SHARED = {"loader": None, "classes": {}, "emitters": weakref.WeakSet(), "installed": False}
 
 
 def _shared_loader():
@@ -121,7 +123,7 @@ def _install_shared_client_classes():
 
         def create_client_class(creator, service_name, service_model):
             emitter = getattr(creator, "_event_emitter", None)
-            if not any(emitter is ours for ours in _SHARED["emitters"]):
+            if emitter is None or emitter not in _SHARED["emitters"]:
                 return original(creator, service_name, service_model)
             key = (service_name, service_model.api_version)
             cls = _SHARED["classes"].get(key)
@@ -136,7 +138,7 @@ def _install_shared_client_classes():
 def _register_emitter(core):
     emitter = core.get_component("event_emitter")
     with _SHARED_LOCK:
-        _SHARED["emitters"].append(emitter)
+        _SHARED["emitters"].add(emitter)
 
 
 def describe_aws_error(exc):
