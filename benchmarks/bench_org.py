@@ -470,7 +470,7 @@ def detail(r):
                 "/".join(str(s["rc"]) for s in r["slice_results"]),
             )) if r["slices"] else "",
             r["rc"],
-            r["summary"],
+            ("slice 1: " if r["slices"] else "") + r["summary"],
             r["seed_seconds"],
             r["csv_rows"],
             r["instances_with_one_row"],
