@@ -22,6 +22,7 @@ help:
 	@echo "make bench     fleet benchmarks at 1,000 instances: API calls per instance, overhead at AWS durations, peak RSS,"
 	@echo "               wave-wide concurrency and error budget (PARTS=modules,aws,blast,baseline|all; about 12 minutes)"
 	@echo "               then per-host cost (1,000 and 4,000 hosts) and rollback of 100 instances"
+	@echo "make bench SCALE=org   organization scale: 200 accounts x 3 regions, 20,000 instances, 4 slices (up to 20 minutes a size)"
 
 $(STAMP): requirements-dev.txt requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is needed (found $(PYTHON))"; exit 1; }
@@ -65,10 +66,17 @@ molecule: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/collections $(BIN)/molecule test --all
 
 PARTS ?= modules,aws,blast
+# make bench SCALE=org: the organization-scale benchmark alone (benchmarks/bench_org.py: 1,000 / 5,000 / 20,000 instances
+# over an Organizations OU tree of 10 / 50 / 200 accounts x 3 regions, then 4 parallel slices; up to 20 minutes a size).
+SCALE ?= fleet
 bench: $(STAMP)
+ifeq ($(SCALE),org)
+	$(BIN)/python benchmarks/bench_fleet.py --scale org
+else
 	$(BIN)/python benchmarks/bench_fleet.py --parts $(PARTS)
 	$(BIN)/python benchmarks/bench_hosts.py
 	$(BIN)/python benchmarks/bench_rollback.py
+endif
 
 clean:
 	rm -rf $(VENV) .cache .sandbox tests/output

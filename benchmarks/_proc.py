@@ -2,7 +2,9 @@
 
 ansible-playbook forks a worker per task and host, and each module runs as its own Python process under
 that worker: the controller's footprint is the sum over the whole tree, sampled every `interval` seconds.
-RSS counts pages shared between a parent and its forks once per process, so the sum is an upper bound.
+RSS counts pages shared between a parent and its forks once per process, so the sum is an upper bound; PSS (Linux's
+proportional set size, /proc/<pid>/smaps_rollup) divides each shared page among the processes sharing it, so the sum of
+PSS is the tree's real share of memory (pages shared with processes outside the tree are partly counted).
 """
 
 import os
@@ -34,6 +36,28 @@ def _rss(pid):
         return 0
 
 
+def _pss(pid):
+    try:
+        with open("/proc/%d/smaps_rollup" % pid, encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    return 0
+
+
+def tree_pids(root):
+    """`root` and all its descendants."""
+    tree = _children()
+    todo, seen = [root], []
+    while todo:
+        pid = todo.pop()
+        seen.append(pid)
+        todo.extend(tree.get(pid, []))
+    return seen
+
+
 def tree_rss(root):
     """(sum of RSS in bytes, number of processes) of `root` and all its descendants."""
     tree = _children()
@@ -46,7 +70,7 @@ def tree_rss(root):
 
 
 class PeakRss:
-    """Samples tree_rss(pid) in a thread until stop(); `peak` (bytes) and `processes` at that peak."""
+    """Samples tree_rss(pid) in a thread until stop(); `peak` (bytes) and `processes` at that peak; `peak_pss` (bytes)."""
 
     def __init__(self, pid, interval=0.5):
         self.pid = pid
@@ -54,15 +78,21 @@ class PeakRss:
         self.peak = 0
         self.processes = 0
         self.samples = 0
+        self.peak_pss = 0
+        self.exclude_root = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
-            total, count = tree_rss(self.pid)
+            pids = tree_pids(self.pid)
+            if self.exclude_root:
+                pids = pids[1:]
+            total = sum(_rss(pid) for pid in pids)
+            self.peak_pss = max(self.peak_pss, sum(_pss(pid) for pid in pids))
             self.samples += 1
             if total > self.peak:
-                self.peak, self.processes = total, count
+                self.peak, self.processes = total, len(pids)
             self._stop.wait(self.interval)
 
     def start(self):

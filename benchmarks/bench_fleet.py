@@ -15,6 +15,9 @@ Parts (``--parts``, comma-separated; default ``modules,aws,blast``; ``all`` adds
                max_concurrency "10" (goal <= 10 and >= 8), and max_errors "5" with a patch fault on 30 % of the
                instances (failures <= 5 + those in flight when the 5th failed; the rest cancelled / not_run).
                See bench_blast.py. About 3 wall minutes.
+- ``org``      organization scale (issue 11): a landing zone from an Organizations OU tree, 200 accounts x 3 regions,
+               1,000 / 5,000 / 20,000 instances, and 4 parallel AWX-style slices; ``--scale org`` runs it alone. See
+               bench_org.py (its own options: sizes, slices). Up to about 20 wall minutes per size on 2 cores.
 - ``baseline`` ``ansible-playbook site.yml --tags discovery,backup`` on 500 instances of which 450 are targets, the
                workload the amazon.aws per-host baseline was measured on (445 s and 5.0 calls per instance at best;
                see ../shared/notes/anchors.md).
@@ -186,7 +189,7 @@ def render(rows):
     return "\n".join(lines)
 
 
-PARTS = ("modules", "aws", "blast", "baseline")
+PARTS = ("modules", "aws", "blast", "baseline", "org")
 MARK = "<!-- part:%s -->"
 END = "<!-- /part:%s -->"
 
@@ -355,9 +358,12 @@ def main():
     parser.add_argument("--time-scale", type=float, default=30.0, help="aws part: sandbox seconds per wall second")
     parser.add_argument("--playbook-count", type=int, default=500)
     parser.add_argument("--playbook-targets", type=int, default=450)
+    parser.add_argument("--scale", choices=("fleet", "org"), default="fleet", help="org: the organization-scale benchmark alone (bench_org.py)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "RESULTS.md"))
     args = parser.parse_args()
-    parts = PARTS if args.parts == "all" else [p.strip() for p in args.parts.split(",") if p.strip()]
+    if args.scale == "org":
+        args.parts = "org"
+    parts = [p for p in PARTS if p != "org"] if args.parts == "all" else [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         parser.error("unknown part(s) %s; known: %s" % (", ".join(unknown), ", ".join(PARTS)))
@@ -370,6 +376,10 @@ def main():
             sections[part] = aws_section(args.count, args.time_scale)
         elif part == "blast":
             sections[part] = blast_section(args.count)
+        elif part == "org":
+            # bench_org.py writes its own section after every size (a long run keeps what it measured so far).
+            subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_org.py"), "--out", args.out], check=True)
+            continue
         else:
             sections[part] = baseline_section(args.playbook_count, args.playbook_targets)
         print(sections[part], flush=True)

@@ -35,15 +35,30 @@ us-east-1).  Partitions come from botocore's own data, and a role ARN whose
 partition is not that of the regions is refused before any call.
 Regional STS endpoints: https://docs.aws.amazon.com/IAM/latest/UserGuide/id_credentials_temp_region-endpoints.html
 
-Clients are created under a lock (boto3 sessions are not thread-safe, clients
-are) and cached per (service, account, region), wrapped so every call is
-retried, counted and checked for a cancel.
+Clients are created lazily, when a location is first worked on, and cached
+per (service, account, region), wrapped so every call is retried, counted and
+checked for a cancel.  An account's role is assumed when its first client is
+asked for, under that account's own lock (boto3 sessions are not thread-safe,
+clients are), so the workers of a bounded pool (``_fanout.fan_out``) reach their
+accounts side by side and an account that never gets work is never assumed.
+
+Hundreds of accounts in one module process (an organization's landing zone)
+must not cost hundreds of copies of the same data: every session shares one
+botocore data loader (without it each account's session parses the EC2 and SSM
+models again, about 27 MiB and 0.7 s of CPU per account), and every client of a
+service shares one client class (botocore otherwise builds a method and a
+docstring per operation for each client, about 1.3 MiB and 30 ms per EC2
+client).  Measured with botocore 1.44 (benchmarks/bench_sessions.py): a module
+process with EC2 and SSM clients in 200 accounts x 3 regions peaks at about
+290 MiB after 13 s, where one loader and client class per account made 60
+accounts x 3 regions take 2.1 GiB and 96 s.
 """
 
 import datetime
 import email.utils
 import threading
 import time
+import weakref
 
 from ansible_collections.cms.patching.plugins.module_utils import _validate as v
 from ansible_collections.cms.patching.plugins.module_utils._errors import FleetError
@@ -52,7 +67,9 @@ from ansible_collections.cms.patching.plugins.module_utils._retry import CallSta
 
 try:
     import boto3
+    import botocore.client
     import botocore.config
+    import botocore.loaders
     import botocore.session
     from botocore.credentials import CredentialProvider, CredentialResolver, RefreshableCredentials
     from botocore.exceptions import BotoCoreError, ClientError
@@ -73,6 +90,58 @@ ADVISORY_WINDOW = 15 * 60
 MANDATORY_WINDOW = 10 * 60
 
 __all__ = ["FleetError", "FleetSession", "describe_aws_error", "is_error", "refresh_windows"]
+
+# Shared by every botocore session this module makes (see the module docstring): one data loader, one client class per
+# service and API version.  Only sessions made here use the shared classes (their event emitters are listed), so a
+# session of other code that adds its own 'creating-client-class' handlers still gets classes of its own.
+_SHARED_LOCK = threading.Lock()
+# The emitters are held weakly: a session that is gone must not be kept alive (nor the list grow) in a long-lived process.
+_SHARED = {"loader": None, "classes": {}, "emitters": weakref.WeakSet(), "installed": False}
+
+
+def _shared_loader():
+    with _SHARED_LOCK:
+        if _SHARED["loader"] is None:
+            _SHARED["loader"] = botocore.loaders.create_loader()
+        return _SHARED["loader"]
+
+
+def _boto3_session(core, **kwargs):
+    """A boto3 session on a botocore session made by _botocore_session (shared loader, shared client classes)."""
+    session = boto3.session.Session(botocore_session=core, **kwargs)
+    loader = core.get_component("data_loader")
+    with _SHARED_LOCK:
+        # boto3 appends its own data directory to the loader's search paths on every Session: once is enough.
+        paths = loader.search_paths
+        paths[:] = list(dict.fromkeys(paths))
+    return session
+
+
+def _install_shared_client_classes():
+    """Make botocore's ClientCreator reuse one client class per (service, API version) for this module's sessions."""
+    with _SHARED_LOCK:
+        if _SHARED["installed"]:
+            return
+        original = botocore.client.ClientCreator._create_client_class  # pylint: disable=protected-access
+
+        def create_client_class(creator, service_name, service_model):
+            emitter = getattr(creator, "_event_emitter", None)
+            if emitter is None or emitter not in _SHARED["emitters"]:
+                return original(creator, service_name, service_model)
+            key = (service_name, service_model.api_version)
+            cls = _SHARED["classes"].get(key)
+            if cls is None:
+                cls = _SHARED["classes"].setdefault(key, original(creator, service_name, service_model))
+            return cls
+
+        botocore.client.ClientCreator._create_client_class = create_client_class  # pylint: disable=protected-access
+        _SHARED["installed"] = True
+
+
+def _register_emitter(core):
+    emitter = core.get_component("event_emitter")
+    with _SHARED_LOCK:
+        _SHARED["emitters"].add(emitter)
 
 
 def describe_aws_error(exc):
@@ -251,7 +320,8 @@ class FleetSession:
         self.pacer = pacer or Pacer(sleep=self.policy.sleep)
         # AWS's clock, from the Date of every answer: compare AWS timestamps with this, never with time.time().
         self.server_clock = ServerClock()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the dicts below; never held during an AWS call
+        self._account_locks = {}  # account -> lock held while its session and clients are made
         self._sessions = {}  # account -> (boto3 session, on_expired, partition)
         self._regions = {}  # account -> regions asked for, in order (for messages)
         self._roles = {}  # account -> _AssumedRole
@@ -259,6 +329,10 @@ class FleetSession:
         self._base_clients = {}
         self._base = None
         self._caller_accounts = {}  # partition -> the caller's account there
+        self._caller_lock = threading.Lock()  # one GetCallerIdentity per partition
+        self._base_client_lock = threading.Lock()  # taken after self._lock, never before it
+        if HAS_BOTO3:
+            _install_shared_client_classes()
 
     @classmethod
     def from_module(cls, module, accounts, session_name=None, policy=None):
@@ -292,12 +366,21 @@ class FleetSession:
             ) from None
 
     def client(self, service, account_id, region):
-        """A retrying, counted client for service in account_id/region."""
-        key = (service, str(account_id), region)
+        """A retrying, counted client for service in account_id/region, made (and the account's role assumed) on first use."""
+        account_id = str(account_id)
+        key = (service, account_id, region)
         with self._lock:
             client = self._clients.get(key)
+            if client is not None:
+                return client
+            account_lock = self._account_locks.setdefault(account_id, threading.Lock())
+        # Only this account waits while its role is assumed (an STS round trip) and its client is built: the other
+        # workers of the pool get on with their own accounts.
+        with account_lock:
+            with self._lock:
+                client = self._clients.get(key)
             if client is None:
-                session, on_expired = self._session_for(str(account_id), region)
+                session, on_expired = self._session_for(account_id, region)
                 client = RetryingClient(
                     self._raw_client(session, service, region),
                     self.policy,
@@ -305,10 +388,19 @@ class FleetSession:
                     self.server_clock,
                     on_expired=on_expired,
                     pacer=self.pacer,
-                    scope=(str(account_id), region),
+                    scope=(account_id, region),
                 )
-                self._clients[key] = client
-            return client
+                with self._lock:
+                    self._clients[key] = client
+        return client
+
+    def locations_in_use(self):
+        """{account: regions it has clients in}: what this process really reached (lazily), for tests and benchmarks."""
+        with self._lock:
+            found = {}
+            for _service, account_id, region in self._clients:
+                found.setdefault(account_id, set()).add(region)
+            return found
 
     def add_accounts(self, accounts):
         """Accounts learnt after the session was made (e.g. from AWS Organizations); an account already known keeps its settings."""
@@ -343,6 +435,13 @@ class FleetSession:
         return region
 
     def _raw_client(self, session, service, region):
+        if session is self._base:
+            # The caller's session also makes STS clients (under self._lock): one client at a time from it.
+            with self._base_client_lock:
+                return self._make_raw_client(session, service, region)
+        return self._make_raw_client(session, service, region)
+
+    def _make_raw_client(self, session, service, region):
         config = botocore.config.Config(
             retries={"total_max_attempts": 1, "mode": "standard"},
             max_pool_connections=50,
@@ -363,14 +462,16 @@ class FleetSession:
         core = botocore.session.Session()
         # Regional STS endpoints even where a user's environment still asks for the legacy global one.
         core.set_config_variable("sts_regional_endpoints", "regional")
+        core.register_component("data_loader", _shared_loader())
+        _register_emitter(core)
         return core
 
     def _base_session(self):
         if self._base is None:
             conn = self._connection
             try:
-                self._base = boto3.session.Session(
-                    botocore_session=self._botocore_session(),
+                self._base = _boto3_session(
+                    self._botocore_session(),
                     profile_name=conn.get("profile_name") or None,
                     aws_access_key_id=conn.get("aws_access_key_id") or None,
                     aws_secret_access_key=conn.get("aws_secret_access_key") or None,
@@ -409,29 +510,37 @@ class FleetSession:
             if error:
                 raise FleetError(error)
             sts_region = self.sts_region(region)
-            role = _AssumedRole(account, self._session_name, self._base_client("sts", sts_region), self.server_clock, sts_region)
+            with self._lock:
+                sts = self._base_client("sts", sts_region)
+            role = _AssumedRole(account, self._session_name, sts, self.server_clock, sts_region)
             core = self._botocore_session()
             core.register_component("credential_provider", CredentialResolver(providers=[_FixedProvider(role.credentials)]))
-            self._roles[account_id] = role
-            entry = (boto3.session.Session(botocore_session=core), role.on_expired, partition)
+            entry = (_boto3_session(core), role.on_expired, partition)
+            with self._lock:
+                self._roles[account_id] = role
         else:
             self._check_caller_is(account_id, region)
-            entry = (self._base_session(), _caller_expired, partition)
-        self._sessions[account_id] = entry
+            with self._lock:
+                entry = (self._base_session(), _caller_expired, partition)
+        with self._lock:
+            self._sessions[account_id] = entry
         return entry[:2]
 
     def _check_caller_is(self, account_id, region):
         partition = v.partition_of(region)
-        if partition not in self._caller_accounts:
-            sts_region = self.sts_region(region)
-            try:
-                self._caller_accounts[partition] = self._base_client("sts", sts_region).get_caller_identity()["Account"]
-            except (ClientError, BotoCoreError) as exc:
-                raise FleetError(
-                    "could not identify the caller's AWS account (sts:GetCallerIdentity in %s, partition %s): %s; check the credentials "
-                    "(they must belong to the partition of the account's regions)" % (sts_region, partition or "unknown", describe_aws_error(exc))
-                ) from None
-        caller = self._caller_accounts[partition]
+        with self._caller_lock:
+            if partition not in self._caller_accounts:
+                sts_region = self.sts_region(region)
+                with self._lock:
+                    sts = self._base_client("sts", sts_region)
+                try:
+                    self._caller_accounts[partition] = sts.get_caller_identity()["Account"]
+                except (ClientError, BotoCoreError) as exc:
+                    raise FleetError(
+                        "could not identify the caller's AWS account (sts:GetCallerIdentity in %s, partition %s): %s; check the credentials "
+                        "(they must belong to the partition of the account's regions)" % (sts_region, partition or "unknown", describe_aws_error(exc))
+                    ) from None
+            caller = self._caller_accounts[partition]
         if caller != account_id:
             raise FleetError(
                 "account %s has no role_arn, so the caller's own credentials are used, but they belong to account %s; "

@@ -72,3 +72,28 @@ def test_a_cancel_behind_failed_items_is_still_raised():
 
     with pytest.raises(Cancelled):
         fan_out(func, range(4), 4)
+
+
+def test_six_hundred_locations_share_one_bounded_pool():
+    # 200 accounts x 3 regions: never a thread per account/region, never more than max_workers at once, every one done.
+    lock = threading.Lock()
+    state = {"running": 0, "peak": 0, "threads": set()}
+    release = threading.Event()
+
+    def work(location):
+        with lock:
+            state["running"] += 1
+            state["peak"] = max(state["peak"], state["running"])
+            state["threads"].add(threading.get_ident())
+            if state["running"] == 8:
+                release.set()
+        # The first items wait until the pool is full, so the bound is really reached and checked.
+        release.wait(timeout=10)
+        with lock:
+            state["running"] -= 1
+        return location
+
+    locations = [("3%011d" % (i // 3), ("us-east-1", "eu-west-1", "ap-southeast-2")[i % 3]) for i in range(600)]
+    outcomes = fan_out(work, locations, 8)
+    assert [o.result for o in outcomes] == locations
+    assert state["peak"] == 8 and len(state["threads"]) <= 8

@@ -321,3 +321,79 @@ def test_threads_that_all_meet_expired_credentials_renew_them_once(fake):
     assert errors == []
     assert len(fake.of("AssumeRole")) == 2  # the first one and a single renewal
     assert [c["expired"] for c in fake.of("DescribeImages")].count(True) == 4 and len(fake.of("DescribeImages")) == 8
+
+
+def _accounts(count):
+    return [{"account_id": "2%011d" % i, "role_arn": "arn:aws:iam::2%011d:role/R" % i} for i in range(count)]
+
+
+def test_no_role_is_assumed_before_its_account_is_worked_on(fake):
+    # An organization's landing zone may hold hundreds of accounts: only those a phase reaches are assumed.
+    accounts = _accounts(50)
+    fleet = session(fake, accounts)
+    assert fake.of("AssumeRole") == []
+    for account in accounts[:3]:
+        for region in ("us-east-1", "eu-west-1", "ap-southeast-2"):
+            fleet.client("ec2", account["account_id"], region)
+            fleet.client("ssm", account["account_id"], region)
+    assert sorted(r["params"]["RoleArn"] for r in fake.of("AssumeRole")) == sorted(a["role_arn"] for a in accounts[:3])
+    assert fleet.locations_in_use() == {a["account_id"]: {"us-east-1", "eu-west-1", "ap-southeast-2"} for a in accounts[:3]}
+
+
+def test_one_account_assuming_its_role_does_not_hold_up_the_others(fake):
+    # The first account's AssumeRole is answered only once the second account's AssumeRole has gone out: with one lock
+    # held across AssumeRole (the old way) the second thread waits behind the first and the first gives up.
+    import threading
+
+    accounts = _accounts(2)
+    fleet = session(fake, accounts)
+    first_sent, second_sent = threading.Event(), threading.Event()
+    answer = fake.answer
+    waited = []
+
+    def answer_in_turn(request):
+        body = request.body.decode() if isinstance(request.body, bytes) else (request.body or "")
+        if "RoleArn=" in body:
+            if "200000000001" in body:
+                second_sent.set()
+            else:
+                first_sent.set()
+                waited.append(second_sent.wait(timeout=10))
+        return answer(request)
+
+    fake.answer = answer_in_turn
+    threads = [threading.Thread(target=fleet.client, args=("ec2", a["account_id"], "eu-west-1")) for a in accounts]
+    threads[0].start()
+    assert first_sent.wait(timeout=10)
+    threads[1].start()
+    for thread in threads:
+        thread.join()
+    assert waited == [True]
+    assert len(fake.of("AssumeRole")) == 2
+
+
+def test_accounts_share_the_botocore_models_but_sign_with_their_own_keys(fake):
+    accounts = _accounts(3)
+    fleet = session(fake, accounts)
+    clients = [fleet.client("ec2", a["account_id"], region) for a in accounts for region in ("us-east-1", "eu-west-1")]
+    raw = [c._client for c in clients]  # pylint: disable=protected-access
+    # One client class and one loader for all (not a copy of the EC2 model per account), ...
+    assert len({type(c) for c in raw}) == 1
+    assert len({id(fleet._sessions[a["account_id"]][0]._session.get_component("data_loader")) for a in accounts}) == 1  # pylint: disable=protected-access
+    assert len({id(fleet._sessions[a["account_id"]][0]._session) for a in accounts}) == 3  # pylint: disable=protected-access
+    # ... but each account's calls are signed with the keys its own role gave.
+    for client in clients:
+        client.describe_images()
+    keys = {r["params"]["RoleArn"].split(":")[4]: r for r in fake.of("AssumeRole")}
+    assert len(keys) == 3
+    used = [r["key"] for r in fake.of("DescribeImages")]
+    assert len(set(used)) == 3 and all(used.count(k) == 2 for k in set(used))
+
+
+def test_the_shared_client_class_is_only_for_the_fleets_own_sessions(fake):
+    import boto3
+
+    fleet = session(fake, _accounts(1))
+    ours = fleet.client("ec2", "200000000000", "eu-west-1")._client  # pylint: disable=protected-access
+    other = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="y").client("ec2", region_name="eu-west-1")
+    assert type(other) is not type(ours)
