@@ -269,6 +269,8 @@ def run(count=1000, time_scale=30.0, canary_size=4):
         "ratio_on_scaled_clock": round(seconds / critical_wall, 3) if critical else None,
         "peak_rss_mib": round(sampler.peak / 2**20, 1),
         "peak_rss_processes": sampler.processes,
+        # RSS counts the pages Ansible's forked workers share once per process; PSS splits them: what the controller really holds.
+        "peak_pss_mib": round(sampler.peak_pss / 2**20, 1),
         "rss_samples": sampler.samples,
         "patch_commands_max_per_instance": max(patches.values()) if patches else 0,
         "patched_instances": len(patches),
