@@ -37,7 +37,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import yaml

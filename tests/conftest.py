@@ -20,7 +20,7 @@ from ansible.module_utils import _internal as _module_internal  # noqa: E402  py
 from ansible.module_utils.common import warnings as warnings_module  # noqa: E402  pylint: disable=wrong-import-position
 from ansible.module_utils.testing import patch_module_args  # noqa: E402  pylint: disable=wrong-import-position
 
-from demo_fleet import DEMO_ACCOUNTS, DEMO_REGIONS, OTHER_ACCOUNT, OTHER_ROLE, OWN_ACCOUNT  # noqa: E402,F401  pylint: disable=wrong-import-position
+from demo_fleet import DEMO_ACCOUNTS, DEMO_REGIONS, OTHER_ACCOUNT, OTHER_ROLE, OWN_ACCOUNT  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
 from sandbox import Sandbox  # noqa: E402  pylint: disable=wrong-import-position
 
 

@@ -142,7 +142,7 @@ def at_least_one(params, keys):
 
 def count_statuses(results, key, statuses=()):
     """How many results have each value of result[key]; the given statuses are always there (0 when none)."""
-    counts = dict.fromkeys(statuses, 0)
+    counts = {status: 0 for status in statuses}
     for item in results:
         counts[item[key]] = counts.get(item[key], 0) + 1
     return counts

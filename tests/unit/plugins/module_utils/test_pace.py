@@ -42,10 +42,10 @@ def test_documented_ec2_rates_and_no_rate_for_undocumented_services():
 
 def test_mutating_bucket_bursts_50_then_5_a_second():
     pace, fake = pacer()
-    for _ in range(50):
+    for _i in range(50):
         pace.acquire(CREATE)
     assert not fake.sleeps and fake.now == 1000.0
-    for _ in range(10):
+    for _i in range(10):
         pace.acquire(CREATE)
     # Each further call waits for the next token: 0.2 s apart, 2 s for ten.
     assert len(fake.sleeps) == 10 and abs(fake.now - 1002.0) < 1e-9
@@ -53,14 +53,14 @@ def test_mutating_bucket_bursts_50_then_5_a_second():
 
 def test_headroom_keeps_below_the_documented_rate():
     pace, fake = pacer(headroom=0.9)
-    for _ in range(45 + 9):
+    for _i in range(45 + 9):
         pace.acquire(CREATE)
     assert abs(fake.now - 1002.0) < 1e-9  # 45 at once, then 4.5 a second
 
 
 def test_buckets_are_per_account_and_region():
     pace, fake = pacer()
-    for _ in range(50):
+    for _i in range(50):
         pace.acquire(CREATE)
     assert pace.reserve(CREATE) > 0
     # The other region's bucket is still full: its calls go at once.
@@ -70,9 +70,9 @@ def test_buckets_are_per_account_and_region():
 
 def test_concurrent_callers_queue_in_order():
     pace, _fake = pacer()
-    for _ in range(50):
+    for _i in range(50):
         pace.reserve(CREATE)
-    waits = [pace.reserve(CREATE) for _ in range(3)]
+    waits = [pace.reserve(CREATE) for _i in range(3)]
     assert [round(w, 6) for w in waits] == [0.2, 0.4, 0.6]
 
 
@@ -86,10 +86,10 @@ def test_throttling_halves_the_rate_once_per_second_and_success_recovers_it():
     fake.now += 1.0
     pace.throttled(CREATE)
     assert pace.rate(CREATE) == 1.25
-    for _ in range(200):
+    for _i in range(200):
         pace.succeeded(CREATE)
     assert pace.rate(CREATE) == 5.0
-    for _ in range(100):
+    for _i in range(100):
         pace.throttled(CREATE)
         fake.now += 1.0
     assert pace.rate(CREATE) == _pace.MIN_RATE
@@ -98,7 +98,7 @@ def test_throttling_halves_the_rate_once_per_second_and_success_recovers_it():
 def test_undocumented_action_is_never_paced():
     pace, fake = pacer()
     key = ("ssm", "111111111111", "eu-west-1", "ListCommands")
-    for _ in range(100):
+    for _i in range(100):
         pace.acquire(key)
     # Throttled: no bucket to slow down (no documented rate to recover to); the caller backs off instead.
     assert pace.throttled(key) is False
@@ -128,7 +128,7 @@ def client_with(pace, region="eu-west-1"):
 
 def test_retrying_client_waits_for_tokens_and_slows_down_on_throttling():
     pace, fake = pacer()
-    for _ in range(50):
+    for _i in range(50):
         pace.reserve(CREATE)  # the burst is spent
     wrapped, stubber, backoffs = client_with(pace)
     stubber.add_client_error("create_image", service_error_code="RequestLimitExceeded", http_status_code=503)
@@ -173,7 +173,7 @@ class _Fleet:
                     assert fleet.release.wait(10)
                 with fleet.lock:
                     fleet.order.append((region, kwargs["InstanceId"]))
-                    if region == "us-east-1" and sum(1 for r, _ in fleet.order if r == "us-east-1") == 20:
+                    if region == "us-east-1" and sum(1 for r, _cmd in fleet.order if r == "us-east-1") == 20:
                         fleet.release.set()
                 return {"ImageId": "ami-" + kwargs["InstanceId"][2:]}
 
@@ -189,7 +189,7 @@ def test_a_slow_location_does_not_hold_back_another_locations_creates():
     run.unread = set()
     run.create_missing()
     # Every us-east-1 call went out while eu-west-1's two threads were stuck (they are released by the 20th us-east-1 call).
-    assert [r for r, _ in fleet.order[:20]] == ["us-east-1"] * 20
+    assert [r for r, _cmd in fleet.order[:20]] == ["us-east-1"] * 20
     assert all(b.created for b in run.backups.values())
 
 

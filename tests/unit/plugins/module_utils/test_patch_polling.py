@@ -56,7 +56,7 @@ def make_run():
 
 
 def rounds(run, count):
-    for _ in range(count):
+    for _i in range(count):
         run.rounds += 1
         run._read_compliance()  # pylint: disable=protected-access
 
