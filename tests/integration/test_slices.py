@@ -76,6 +76,12 @@ def one_wave_lz(tmp_path):
     # Rollback is tested in test_rollback.py; here the injected patch failure stays failed (a slice's rollback of it with a
     # health command fails on main: see the report of helper h15).
     config["cms_patching_landing_zone"]["patching"]["rollback_on_failure"] = False
+    # Which slice holds the injected patch failure (pay-web-02), and in which wave, depends on the random instance IDs. In a
+    # slice's wave of 2-3 instances the demo's max_errors 50% allows 1 failure, and in a 1-instance canary the demo's
+    # max_failure_rate 25 stops the slice's run: both are the wave rules working (tested in test_waves.py), not what this
+    # test is about, so here one failure stops nothing and every verified instance is sent its patch.
+    config["cms_patching_landing_zone"]["patching"]["max_errors"] = "100%"
+    config["cms_patching_landing_zone"]["patching"]["max_failure_rate"] = 100
     directory = tmp_path / "lzs" / "demo"
     directory.mkdir(parents=True)
     (directory / ".landing_zone.yml").write_text("---\n" + yaml.safe_dump(config))
@@ -159,7 +165,8 @@ def test_three_slices_share_one_run_and_touch_each_instance_once(awx, tmp_path):
     assert sum(images.values()) == 21 and set(images.values()) == {1}
     # Patches: every instance patched by one slice only, with one command.
     patched = collections.Counter(i for c in awx.state.command_log() if c["document"] == "AWS-RunPatchBaseline" for i in c["instance_ids"])
-    assert set(patched.values()) == {1} and len(patched) == 20
+    unpatched = {row["name"]: (row["patch_status"], row["error"]) for row in rows if row["backup_status"] == "verified" and row["instance_id"] not in patched}
+    assert set(patched.values()) == {1} and len(patched) == 20, unpatched
     assert sum(row["patch_status"] == "success" for row in rows) == 19
 
     # Each slice's report is named with its own job ID (the only thing AWX gives each slice of its own), and the run's S3
