@@ -8,7 +8,9 @@ PSS is the tree's real share of memory (pages shared with processes outside the 
 """
 
 import os
+import subprocess
 import threading
+import time
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -102,3 +104,17 @@ class PeakRss:
     def stop(self):
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def run_sampled(command, cwd, env, log_path):
+    """Run `command` with its output written to `log_path` as it runs (tail -f it), sampling its tree's peak memory.
+
+    Returns (return code, wall seconds, the stopped PeakRss sampler)."""
+    started = time.monotonic()
+    with open(log_path, "w", encoding="utf-8") as log_file, subprocess.Popen(  # pylint: disable=consider-using-with
+        command, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT
+    ) as process:
+        sampler = PeakRss(process.pid).start()
+        process.wait()
+        sampler.stop()
+    return process.returncode, time.monotonic() - started, sampler

@@ -14,12 +14,11 @@ import json
 import os
 import pathlib
 import re
-import subprocess
 import sys
 import tempfile
 import time
 
-from _proc import PeakRss
+from _proc import run_sampled
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ACCOUNTS = [
@@ -189,22 +188,13 @@ def run(count=1000, time_scale=30.0, canary_size=4):
         env["ANSIBLE_CALLBACKS_ENABLED"] = "cms.patching.patch_report,ansible.posix.profile_tasks"
         wall_epoch = time.time()
         sandbox.state.calls.reset()
-        wall_started = time.monotonic()
         aws_started = sandbox.state.now()
         # The playbook's output goes to a file as it runs (tail -f it to follow a run).
         log_path = REPO / "benchmarks" / "last-aws-playbook.log"
-        with log_path.open("w", encoding="utf-8") as log_file, subprocess.Popen(  # pylint: disable=consider-using-with
-            [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "site.yml", "-e", "lz=bench"],
-            cwd=REPO,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        ) as playbook:
-            sampler = PeakRss(playbook.pid).start()
-            playbook.wait()
-            sampler.stop()
+        returncode, seconds, sampler = run_sampled(
+            [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "site.yml", "-e", "lz=bench"], REPO, env, log_path
+        )
         output = log_path.read_text(encoding="utf-8")
-        seconds = time.monotonic() - wall_started
         aws_seconds = sandbox.state.now() - aws_started
         calls = sandbox.state.calls.snapshot()
         call_log = sandbox.state.calls.log()
@@ -243,7 +233,7 @@ def run(count=1000, time_scale=30.0, canary_size=4):
         "instances": count,
         "time_scale": time_scale,
         "intervals": intervals,
-        "rc": playbook.returncode,
+        "rc": returncode,
         "wall_seconds": round(seconds, 1),
         "aws_seconds": round(aws_seconds),
         "calls": calls["total"],

@@ -34,7 +34,6 @@ import json
 import os
 import pathlib
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +44,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 import bench_aws  # noqa: E402  pylint: disable=wrong-import-position
-from _proc import PeakRss  # noqa: E402  pylint: disable=wrong-import-position
+from _proc import PeakRss, run_sampled  # noqa: E402  pylint: disable=wrong-import-position
 from bench_hosts import PER_HOST  # noqa: E402  pylint: disable=wrong-import-position
 
 MANAGEMENT = "123456789012"
@@ -175,20 +174,11 @@ def run_single(sandbox, tmp):
     env = base_env(sandbox, tmp, "single")
     env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
     log_path = REPO / "benchmarks" / "last-org-playbook.log"
-    started = time.monotonic()
-    with log_path.open("w", encoding="utf-8") as log_file, subprocess.Popen(  # pylint: disable=consider-using-with
-        [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "site.yml", "-e", "lz=bench"],
-        cwd=REPO,
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    ) as playbook:
-        sampler = PeakRss(playbook.pid).start()
-        playbook.wait()
-        sampler.stop()
-    seconds = time.monotonic() - started
+    returncode, seconds, sampler = run_sampled(
+        [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "site.yml", "-e", "lz=bench"], REPO, env, log_path
+    )
     return {
-        "rc": playbook.returncode,
+        "rc": returncode,
         "wall_seconds": round(seconds, 1),
         "output": log_path.read_text(encoding="utf-8"),
         "task_cpu": [tmp / "single" / "task_cpu.json"],
