@@ -10,6 +10,7 @@ stop   ask that sandbox to shut down.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import pathlib
 import shlex
@@ -133,6 +134,10 @@ def stop(args: argparse.Namespace) -> int:
     url = _control_url(args.env_file)
     try:
         _call(url + "/shutdown", method="POST")
+    except http.client.IncompleteRead:
+        # The server accepted the shutdown (its answer began) and went down before the last bytes were read: the
+        # health loop below tells whether it is really gone.
+        pass
     except (OSError, ValueError) as error:
         print(f"sandbox at {url} did not accept the shutdown: {error}", file=sys.stderr)
         return 1
