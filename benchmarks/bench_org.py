@@ -169,13 +169,17 @@ def base_env(sandbox, tmp, name):
     return env
 
 
-def run_single(sandbox, tmp):
+def run_single(sandbox, tmp, strategy=None):
     """One controller: ansible-playbook site.yml. (rc, wall seconds, output, [task_cpu file], [CSV files], peak sampler)"""
     env = base_env(sandbox, tmp, "single")
     env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
     log_path = REPO / "benchmarks" / "last-org-playbook.log"
     returncode, seconds, sampler = run_sampled(
-        [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "site.yml", "-e", "lz=bench"], REPO, env, log_path
+        [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "site.yml", "-e", "lz=bench"]
+        + (["-e", "cms_patching_outcome_strategy=%s" % strategy] if strategy else []),
+        REPO,
+        env,
+        log_path,
     )
     return {
         "rc": returncode,
@@ -188,7 +192,7 @@ def run_single(sandbox, tmp):
     }
 
 
-def run_slices(sandbox, tmp, hosts, slices):
+def run_slices(sandbox, tmp, hosts, slices, strategy=None):
     """N slices as parallel ansible-runner jobs (AWX's sliced job template); each slice's wall time."""
     import ansible_runner  # pylint: disable=import-outside-toplevel
 
@@ -213,6 +217,8 @@ def run_slices(sandbox, tmp, hosts, slices):
             "cms_patching_slice_number": number,
             "cms_patching_slice_count": slices,
         }
+        if strategy:
+            extravars["cms_patching_outcome_strategy"] = strategy
         (private / "env" / "extravars").write_text(yaml.safe_dump(extravars))
         # ansible-runner as AWX uses it: the project directory is the working directory (its ansible.cfg applies).
         env.pop("ANSIBLE_CONFIG", None)
@@ -267,7 +273,7 @@ def images_per_instance():
     return found
 
 
-def run(count, accounts, regions, time_scale=30.0, slices=0):
+def run(count, accounts, regions, time_scale=30.0, slices=0, strategy=None):
     """Seed an organization of `accounts` members x `regions` regions with `count` instances and run the job once."""
     from sandbox import Sandbox  # pylint: disable=import-outside-toplevel
 
@@ -299,9 +305,9 @@ def run(count, accounts, regions, time_scale=30.0, slices=0):
         own = resource.getrusage(resource.RUSAGE_SELF)
         sandbox_cpu = own.ru_utime + own.ru_stime
         if slices:
-            result = run_slices(sandbox, tmp, inventory_of(seeded["instances"]), slices)
+            result = run_slices(sandbox, tmp, inventory_of(seeded["instances"]), slices, strategy)
         else:
-            result = run_single(sandbox, tmp)
+            result = run_single(sandbox, tmp, strategy)
         aws_seconds = sandbox.state.now() - aws_started
         own = resource.getrusage(resource.RUSAGE_SELF)
         sandbox_cpu = own.ru_utime + own.ru_stime - sandbox_cpu
@@ -339,6 +345,7 @@ def run(count, accounts, regions, time_scale=30.0, slices=0):
         "slices": slices,
         "time_scale": time_scale,
         "intervals": intervals,
+        "outcome_strategy": strategy or "ansible.builtin.linear (the default)",
         "seed_seconds": round(seed_seconds, 1),
         "sandbox_cpu_s": round(sandbox_cpu, 1),
         "organization": {"ous": len(org["ous"]), "accounts": len(org["accounts"])},
@@ -447,7 +454,7 @@ def detail(r):
         "- %d instances, %d accounts x %d regions%s: rc %s; %s. Seeded in %.0f s. %d CSV rows (%d instances with one row, %d with more); "
         "%d of %d targets with exactly one AMI, %d instances with more than one; %d instances patched, at most %d AWS-RunPatchBaseline "
         "Install per instance; run IDs %s. Statuses %s. Throttled: %s. Critical path: slowest AMI %d s, slowest patch per wave %s (AWS s). "
-        "CPU: Ansible %s s (controller process %s s), sandbox %s (on the same cores). Slowest tasks: %s. Calls: %s."
+        "CPU: Ansible %s s (controller process %s s), sandbox %s (on the same cores). Slowest tasks: %s. Calls: %s. Host summary strategy: %s."
         % (
             r["instances"],
             r["accounts"],
@@ -479,6 +486,7 @@ def detail(r):
             ("%s s" % r["sandbox_cpu_s"]) if "sandbox_cpu_s" in r else "not measured",
             "; ".join("%s %.0f s" % (task, took) for task, took in r["slowest_tasks"][:6]),
             ops,
+            r.get("outcome_strategy", "ansible.builtin.linear (the default)"),
         )
     )
     return text
@@ -522,6 +530,9 @@ def main():
     parser.add_argument("--slices", type=int, default=4, help="the split run: this many parallel slices (0: none)")
     parser.add_argument("--slice-size", default="5000:50", help="INSTANCES:ACCOUNTS of the split run")
     parser.add_argument("--time-scale", type=float, default=30.0)
+    parser.add_argument(
+        "--outcome-strategy", help="the host summary's strategy (-e cms_patching_outcome_strategy), e.g. cms.patching.linear_outcome; default: the playbook's"
+    )
     parser.add_argument("--not-run", action="append", default=[], help="a size left out and why (written to the results)")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "RESULTS.md"))
     parser.add_argument("--render", nargs="*", metavar="JSON", help="write the section from these saved results (last-org-*.json) and run nothing")
@@ -544,7 +555,7 @@ def main():
     import bench_fleet  # pylint: disable=import-outside-toplevel
 
     for count, accounts, slices in plan:
-        r = run(count, accounts, args.regions, time_scale=args.time_scale, slices=slices)
+        r = run(count, accounts, args.regions, time_scale=args.time_scale, slices=slices, strategy=args.outcome_strategy)
         (REPO / "benchmarks" / ("last-org-%d%s.json" % (count, "-slices" if slices else ""))).write_text(json.dumps(r, indent=1), encoding="utf-8")
         print(json.dumps({k: v for k, v in r.items() if k not in ("operations",)}), flush=True)
         results.append(r)
