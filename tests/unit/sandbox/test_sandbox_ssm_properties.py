@@ -180,3 +180,24 @@ def test_counted_logged_failed_and_throttled_like_any_operation(sandbox, ssm, la
         ("ssm:DescribeInstanceProperties", False, 400, "throttled"),
         ("ssm:DescribeInstanceProperties", False, 500, "server_error"),
     ]
+
+
+def test_access_denied_fault_refuses_one_operation_as_a_policy_without_it(sandbox, ec2, ssm, launch_managed):
+    launch_managed(1)
+    sandbox.state.faults.add("access_denied", operation="ssm:DescribeInstanceProperties")
+    sandbox.state.calls.reset()
+    with pytest.raises(ClientError) as raised:
+        ssm.describe_instance_properties()
+    error = raised.value.response
+    assert (error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]) == ("AccessDeniedException", 400)
+    assert "is not authorized to perform: ssm:DescribeInstanceProperties" in error["Error"]["Message"]
+    # Only that action: the older call still answers, and so does EC2.
+    assert len(ssm.describe_instance_information()["InstanceInformationList"]) == 1
+    sandbox.state.faults.add("access_denied", operation="ec2:DescribeImages")
+    assert _code(ec2.describe_images, Owners=["self"]) == "UnauthorizedOperation"
+    log = [(entry["operation"], entry["status"], entry["injected"]) for entry in sandbox.state.calls.log()]
+    assert log == [
+        ("ssm:DescribeInstanceProperties", 400, "access_denied"),
+        ("ssm:DescribeInstanceInformation", 200, None),
+        ("ec2:DescribeImages", 403, "access_denied"),
+    ]
