@@ -162,8 +162,9 @@ attributes:
   idempotent:
     support: full
 notes:
-  - IAM permissions needed in every account; C(ec2:DescribeInstances), C(ssm:DescribeInstanceProperties) (or, 50 times slower to
-    read, C(ssm:DescribeInstanceInformation)), plus C(sts:AssumeRole) on the roles from the caller, or C(sts:GetCallerIdentity) for an account reached without a role.
+  - IAM permissions needed in every account; C(ec2:DescribeInstances), C(ssm:DescribeInstanceProperties) (or
+    C(ssm:DescribeInstanceInformation), 50 instances a call instead of 1,000), plus C(sts:AssumeRole) on the roles from the caller, or
+    C(sts:GetCallerIdentity) for an account reached without a role.
   - With O(organization), whoever reads Organizations (the caller, or O(organization.management_role_arn)) needs
     C(organizations:ListAccountsForParent), C(organizations:ListChildren) and C(organizations:ListTagsForResource) (the collection's
     C(iam/organizations-read.json)).
