@@ -129,6 +129,34 @@ def throttling_response(call: AwsCall) -> Answer:
     return "400 Bad Request", [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], body
 
 
+def access_denied_response(call: AwsCall, account: str) -> Answer:
+    """AWS's refusal of an action the caller's policy does not allow (the ``access_denied`` fault), worded as the IAM
+    enforcement's (sandbox/iam_enforcement.py): EC2 403 UnauthorizedOperation, SSM (JSON) 400 AccessDeniedException,
+    STS / other query services 403 AccessDenied. The principal is named by its account and access key (the sandbox does
+    not resolve the key's user or role here)."""
+    request_id = str(uuid.uuid4())
+    action = call.key
+    because = (f"User: arn:aws:iam::{account}:user/{call.access_key} is not authorized to perform: {action} "
+               f"because no identity-based policy allows the {action} action")
+    if call.service == "s3":
+        return _s3_error("403 Forbidden", "AccessDenied", "Access Denied", request_id)
+    if call.service == "ec2":
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>UnauthorizedOperation</Code>'
+            f"<Message>You are not authorized to perform this operation. {because}</Message></Error></Errors>"
+            f"<RequestID>{request_id}</RequestID></Response>"
+        ).encode()
+        return "403 Forbidden", [("Content-Type", "text/xml;charset=UTF-8"), ("x-amzn-RequestId", request_id)], body
+    if call.json_protocol:
+        body = json.dumps({"__type": "AccessDeniedException", "message": because}).encode()
+        return "400 Bad Request", [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", request_id)], body
+    body = (
+        f"<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>{because}</Message></Error>"
+        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+    ).encode()
+    return "403 Forbidden", [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], body
+
+
 def server_error_response(call: AwsCall, draw: float = 0.0) -> Answer:
     """A 5xx as the service sends it: EC2 InternalError 500 or Unavailable 503 (``draw`` < 0.5 picks the first),
     SSM (JSON) InternalServerError 500, STS / other query services ServiceUnavailable 503."""

@@ -30,6 +30,8 @@ FAULT_KINDS: dict[str, tuple[str, frozenset[str]]] = {
     "agent_offline": ("instance", frozenset()),
     "rollback_fail": ("instance", frozenset({"step", "count"})),
     "throttle": ("operation", frozenset({"rate", "every", "count", "seed"})),
+    # The caller's policy does not allow the action (e.g. one written before the collection used it): AWS's refusal.
+    "access_denied": ("operation", frozenset({"count"})),
 }
 
 FOREVER = math.inf
@@ -196,12 +198,19 @@ class FaultStore:
                     moment, moved = end, True
         return moment
 
+    def should_deny(self, operation_key: str) -> bool:
+        """Decide (and record) whether this call of ``operation_key`` is refused as unauthorised (``access_denied``)."""
+        return self._fires("access_denied", operation_key)
+
     def should_throttle(self, operation_key: str) -> bool:
         """Decide (and record) whether this call of ``operation_key`` is throttled."""
+        return self._fires("throttle", operation_key)
+
+    def _fires(self, kind: str, operation_key: str) -> bool:
         now = self._clock.now()
         with self._lock:
             for fault in self._faults:
-                if fault.kind != "throttle" or not fault.active_at(now) or not fault.matches_operation(operation_key):
+                if fault.kind != kind or not fault.active_at(now) or not fault.matches_operation(operation_key):
                     continue
                 fault.seen += 1
                 every = fault.options.get("every")

@@ -2,7 +2,7 @@
 
 Requests under ``/_sandbox/`` go to the control API; every other request is
 recognised (service, operation, account, region) and then, in AWS's order:
-throttled (a ``throttle`` fault, or an empty token bucket when
+refused (signature time, expired credentials, an ``access_denied`` fault), throttled (a ``throttle`` fault, or an empty token bucket when
 ``throttle_buckets`` is on), failed with a server error (``server_error_rate``;
 for a share of the writes only after moto carried them out), or handed to
 moto's DomainDispatcherApplication unchanged. A throttled call, or one failed
@@ -21,7 +21,7 @@ from typing import Any
 from moto.iam.models import get_account_id_from
 
 from sandbox import server_errors, signature_time
-from sandbox.aws_request import Answer, AwsCall, classify, server_error_response, throttling_response
+from sandbox.aws_request import Answer, AwsCall, access_denied_response, classify, server_error_response, throttling_response
 from sandbox.calls import is_write
 from sandbox.state import SandboxState
 
@@ -63,6 +63,9 @@ class SandboxMiddleware:
         expired = state.credentials.expired_response(call)
         if expired is not None:
             return _answer(expired, start_response, lambda status: record(status, "expired_credentials"))
+        # Authorisation comes before throttling too: an ``access_denied`` fault is a policy that does not allow the action.
+        if state.fault_store.should_deny(call.key):
+            return _answer(access_denied_response(call, account), start_response, lambda status: record(status, "access_denied"))
         throttled = state.fault_store.should_throttle(call.key)
         if not throttled and settings.throttle_buckets:
             throttled = not state.buckets.admit(call.service, call.operation, account, call.region, call.params, settings.throttle_bucket_scale)

@@ -6,8 +6,9 @@
 
 The same checks serve before patching (an instance that is already unhealthy
 is not patched, and is not blamed on the patch) and after it (an instance must
-come back from its reboot healthy).  Each check is batched: 50 IDs per
-DescribeInstanceInformation, 100 per DescribeInstanceStatus, 50 per SendCommand.
+come back from its reboot healthy).  Each check is batched: one
+DescribeInstanceProperties per location for up to 1,000 managed instances (see
+_ssm_nodes), 100 IDs per DescribeInstanceStatus, 50 per SendCommand.
 """
 
 from ansible_collections.cms.patching.plugins.module_utils._batching import by_location, chunks
@@ -15,6 +16,7 @@ from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_ou
 from ansible_collections.cms.patching.plugins.module_utils._retry import paginate
 from ansible_collections.cms.patching.plugins.module_utils._runcommand import CommandBatch, send_all
 from ansible_collections.cms.patching.plugins.module_utils._session import describe_aws_error
+from ansible_collections.cms.patching.plugins.module_utils._ssm_nodes import managed_nodes
 
 SHELL_DOCUMENTS = {"linux": "AWS-RunShellScript", "windows": "AWS-RunPowerShellScript"}
 
@@ -37,14 +39,8 @@ class HealthChecks:
         return bool(self.spec.get("ssm_online") or self.spec.get("ec2_status") or self.spec.get("command") or self.spec.get("windows_command"))
 
     def _ssm_online(self, location, ids):
-        ssm = self.fleet.client("ssm", *location)
-        online = set()
-        for chunk in chunks(ids, 50):
-            for info in paginate(
-                ssm.describe_instance_information, "InstanceInformationList", Filters=[{"Key": "InstanceIds", "Values": chunk}], MaxResults=50
-            ):
-                if info.get("PingStatus") == "Online":
-                    online.add(info["InstanceId"])
+        nodes = managed_nodes(self.fleet, location[0], location[1], ids)
+        online = {instance_id for instance_id, node in nodes.items() if node.get("PingStatus") == "Online"}
         return {i: (i in online, "" if i in online else "SSM agent is not Online") for i in ids}
 
     def _ec2_status(self, location, ids):

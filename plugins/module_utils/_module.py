@@ -219,6 +219,9 @@ def run_fleet_module(module, fleet, work):
         except (ClientError, BotoCoreError) as exc:
             failure = dict(msg="AWS error: %s" % describe_aws_error(exc), error_code=error_code(exc))
         reason = _cancel.cancelled() or reason
+    # What degraded without failing (e.g. a read that fell back to an older call) is shown whatever the outcome.
+    for warning in fleet.warnings:
+        module.warn(warning)
     if reason is not None:
         # However the work ended (the Cancelled itself, an error wrapping it, or results with per-item "cancelled" errors).
         result = dict(result or {}, **(failure or {}))

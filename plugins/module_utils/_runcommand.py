@@ -25,6 +25,7 @@ from ansible_collections.cms.patching.plugins.module_utils._batching import chun
 from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_out
 from ansible_collections.cms.patching.plugins.module_utils._retry import error_code, is_transient, paginate
 from ansible_collections.cms.patching.plugins.module_utils._session import describe_aws_error
+from ansible_collections.cms.patching.plugins.module_utils._ssm_nodes import managed_nodes
 
 MAX_INSTANCE_IDS = 50
 COMMENT_MAX = 100
@@ -248,16 +249,11 @@ class CommandBatch:
         """InvalidInstanceId rejects the whole request: find the instances SSM cannot reach, report them, send the rest.
 
         Causes (SSM API reference, InvalidInstanceId): the node is not registered with SSM, its agent is not running,
-        no permission, or it is shutting down / terminated. One DescribeInstanceInformation for the chunk tells which.
+        no permission, or it is shutting down / terminated. One DescribeInstanceProperties for the chunk tells which
+        (_ssm_nodes: DescribeInstanceInformation where that is refused).
         """
-        ssm = self.fleet.client("ssm", *location)
         try:
-            found = {
-                info["InstanceId"]: info
-                for info in paginate(
-                    ssm.describe_instance_information, "InstanceInformationList", Filters=[{"Key": "InstanceIds", "Values": ids}], MaxResults=50
-                )
-            }
+            found = managed_nodes(self.fleet, location[0], location[1], ids)
         except Exception as lookup_error:  # pylint: disable=broad-except
             for instance_id in ids:
                 self.errors[instance_id] = "SendCommand failed: %s (and the instances could not be checked: %s)" % (

@@ -5,12 +5,13 @@
 """Phase 1, discovery: every instance of a landing zone, joined with SSM, each with the reason it is or is not a target.
 
 Per account and region: one paginated DescribeInstances (1,000 instances a
-page) and one paginated DescribeInstanceInformation (50 a page, the API's
-maximum), joined in memory.  Account/region pairs run concurrently.
+page) and one paginated DescribeInstanceProperties (1,000 managed instances a
+page; DescribeInstanceInformation, 50 a page, for a principal refused it: see
+_ssm_nodes), joined in memory.  Account/region pairs run concurrently.
 
 A pair that cannot be scanned never hides the others: it comes back as a
 *location error* (account, region, the operation that failed, what to check).
-When only DescribeInstanceInformation fails, the pair's instances are still
+When only the SSM read fails, the pair's instances are still
 reported, with SSM status ``Unknown``, and none of them is a target: an
 instance is never patched without knowing its SSM status.
 """
@@ -18,6 +19,7 @@ instance is never patched without knowing its SSM status.
 from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_out
 from ansible_collections.cms.patching.plugins.module_utils._retry import error_code, is_transient, paginate
 from ansible_collections.cms.patching.plugins.module_utils._session import FleetError, describe_aws_error
+from ansible_collections.cms.patching.plugins.module_utils._ssm_nodes import PROPERTIES, managed_nodes
 
 try:
     # A cancelled run (controller gone, SIGINT/SIGTERM) must end the module, not become one location's error.
@@ -29,6 +31,8 @@ except ImportError:  # before the cancel mechanism exists there is nothing to le
 FILTER_VALUES_MAX = 200
 PATCH_GROUP_TAGS = ("Patch Group", "PatchGroup")
 SSM_UNKNOWN = "Unknown"
+# The operation that reads SSM status, as location errors and skip reasons name it.
+SSM_READ = PROPERTIES
 
 SKIP_REASONS = {
     "excluded_by_tag": "excluded by tag {detail}",
@@ -68,11 +72,6 @@ def _describe_instances(ec2, filters, instance_ids):
     for batch in batches:
         for reservation in paginate(ec2.describe_instances, "Reservations", Filters=batch, MaxResults=1000):
             yield from reservation.get("Instances", [])
-
-
-def _managed(ssm):
-    pages = paginate(ssm.describe_instance_information, "InstanceInformationList", Filters=[{"Key": "ResourceType", "Values": ["EC2Instance"]}], MaxResults=50)
-    return {info["InstanceId"]: info for info in pages}
 
 
 def instance_record(instance, account_id, region, info):
@@ -121,7 +120,7 @@ def classify(record, rules):
         return "state", SKIP_REASONS["state"].format(detail=record["state"], states=" or ".join(states))
     # Whatever require_ssm_online says: an instance whose SSM status could not be read is never a target.
     if record["ssm_status"] == SSM_UNKNOWN:
-        detail = "ssm:DescribeInstanceInformation failed in %s/%s" % (record["account_id"], record["region"])
+        detail = "%s failed in %s/%s" % (SSM_READ, record["account_id"], record["region"])
         return "ssm_unknown", SKIP_REASONS["ssm_unknown"].format(detail=detail)
     if record["ssm_status"] == "NotManaged":
         return "not_ssm_managed", SKIP_REASONS["not_ssm_managed"]
@@ -144,7 +143,7 @@ class LocationError(Exception):
         super().__init__(message)
         self.operation = operation
         self.message = message
-        # Instances still reported for this location (DescribeInstanceInformation failed after DescribeInstances worked).
+        # Instances still reported for this location (the SSM read failed after DescribeInstances worked).
         self.records = records or []
 
 
@@ -177,16 +176,16 @@ def scan_account_region(fleet, account_id, region, filters, instance_ids):
     if not found:
         return []
     try:
-        managed = _managed(fleet.client("ssm", account_id, region))
+        managed = managed_nodes(fleet, account_id, region)
     except Cancelled:
         raise
     except Exception as exc:  # pylint: disable=broad-except  # the instances are kept, with their SSM status unknown
-        message = explain("ssm:DescribeInstanceInformation", exc, account_id, region)
+        message = explain(SSM_READ, exc, account_id, region)
         records = [instance_record(instance, account_id, region, None) for instance in found]
         for record in records:
             record["ssm_status"] = SSM_UNKNOWN
         raise LocationError(
-            "ssm:DescribeInstanceInformation", "%s (its %d instance(s) are reported with SSM status Unknown and not patched)" % (message, len(records)), records
+            SSM_READ, "%s (its %d instance(s) are reported with SSM status Unknown and not patched)" % (message, len(records)), records
         ) from None
     return [instance_record(instance, account_id, region, managed.get(instance["InstanceId"])) for instance in found]
 
@@ -217,7 +216,7 @@ def scan(fleet, account_ids, regions, filters, rules, instance_ids=None, max_wor
         record["skip_code"], record["skip_reason"] = classify(record, rules)
         record["target"] = record["skip_code"] is None
     # A candidate is "not found" only when every location could be searched for it.
-    if wanted is not None and not [e for e in errors if e["operation"] != "ssm:DescribeInstanceInformation"]:
+    if wanted is not None and not [e for e in errors if e["operation"] != SSM_READ]:
         for missing in sorted(wanted - {r["instance_id"] for r in records}):
             records.append(not_found_record(missing))
     records.sort(key=lambda r: (r["account_id"], r["region"], r["name"], r["instance_id"]))

@@ -329,6 +329,9 @@ class FleetSession:
         self._base_clients = {}
         self._base = None
         self._caller_accounts = {}  # partition -> the caller's account there
+        self.warnings = []  # one line each, shown in the module result (run_fleet_module): something degraded, not failed
+        self._warning_keys = {}  # warn(key=...) -> its index in warnings
+        self._refusals = {}  # (action, account, region) -> the AccessDenied error, for reads that have a fallback
         self._caller_lock = threading.Lock()  # one GetCallerIdentity per partition
         self._base_client_lock = threading.Lock()  # taken after self._lock, never before it
         if HAS_BOTO3:
@@ -356,6 +359,29 @@ class FleetSession:
     @property
     def default_region(self):
         return self._connection.get("region") or "us-east-1"
+
+    def warn(self, message, key=None):
+        """Add a warning to the module result, once however many threads or rounds meet it; a later warning with the
+        same ``key`` replaces the earlier one (one line that grows, e.g. with every location where something happened)."""
+        with self._lock:
+            if key is not None and key in self._warning_keys:
+                self.warnings[self._warning_keys[key]] = message
+            elif message not in self.warnings:
+                if key is not None:
+                    self._warning_keys[key] = len(self.warnings)
+                self.warnings.append(message)
+
+    def refuse(self, action, account_id, region, error):
+        """Remember that AWS refused ``action`` in this location, so a caller with a fallback asks only once per run.
+        Returns every location (``account/region``) where ``action`` was refused so far."""
+        with self._lock:
+            self._refusals[(action, str(account_id), region)] = error
+            return sorted("%s/%s" % (account, where) for (refused, account, where) in self._refusals if refused == action)
+
+    def refused(self, action, account_id, region):
+        """The refusal remembered for ``action`` in this location, or None."""
+        with self._lock:
+            return self._refusals.get((action, str(account_id), region))
 
     def account(self, account_id):
         try:

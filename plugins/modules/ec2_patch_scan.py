@@ -11,14 +11,17 @@ version_added: 0.1.0
 description:
   - Scans every account and region of a landing zone concurrently, in one module run for the whole fleet.
   - Per account and region it makes one paginated C(ec2:DescribeInstances) call (1,000 instances a page) and one paginated
-    C(ssm:DescribeInstanceInformation) call (50 managed instances a page), and joins them in memory.
+    C(ssm:DescribeInstanceProperties) call (1,000 managed instances a page), and joins them in memory.
+  - Where C(ssm:DescribeInstanceProperties) is refused (C(AccessDeniedException), e.g. a policy written for the older call), that
+    account/region is read with C(ssm:DescribeInstanceInformation) (50 a page) instead, and the module result carries one warning
+    naming those accounts/regions and the permission to grant; the instances and their SSM status are the same.
   - Every instance seen is returned with RV(instances[].target) and, when it is not a target, a RV(instances[].skip_code) and a
     readable RV(instances[].skip_reason).
   - Rules are applied in this order and the first that matches decides the reason; O(exclude_tags), O(include_tags), O(platforms),
     O(instance_states), SSM status unknown, SSM registration, SSM ping status (when O(require_ssm_online=true)).
-  - An account/region that cannot be scanned (the role cannot be assumed, C(DescribeInstances) or C(DescribeInstanceInformation) fails
+  - An account/region that cannot be scanned (the role cannot be assumed, C(DescribeInstances) or C(DescribeInstanceProperties) fails
     after retries) does not stop the others; it is returned in RV(errors) with the failed operation and what to check. When only
-    C(DescribeInstanceInformation) fails, that location's instances are still returned, with RV(instances[].ssm_status=Unknown), and
+    the SSM read fails, that location's instances are still returned, with RV(instances[].ssm_status=Unknown), and
     are not targets whatever O(require_ssm_online) says - an instance is never patched without knowing its SSM status.
   - Read-only; never changes anything in AWS.
 author:
@@ -159,8 +162,9 @@ attributes:
   idempotent:
     support: full
 notes:
-  - IAM permissions needed in every account; C(ec2:DescribeInstances), C(ssm:DescribeInstanceInformation), plus C(sts:AssumeRole) on the
-    roles from the caller, or C(sts:GetCallerIdentity) for an account reached without a role.
+  - IAM permissions needed in every account; C(ec2:DescribeInstances), C(ssm:DescribeInstanceProperties) (or
+    C(ssm:DescribeInstanceInformation), 50 instances a call instead of 1,000), plus C(sts:AssumeRole) on the roles from the caller, or
+    C(sts:GetCallerIdentity) for an account reached without a role.
   - With O(organization), whoever reads Organizations (the caller, or O(organization.management_role_arn)) needs
     C(organizations:ListAccountsForParent), C(organizations:ListChildren) and C(organizations:ListTagsForResource) (the collection's
     C(iam/organizations-read.json)).
@@ -260,7 +264,7 @@ instances:
     ssm_status:
       description:
         - The SSM agent's ping status (C(Online), C(ConnectionLost), C(Inactive)) or C(NotManaged).
-        - C(Unknown) when C(DescribeInstanceInformation) failed for the instance's account/region (see RV(errors)).
+        - C(Unknown) when the SSM read (C(DescribeInstanceProperties)) failed for the instance's account/region (see RV(errors)).
       type: str
       sample: Online
     ssm_platform_name:
@@ -303,13 +307,14 @@ errors:
     operation:
       description:
         - The step that failed; C(ec2:DescribeInstances) (also when the account's credentials could not be obtained, before it),
-          C(ssm:DescribeInstanceInformation) (the instances are returned with RV(instances[].ssm_status=Unknown)), or empty.
+          C(ssm:DescribeInstanceProperties) (the SSM read, also when its fallback C(ssm:DescribeInstanceInformation) failed; the
+          instances are returned with RV(instances[].ssm_status=Unknown)), or empty.
       type: str
     error:
       description: The failure, the AWS error and what to check.
       type: str
     instances:
-      description: How many of the location's instances are returned all the same (only after a C(DescribeInstanceInformation) failure).
+      description: How many of the location's instances are returned all the same (only after a failure of the SSM read).
       type: int
   sample:
     - account_id: "222222222222"
@@ -405,7 +410,7 @@ api_calls:
   description: The AWS API calls this run made, per operation, with retries.
   returned: always
   type: dict
-  sample: {"calls": {"ec2:DescribeInstances": 4, "ssm:DescribeInstanceInformation": 4, "sts:AssumeRole": 1}, "retries": {}, "total": 9}
+  sample: {"calls": {"ec2:DescribeInstances": 4, "ssm:DescribeInstanceProperties": 4, "sts:AssumeRole": 1}, "retries": {}, "total": 9}
 """
 
 from ansible_collections.cms.patching.plugins.module_utils import _module, _organizations

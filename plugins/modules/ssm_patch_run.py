@@ -26,8 +26,8 @@ description:
     whose listing fails changes no status and sends nothing there. C(SendCommand) is never blindly retried - after a server error or
     a broken connection the instances stay blocked until a later listing shows whether the command went out. Health-check commands
     follow the same rule, once per instance per check round.
-  - C(SendCommand) rejected with C(InvalidInstanceId) (one invalid ID rejects all 50) - the module asks C(DescribeInstanceInformation)
-    which instances SSM cannot reach, reports them C(undeliverable) with the reason, and sends the rest.
+  - C(SendCommand) rejected with C(InvalidInstanceId) (one invalid ID rejects all 50) - the module asks C(DescribeInstanceProperties)
+    (one call for the chunk) which instances SSM cannot reach, reports them C(undeliverable) with the reason, and sends the rest.
   - Patch compliance and C(reboot) come from C(DescribeInstancePatchStates) (50 instances a call, in the same rounds) - only a state
     whose C(OperationEndTime) is at or after the command's C(RequestedDateTime) counts; the module waits up to O(compliance_wait) for
     it, else reports compliance C(stale). Never from the command's output, which SSM cuts at 2,500 characters.
@@ -235,9 +235,11 @@ attributes:
     details: Per O(run_id) and O(wave) - a second call finds the commands of the first and sends nothing new.
 notes:
   - "IAM permissions: C(ssm:SendCommand) on the documents and instances, C(ssm:ListCommands), C(ssm:ListCommandInvocations),
-    C(ssm:CancelCommand), C(ssm:DescribeInstancePatchStates), C(ec2:DescribeImages) (the gate), C(ssm:DescribeInstanceInformation)
+    C(ssm:CancelCommand), C(ssm:DescribeInstancePatchStates), C(ec2:DescribeImages) (the gate), C(ssm:DescribeInstanceProperties)
     and C(ec2:DescribeInstances) (which instances a C(InvalidInstanceId) refusal was about), and for checks
-    C(ec2:DescribeInstanceStatus)."
+    C(ec2:DescribeInstanceStatus) (C(ssm_online) reads C(ssm:DescribeInstanceProperties), one call per account/region for up to 1,000
+    instances). Where C(ssm:DescribeInstanceProperties) is refused, C(ssm:DescribeInstanceInformation) (50 instances a call) is used
+    instead and the module result carries one warning naming the accounts/regions."
   - O(max_concurrency) and O(max_errors) apply to the whole batch (wave), not per command as SSM's own parameters do; an offline
     target holds its slot while SSM keeps it C(Delayed) (up to C(delivery_timeout) + C(execution_timeout)), so use O(pre_checks)
     (C(ssm_online)) to keep such instances out of a wave with few slots.

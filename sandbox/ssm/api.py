@@ -26,6 +26,7 @@ from sandbox.ssm import parameters, patching, schedule
 from sandbox.ssm.commands import CommandRecord
 from sandbox.ssm.documents import install_aws_documents
 from sandbox.ssm.managed import LATEST_AGENT_VERSION
+from sandbox.ssm.properties import describe_instance_properties, information_view
 from sandbox.ssm.send_command import INSTANCE_ID, plan_command
 from sandbox.ssm.views import command_view, get_invocation_view, invocation_view
 from sandbox.state import SandboxState
@@ -215,23 +216,8 @@ def describe_instance_information(self: SimpleSystemManagerResponse) -> ActionRe
         found = []
         for entry in state.managed.in_region(account, region):
             instance = instances.get(entry.instance_id)
-            info = {
-                "InstanceId": entry.instance_id,
-                "PingStatus": state.managed.status(entry, instance),
-                "LastPingDateTime": to_datetime(state.managed.last_ping(entry, instance)),
-                "AgentVersion": entry.agent_version,
-                "IsLatestVersion": entry.agent_version == LATEST_AGENT_VERSION,
-                "PlatformType": entry.platform_type,
-                "PlatformName": entry.platform_name,
-                "PlatformVersion": entry.platform_version,
-                "RegistrationDate": to_datetime(entry.registered_at),
-                "ResourceType": "EC2Instance",
-                "IPAddress": entry.ip_address,
-                "ComputerName": entry.computer_name,
-                "AssociationStatus": "Success",
-                "SourceId": entry.instance_id,
-                "SourceType": "AWS::EC2::Instance",
-            }
+            info = information_view(state, entry, instance)
+            info["IsLatestVersion"] = entry.agent_version == LATEST_AGENT_VERSION
             if _information_matches(info, instance_tags(instance) if instance is not None else {}, filters):
                 found.append(info)
     items, token = page(found, max_results, params.get("NextToken"), _invalid_token)
@@ -309,6 +295,7 @@ _OPERATIONS = (
     get_command_invocation,
     cancel_command,
     describe_instance_information,
+    describe_instance_properties,
     describe_instance_patch_states,
     describe_instance_patches,
 )

@@ -116,7 +116,7 @@ def test_each_phase_passes_with_only_its_own_policy(enforced):
     targets, errors = discovery(sb)
     assert errors == []
     assert len(targets) >= 15 and {t["account_id"] for t in targets} == {"123456789012", "210987654321"}
-    assert phase_calls(sb) <= {"ec2:DescribeInstances", "ssm:DescribeInstanceInformation", "sts:GetCallerIdentity", "sts:AssumeRole"}
+    assert phase_calls(sb) <= {"ec2:DescribeInstances", "ssm:DescribeInstanceProperties", "sts:GetCallerIdentity", "sts:AssumeRole"}
 
     iam_enforcement.attach(["backup"])
     results = {r["name"]: r for r in backup(sb, targets)}
@@ -273,7 +273,7 @@ def test_discovery_playbook_runs_with_the_read_only_policy(enforced, tmp_path):
     # The inventory's hosts are the candidates: all 30 instances of the landing zone, in both accounts.
     assert len(rows) == 30 and {r["account_id"] for r in rows} == {"123456789012", "210987654321"}
     operations = phase_calls(enforced)
-    assert "ec2:DescribeInstances" in operations and "ssm:DescribeInstanceInformation" in operations
+    assert "ec2:DescribeInstances" in operations and "ssm:DescribeInstanceProperties" in operations
     assert not [op for op in operations if op.startswith(("ec2:Create", "ssm:Send", "ec2:Deregister", "ec2:Delete"))]
 
 

@@ -54,7 +54,7 @@ def test_on_only_known_keys_are_accepted_and_seeding_is_not_authorised(sandbox: 
     assert refusal(lambda: client("ec2").describe_instances())["code"] == "AuthFailure"
     assert caller(client, "ec2").describe_instances()["Reservations"]
     assert caller(client, "sts").get_caller_identity()["Arn"] == "arn:aws:iam::123456789012:user/cms-patching"
-    assert payments(client, "ssm").describe_instance_information()["InstanceInformationList"]
+    assert payments(client, "ssm").describe_instance_properties()["InstanceProperties"]  # the SSM read the phase policies grant
 
 
 def test_refusals_name_the_action_in_each_services_format(enforced: Sandbox, client: Any) -> None:

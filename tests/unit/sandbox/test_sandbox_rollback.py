@@ -44,6 +44,7 @@ def test_root_replacement_from_an_image_goes_pending_in_progress_succeeded(sandb
     status = ec2.describe_instance_status(InstanceIds=[instance])["InstanceStatuses"][0]
     assert status["InstanceStatus"]["Status"] == "initializing"
     assert ssm.describe_instance_information()["InstanceInformationList"][0]["PingStatus"] == "ConnectionLost"
+    assert ssm.describe_instance_properties()["InstanceProperties"][0]["PingStatus"] == "ConnectionLost"  # the same registry
     sandbox.state.clock.advance(2)
     assert task_state(ec2, task["ReplaceRootVolumeTaskId"])["TaskState"] == "in-progress"
     sandbox.state.clock.advance(2)
@@ -59,6 +60,7 @@ def test_root_replacement_from_an_image_goes_pending_in_progress_succeeded(sandb
     assert volumes[before["/dev/xvda"]]["State"] == "available"  # kept: DeleteReplacedRootVolume was not asked
     assert ec2.describe_instance_status(InstanceIds=[instance])["InstanceStatuses"][0]["InstanceStatus"]["Status"] == "ok"
     assert ssm.describe_instance_information()["InstanceInformationList"][0]["PingStatus"] == "Online"
+    assert ssm.describe_instance_properties()["InstanceProperties"][0]["PingStatus"] == "Online"
 
 
 def test_client_token_answers_the_same_task_and_a_second_task_is_refused(sandbox, ec2, instance):

@@ -278,6 +278,8 @@ class _Module:
 
 
 class _Fleet:
+    warnings = []  # FleetSession.warnings: nothing degraded
+
     class stats:  # noqa: N801
         @staticmethod
         def as_dict():

@@ -71,7 +71,7 @@ def test_unknown_ssm_status_is_never_a_target():
     rec = dict(record(), ssm_status="Unknown")
     code, reason = classify(rec, dict(RULES, require_ssm_online=False))
     assert code == "ssm_unknown"
-    assert reason == "SSM status unknown (ssm:DescribeInstanceInformation failed in 123456789012/eu-west-1); not patched without knowing it"
+    assert reason == "SSM status unknown (ssm:DescribeInstanceProperties failed in 123456789012/eu-west-1); not patched without knowing it"
 
 
 def client_error(code, message="msg", status=400):

@@ -39,10 +39,10 @@ def test_scan_is_read_only_and_batched(demo, aws, run_module):
     result = run_module(ec2_patch_scan, ARGS)
     ops = sandbox_ops(aws)
     assert not [op for op in ops if op.split(":")[1].startswith(WRITE_PREFIXES)]
-    # One DescribeInstances and one DescribeInstanceInformation per account/region, one AssumeRole, one GetCallerIdentity.
+    # One DescribeInstances and one DescribeInstanceProperties per account/region, one AssumeRole, one GetCallerIdentity.
     assert result["api_calls"]["calls"] == {
         "ec2:DescribeInstances": 4,
-        "ssm:DescribeInstanceInformation": 4,
+        "ssm:DescribeInstanceProperties": 4,
         "sts:AssumeRole": 1,
         "sts:GetCallerIdentity": 1,
     }
@@ -117,8 +117,9 @@ def test_calls_per_instance_at_scale(aws, run_module):
     assert seen == 600
     calls = result["api_calls"]["calls"]
     assert calls["ec2:DescribeInstances"] == 1
-    assert calls["ssm:DescribeInstanceInformation"] == -(-managed // 50)
-    assert result["api_calls"]["total"] / seen <= 0.05
+    # 540 managed instances: one DescribeInstanceProperties page of up to 1,000 (DescribeInstanceInformation needed 11).
+    assert managed > 500 and calls["ssm:DescribeInstanceProperties"] == 1 and "ssm:DescribeInstanceInformation" not in calls
+    assert result["api_calls"]["total"] / seen <= 0.01
 
 
 FAST_RETRIES = {"max_attempts": 2, "base_delay": 0.01, "max_delay": 0.02}
@@ -138,8 +139,8 @@ def test_a_denied_account_is_reported_per_location_and_the_others_go_on(demo, ru
     assert "Could not scan 2 of 4 account/region pairs" in result["msg"]
 
 
-def test_instance_information_failure_keeps_the_instances_as_non_targets(demo, aws, run_module):
-    aws.state.faults.add("throttle", operation="ssm:DescribeInstanceInformation", rate=1.0)
+def test_ssm_read_failure_keeps_the_instances_as_non_targets(demo, aws, run_module):
+    aws.state.faults.add("throttle", operation="ssm:DescribeInstanceProperties", rate=1.0)
     result = run_module(ec2_patch_scan, dict(ARGS, retries=FAST_RETRIES, require_ssm_online=False))
     # Not allowed to be partial: the module fails, but no instance is lost.
     assert result.failed
@@ -149,14 +150,14 @@ def test_instance_information_failure_keeps_the_instances_as_non_targets(demo, a
     assert seen["app-win-02"]["skip_code"] == "state"
     web = seen["web-01"]
     assert web["ssm_status"] == "Unknown" and web["skip_code"] == "ssm_unknown" and web["target"] is False
-    assert web["skip_reason"] == "SSM status unknown (ssm:DescribeInstanceInformation failed in %s/%s); not patched without knowing it" % (
+    assert web["skip_reason"] == "SSM status unknown (ssm:DescribeInstanceProperties failed in %s/%s); not patched without knowing it" % (
         web["account_id"],
         web["region"],
     )
     assert len(result["errors"]) == 4
     for error in result["errors"]:
-        assert error["operation"] == "ssm:DescribeInstanceInformation"
-        assert error["error"].startswith("ssm:DescribeInstanceInformation failed: ThrottlingException")
+        assert error["operation"] == "ssm:DescribeInstanceProperties"
+        assert error["error"].startswith("ssm:DescribeInstanceProperties failed: ThrottlingException")
         assert "AWS kept failing after retries" in error["error"] and "reported with SSM status Unknown and not patched" in error["error"]
     assert sum(e["instances"] for e in result["errors"]) == 30
 
