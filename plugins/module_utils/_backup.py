@@ -49,7 +49,6 @@ import time
 
 from ansible_collections.cms.patching.plugins.module_utils import _tags
 from ansible_collections.cms.patching.plugins.module_utils._batching import by_location, chunks
-from ansible_collections.cms.patching.plugins.module_utils._cancel import Cancelled
 from ansible_collections.cms.patching.plugins.module_utils._fanout import Outcome, fan_out
 from ansible_collections.cms.patching.plugins.module_utils._pace import progress_ends
 from ansible_collections.cms.patching.plugins.module_utils._retry import THROTTLING_CODES, error_code, is_transient, paginate
@@ -600,16 +599,9 @@ class BackupRun:
         A failure here is left to the end of the call (tag_verified), which tags whatever is still untagged; meanwhile the
         next round or call sees the tag missing and checks those snapshots again.
         """
-        for location in locations:
-            members = self._members(location)
-            if any(b.status == "pending" for b in members):
-                continue
-            try:
-                self.tag_verified([location])
-            except Cancelled:
-                raise
-            except Exception:  # pylint: disable=broad-except
-                pass
+        finished = [location for location in locations if self._untagged(location) and not any(b.status == "pending" for b in self._members(location))]
+        # Side by side, like the reads; fan_out keeps each failure to its item.
+        fan_out(lambda location: self.tag_verified([location]), finished, self.options.get("max_workers", 8))
 
     # -- creating -----------------------------------------------------------------------------------
 
@@ -716,13 +708,16 @@ class BackupRun:
                 for backup in backups:
                     backup.error = "could not look up AMI %s: %s" % (backup.ami_name, describe_aws_error(exc))
 
+    def _untagged(self, location):
+        return [b for b in self._members(location) if b.status == "verified" and _tags.VERIFIED_AT not in _tags.as_dict(b.image.get("Tags"))]
+
     def tag_verified(self, locations=None):
         """Mark verified AMIs so the patch gate (and people) can tell them from unverified ones; up to 1,000 a CreateTags."""
         if self.check_mode:
             return
         stamp = datetime.datetime.fromtimestamp(self.now(), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         for location in self.groups if locations is None else locations:
-            untagged = [b for b in self._members(location) if b.status == "verified" and _tags.VERIFIED_AT not in _tags.as_dict(b.image.get("Tags"))]
+            untagged = self._untagged(location)
             if not untagged:
                 continue
             ec2 = self.fleet.client("ec2", *location)

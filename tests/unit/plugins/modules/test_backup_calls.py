@@ -37,7 +37,7 @@ def _fleet(aws):
     return fleet
 
 
-def _targets(aws, fleet, count=300):
+def _targets(aws, fleet, count=240):
     aws.seed({"synthetic": {"count": count, "accounts": [OWN_ACCOUNT], "regions": [r for _a, r in LOCATIONS], "managed_ratio": 1.0, "reservations": 6}})
     records, errors = scan(fleet, [OWN_ACCOUNT], [r for _a, r in LOCATIONS], {}, {"instance_states": ["running"], "require_ssm_online": False})
     assert not errors
@@ -65,7 +65,7 @@ def test_snapshots_are_read_once_per_location_and_verified_at_tagged_once_per_lo
     aws.state.update_settings(**SLOW_AMIS)
     fleet = _fleet(aws)
     targets = _targets(aws, fleet)
-    assert len(targets) >= 250
+    assert len(targets) >= 200
     aws.state.calls.reset()
     results, calls, rounds = _role_loop(aws, fleet, targets)
     assert [r["backup_status"] for r in results] == ["verified"] * len(targets)
@@ -233,3 +233,13 @@ def test_verified_at_is_set_with_up_to_1000_amis_a_call():
     # Tagged once: the end of the call (or a later round) does not tag them again.
     run.tag_verified()
     assert len(fleet.calls) == 3
+
+
+def test_a_failed_verified_at_tag_in_a_round_is_set_by_the_end_of_the_call(aws, fleet, targets):
+    group = _one_location(targets, 2)
+    fleet.policy.max_attempts = 1
+    aws.state.faults.add("throttle", operation="ec2:CreateTags", rate=1.0, count=1)
+    results = backup_run(aws, fleet, group, poll_interval=1).run()
+    assert [r["backup_status"] for r in results] == ["verified"] * 2
+    assert all(_tags.VERIFIED_AT in _tags_of(fleet, r) for r in results)
+    assert ops(aws)["ec2:CreateTags"] == 2
