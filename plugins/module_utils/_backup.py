@@ -10,9 +10,23 @@ is covered by a mapping (the snapshot's source volume is that volume).  Anything
 else by the deadline is ``failed`` with the reason.
 
 Fleet-first: AMIs are created concurrently within a bound; each poll round
-costs one DescribeImages and at most one DescribeSnapshots per account/region
-for the whole batch, found by the run-ID tag.  A re-run with the same run ID
-finds the AMIs it made instead of making more.
+costs one DescribeImages per account/region with AMIs still pending, for the
+whole batch, found by the run-ID tag.  A re-run with the same run ID finds the
+AMIs it made instead of making more.
+
+Snapshots are read once per account/region, with one DescribeSnapshots (by the
+run's tags) for all its AMIs, when none of its AMIs can still become available:
+EC2 makes an image ``available`` only once every snapshot of it has completed
+(CreateImage; "Create an Amazon EBS-backed AMI", EC2 User Guide), so reading them
+earlier, image by image as they become available over half an hour, would only
+repeat what the image says; the ``completed`` check itself is kept.  Waiting for
+the last AMI of the location delays no one: the phase ends only when nothing is
+pending.  They are read earlier for a call's only round (``wait=False``) and when
+an available image's deadline comes.  Verified AMIs are tagged
+``cms:patching:verified-at`` in the same round, one CreateTags per 1,000 of them
+(CreateTags, EC2 API reference), and a later call of the same run (the next
+progress call) takes the tag for what it says instead of reading the snapshots
+again: it was set only after that check.
 
 EC2 is eventually consistent ("Eventual consistency in the Amazon EC2 API",
 EC2 API reference): right after CreateImage the image may be missing from
@@ -51,7 +65,8 @@ DESCRIPTION_LIMIT = 255
 # AMI names: 3-128 characters of letters, digits and ( ) [ ] space . / - ' @ _
 _AMI_NAME_BAD = re.compile(r"[^A-Za-z0-9()\[\] ./\-'@_]")
 DUPLICATE_NAME = "InvalidAMIName.Duplicate"
-TAG_BATCH = 200
+# CreateTags takes up to 1,000 resource IDs a call (CreateTags, EC2 API reference).
+TAG_BATCH = 1000
 ID_FILTER_BATCH = 200
 
 
@@ -136,6 +151,7 @@ class Backup:
         "create_state",
         "note",
         "plan",
+        "deferred",
     )
 
     def __init__(self, instance):
@@ -158,6 +174,8 @@ class Backup:
         # What CreateImage's Duplicate answer said, while the image of that name is looked for.
         self.note = ""
         self.plan = ""
+        # Available, its snapshots not read yet: they are read once no other AMI of its account/region is pending.
+        self.deferred = False
 
     @property
     def instance_id(self):
@@ -167,6 +185,18 @@ class Backup:
         if not self.image:
             return []
         return [m["Ebs"]["SnapshotId"] for m in self.image.get("BlockDeviceMappings", []) if m.get("Ebs", {}).get("SnapshotId")]
+
+    def available(self):
+        return self.seen and (self.image or {}).get("State") == "available"
+
+    def verified_tag(self):
+        """When an earlier call of the run verified the image (its cms:patching:verified-at tag), else None."""
+        if not self.seen:
+            return None
+        value = _tags.as_dict(self.image.get("Tags")).get(_tags.VERIFIED_AT)
+        if value is None:
+            return None
+        return _parse_time(value) or 0.0
 
     def adopt(self, image):
         self.image, self.seen, self.create_state, self.note, self.error = image, True, None, "", None
@@ -199,8 +229,12 @@ class Backup:
         }
 
 
-def evaluate(backup, snapshots, now, deadline):
-    """Set backup.status/reason from the image and snapshot states; 'pending' until final or past the deadline."""
+def evaluate(backup, snapshots, now, deadline, trust_verified_tag=False):
+    """Set backup.status/reason from the image and snapshot states; 'pending' until final or past the deadline.
+
+    With trust_verified_tag, an available image that carries cms:patching:verified-at is verified: a call of the same
+    run set that tag after finding the image available and every snapshot of it completed.
+    """
     if backup.status in ("verified", "failed", "skipped"):
         return
     image = backup.image
@@ -214,8 +248,17 @@ def evaluate(backup, snapshots, now, deadline):
             why = image.get("StateReason", {}).get("Message") or image.get("StateReason", {}).get("Code") or "no reason given"
             backup.status, backup.reason = "failed", "AMI %s is %s: %s" % (image["ImageId"], state, why)
             return
-        if state != "available" and not any(s in snapshots for s in backup.snapshot_ids()):
-            # Its snapshots are read once it is available (see BackupRun._poll_location); what the image itself lists still shows.
+        tagged = backup.verified_tag() if trust_verified_tag and state == "available" else None
+        if tagged is not None:
+            backup.status, backup.reason, backup.verified_at = "verified", "", tagged or now
+            return
+        if state == "available" and backup.deferred:
+            # Not read yet on purpose (see BackupRun.poll): nothing is known against it.
+            where = "%s/%s" % (backup.instance["account_id"], backup.instance["region"])
+            problems = []
+            waiting = ["its %d snapshot(s) are checked once no other AMI of this run in %s is pending" % (len(backup.snapshot_ids()), where)]
+        elif state != "available" and not any(s in snapshots for s in backup.snapshot_ids()):
+            # Its snapshots are read once it is available (see BackupRun.poll); what the image itself lists still shows.
             mappings = [m for m in image.get("BlockDeviceMappings", []) if "Ebs" in m]
             problems = []
             waiting = ["%s has no snapshot yet" % m.get("DeviceName") for m in mappings if not m["Ebs"].get("SnapshotId")]
@@ -376,9 +419,9 @@ class BackupRun:
 
     # -- one round ----------------------------------------------------------------------------------
 
-    def _poll_location(self, location):
-        members = [self.backups[i["instance_id"]] for i in self.groups[location]]
-        open_ = [b for b in members if b.status == "pending"]
+    def _read_images(self, location):
+        """This round's DescribeImages of a location with backups still open: adopt the images found."""
+        open_ = [b for b in self._members(location) if b.status == "pending"]
         if not open_:
             return
         newest = {}
@@ -399,22 +442,57 @@ class BackupRun:
                 backup.created = backup.created or backup.create_state is not None
                 backup.adopt(newest[backup.instance_id])
         self._find_duplicates(location, [b for b in open_ if b.image is None and b.create_state == "duplicate"])
-        # Snapshots are read for available images only: EC2 makes an image available once every snapshot of it has completed
-        # (CreateImage, EC2 API reference), and a snapshot failing fails the image, so reading them every round while the
-        # images are pending (up to a DescribeSnapshots per location per round, for 30 minutes) would tell nothing new.
-        wanted = {
-            s
-            for b in open_
-            if b.seen and (b.image or {}).get("State") == "available"
-            for s in b.snapshot_ids()
-            if self.snapshots.get(s, {}).get("State") != "completed"
-        }
-        if wanted:
-            for snap in self._snapshots(location, wanted):
-                self.snapshots[snap["SnapshotId"]] = snap
-            untagged = sorted(s for s in wanted if s not in self.snapshots)
-            if untagged and self.create and not self.check_mode:
-                self._tag_snapshots(location, untagged, members)
+
+    def _trusts_tag(self):
+        """A create call of a run takes its own verified-at tag as verified (see the module docstring); a verify call checks again."""
+        return bool(self.create and self.run_id)
+
+    def _deadline(self, backup, now):
+        return (backup.started() or now) + self.options["wait_timeout"]
+
+    def _awaits_snapshots(self, backup):
+        """Available, and not every snapshot of it known completed (nor vouched for by this run's verified-at tag)."""
+        if not backup.available() or (self._trusts_tag() and backup.verified_tag() is not None):
+            return False
+        return any(self.snapshots.get(s, {}).get("State") != "completed" for s in backup.snapshot_ids())
+
+    def _may_become_available(self, backup, now):
+        """An open backup whose image may still become available this call (its location's snapshot read waits for it)."""
+        if backup.available():
+            return False
+        if backup.seen and backup.image.get("State") in FAILED_IMAGE_STATES:
+            return False  # failed this round
+        if backup.image is None and not self.create:
+            return False  # nothing to verify: failed this round
+        return now < self._deadline(backup, now)
+
+    def _snapshots_due(self, location, now, final):
+        """Whether this round reads the location's snapshots: once for all its AMIs, when waiting longer gains nothing.
+
+        That is when no other AMI there can still become available (the phase ends only when nothing is pending, so the
+        AMIs that were available earlier are verified no later than it ends), when an available AMI's deadline has come
+        (it must not fail unread), and in a call's only round (``wait=False``, check mode), which returns what it knows.
+        """
+        open_ = [b for b in self._members(location) if b.status == "pending"]
+        awaiting = [b for b in open_ if self._awaits_snapshots(b)]
+        if not awaiting:
+            return False
+        due = final or not any(self._may_become_available(b, now) for b in open_) or any(now >= self._deadline(b, now) for b in awaiting)
+        for backup in awaiting:
+            backup.deferred = not due
+        return due
+
+    def _read_snapshots(self, location):
+        """One DescribeSnapshots (by the run's tags) for every available AMI of the location; tag snapshots that lack the tags."""
+        members = self._members(location)
+        wanted = {s for b in members if b.status == "pending" and self._awaits_snapshots(b) for s in b.snapshot_ids()}
+        for snap in self._snapshots(location, wanted):
+            self.snapshots[snap["SnapshotId"]] = snap
+        for backup in members:
+            backup.deferred = False
+        untagged = sorted(s for s in wanted if s not in self.snapshots)
+        if untagged and self.create and not self.check_mode:
+            self._tag_snapshots(location, untagged, members)
 
     def _find_duplicates(self, location, backups):
         """CreateImage said the name is taken: adopt the image of that name if its tags say it is this run's backup of the instance."""
@@ -464,12 +542,21 @@ class BackupRun:
                 raise
             # Not visible yet right after CreateImage: the next round tries again.
 
-    def poll(self):
+    def _members(self, location):
+        return [self.backups[i["instance_id"]] for i in self.groups[location]]
+
+    def poll(self, final=False):
+        """One round: DescribeImages where backups are open, DescribeSnapshots where due (see _snapshots_due), then the verdicts.
+
+        ``final``: the call returns after this round whatever it finds (no later round reads what this one leaves).
+        """
         self.rounds += 1
-        outcomes = fan_out(self._poll_location, list(self.groups), self.options.get("max_workers", 8))
-        for outcome in outcomes:
-            members = [self.backups[item["instance_id"]] for item in self.groups[outcome.item]]
+        workers = self.options.get("max_workers", 8)
+        read = []
+        for outcome in fan_out(self._read_images, list(self.groups), workers):
+            members = self._members(outcome.item)
             if outcome.ok:
+                read.append(outcome.item)
                 self.unread.discard(outcome.item)
                 for backup in members:
                     if backup.create_state != "retry":
@@ -480,7 +567,23 @@ class BackupRun:
             error = "could not read AMI state in %s/%s: %s" % (outcome.item[0], outcome.item[1], describe_aws_error(outcome.error))
             for backup in members:
                 backup.error = error
+        # One clock for the decision and the verdicts: a snapshot read is never skipped for a deadline that the verdict then applies.
         now = self.now()
+        due = [location for location in read if self._snapshots_due(location, now, final)]
+        for outcome in fan_out(self._read_snapshots, due, workers):
+            if not outcome.ok:
+                # The images were read (creating stays safe there); only the snapshot verdicts wait for a round that reads them.
+                error = "could not read snapshot state in %s/%s: %s" % (outcome.item[0], outcome.item[1], describe_aws_error(outcome.error))
+                for backup in self._members(outcome.item):
+                    backup.error = error
+        self.evaluate_all(now)
+        if self.create and not self.check_mode:
+            self._tag_finished_locations(read)
+
+    def evaluate_all(self, now=None):
+        """The verdicts from what the rounds so far have read (no AWS call)."""
+        now = self.now() if now is None else now
+        trust = self._trusts_tag()
         for backup in self.backups.values():
             if backup.since is None:
                 backup.since = now
@@ -488,7 +591,17 @@ class BackupRun:
             if not self.create and backup.image is None and backup.status == "pending" and location not in self.unread:
                 where = "run %s" % self.run_id if self.run_id else "landing zone %s" % self.lz
                 backup.status, backup.reason = "failed", "no pre-patch AMI of this instance found for %s" % where
-            evaluate(backup, self.snapshots, now, (backup.started() or now) + self.options["wait_timeout"])
+            evaluate(backup, self.snapshots, now, self._deadline(backup, now), trust_verified_tag=trust)
+
+    def _tag_finished_locations(self, locations):
+        """verified-at, as soon as nothing in a location is pending any more (once per location: a tagged AMI is not tagged again).
+
+        A failure here is left to the end of the call (tag_verified), which tags whatever is still untagged; meanwhile the
+        next round or call sees the tag missing and checks those snapshots again.
+        """
+        finished = [location for location in locations if self._untagged(location) and not any(b.status == "pending" for b in self._members(location))]
+        # Side by side, like the reads; fan_out keeps each failure to its item.
+        fan_out(lambda location: self.tag_verified([location]), finished, self.options.get("max_workers", 8))
 
     # -- creating -----------------------------------------------------------------------------------
 
@@ -595,21 +708,25 @@ class BackupRun:
                 for backup in backups:
                     backup.error = "could not look up AMI %s: %s" % (backup.ami_name, describe_aws_error(exc))
 
-    def tag_verified(self):
-        """Mark verified AMIs so the patch gate (and people) can tell them from unverified ones."""
+    def _untagged(self, location):
+        return [b for b in self._members(location) if b.status == "verified" and _tags.VERIFIED_AT not in _tags.as_dict(b.image.get("Tags"))]
+
+    def tag_verified(self, locations=None):
+        """Mark verified AMIs so the patch gate (and people) can tell them from unverified ones; up to 1,000 a CreateTags."""
         if self.check_mode:
             return
         stamp = datetime.datetime.fromtimestamp(self.now(), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        for location in self.groups:
-            ids = [
-                b.image["ImageId"]
-                for b in (self.backups[i["instance_id"]] for i in self.groups[location])
-                if b.status == "verified" and _tags.VERIFIED_AT not in _tags.as_dict(b.image.get("Tags"))
-            ]
+        for location in self.groups if locations is None else locations:
+            untagged = self._untagged(location)
+            if not untagged:
+                continue
             ec2 = self.fleet.client("ec2", *location)
-            for chunk in chunks(ids, TAG_BATCH):
-                ec2.create_tags(Resources=chunk, Tags=[{"Key": _tags.VERIFIED_AT, "Value": stamp}])
+            for chunk in chunks(untagged, TAG_BATCH):
+                ec2.create_tags(Resources=[b.image["ImageId"] for b in chunk], Tags=[{"Key": _tags.VERIFIED_AT, "Value": stamp}])
                 self.changed = True
+                for backup in chunk:
+                    # As AWS now has it: the end of the call does not tag it again.
+                    backup.image["Tags"] = list(backup.image.get("Tags") or []) + [{"Key": _tags.VERIFIED_AT, "Value": stamp}]
 
     # -- the whole call ----------------------------------------------------------------------------
 
@@ -621,14 +738,17 @@ class BackupRun:
         self.create = create
         for location, members in self.groups.items():
             self._fill_volumes(location, [self.backups[i["instance_id"]] for i in members])
-        self.poll()
+        # A call that returns after one round reads what it can in that round (see _snapshots_due).
+        self.poll(final=not wait or self.check_mode)
         if self.foreign:
             raise FleetError(_foreign_message(self.run_id, self.lz, self.foreign))
         if create:
             self.create_missing()
-            if self.changed and not self.check_mode:
-                # A first look right away: snapshot IDs appear early, and a small image may already be done.
-                self.poll()
+            # No look right after creating: an AMI takes minutes on AWS (5 to 30 in the sandbox's aws profile), so a round
+            # now would find every new image pending or not visible yet, at a DescribeImages per location.  The verdicts are
+            # brought up to date without one (a placeholder is "created; not visible yet"), and the first round comes after
+            # poll_interval; an AMI whose CreateImage answer was lost is looked for by tag in that round, before any new create.
+            self.evaluate_all()
         started = self.clock()
         while self.pending():
             if not wait or self.check_mode or progress_ends(self.clock() - started, progress_interval, self.options["poll_interval"], self.sleep):
@@ -639,9 +759,9 @@ class BackupRun:
                 # Instances whose CreateImage failed in a way that leaves its outcome unknown, or whose location could not be read.
                 self.create_missing()
         if create and not self.pending():
-            # Once, when nothing is pending any more: the patch gate needs the tag only then (the role waits for pending == 0), and
-            # a call that returned for progress would otherwise tag what it verified (up to a CreateTags per location per call).
-            # A run stopped before that leaves verified AMIs untagged: resuming it verifies them again and tags them.
+            # The rounds tagged each location as it finished; this tags what a failed CreateTags there left (and fails the call
+            # if it fails again: the patch gate needs the tag).  A call that returns for progress leaves an unfinished
+            # location untagged: its AMIs are verified (and tagged) by the call in which nothing there is pending any more.
             self.tag_verified()
         now = self.now()
         return [self.backups[i["instance_id"]].result(now) for members in self.groups.values() for i in members]

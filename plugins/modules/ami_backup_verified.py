@@ -14,11 +14,19 @@ description:
     volume attached to the instance is covered by a mapping. Anything else by O(wait_timeout) is C(failed), with the reason.
   - Each AMI and its snapshots are tagged C(cms:patching=pre-patch), C(cms:patching:run-id), C(cms:patching:instance-id) and
     C(cms:patching:lz); verified AMIs also get C(cms:patching:verified-at), which M(cms.patching.ssm_patch_run) requires before patching.
-    The call that finds nothing pending any more sets it (a call that returns for O(progress_interval) leaves it to the next).
+    It is set per account and region in the round in which nothing there is pending any more, up to 1,000 AMIs per C(CreateTags). A
+    later call of the same O(run_id) in O(mode=create) (the next call of a C(until) loop) takes an C(available) AMI with that tag as
+    verified without reading its snapshots again, since the tag is set only after that check; O(mode=verify) always checks them.
   - Idempotent per run ID - a re-run with the same O(run_id) finds the AMIs it already made (by tag) and only creates the missing ones.
     A run belongs to its landing zone - when AMIs of O(run_id) carry another C(cms:patching:lz), the module fails before creating
     anything.
-  - Each poll round costs one C(DescribeImages) and at most one C(DescribeSnapshots) per account and region for the whole batch.
+  - Each poll round costs one C(DescribeImages) per account and region where AMIs are pending, for the whole batch; there is no round
+    right after the C(CreateImage) calls (an AMI takes minutes), the first comes after O(poll_interval).
+  - "Snapshots are read with one C(DescribeSnapshots) per account and region for all its AMIs, once none of its AMIs can still
+    become C(available) (EC2 makes an AMI C(available) only when its snapshots have completed; each is still checked to be
+    C(completed)), earlier when an C(available) AMI reaches O(wait_timeout), and in the only round of a call with O(wait=false).
+    Until then an C(available) AMI is C(pending) and its reason says that its snapshots are checked once no other AMI of the run in
+    its account and region is pending. The phase ends only when nothing is pending, so this delays no phase."
   - "EC2 is eventually consistent: an AMI not yet returned by C(DescribeImages), or C(pending) without snapshot IDs, is C(pending);
     only O(wait_timeout), counted from the AMI's C(CreationDate) on AWS's clock, fails it. A poll round that fails changes no status;
     its error is in the reason if the deadline passes."

@@ -156,3 +156,31 @@ def test_every_failed_image_state(state):
     b = backup(state=state)
     evaluate(b, snaps(), now=1, deadline=200)
     assert b.status == "failed"
+
+
+def test_an_available_image_whose_snapshots_are_not_read_yet_is_pending_and_says_why():
+    b = backup()
+    b.deferred = True
+    evaluate(b, {}, now=100, deadline=200)
+    assert b.status == "pending"
+    assert b.reason == "AMI ami-1 is available; its 2 snapshot(s) are checked once no other AMI of this run in 1/r is pending"
+    # Unread is never verified, and the deadline still decides.
+    evaluate(b, {}, now=200, deadline=200)
+    assert b.status == "failed" and b.reason.startswith("not verified within wait_timeout: AMI ami-1 is available; its 2 snapshot(s)")
+
+
+def test_this_run_verified_at_tag_stands_for_the_check_it_records_only_when_trusted():
+    tagged = backup()
+    tagged.image["Tags"] = [{"Key": "cms:patching:verified-at", "Value": "2026-11-27T10:05:00Z"}]
+    evaluate(tagged, {}, now=1e10, deadline=2e10, trust_verified_tag=True)
+    assert tagged.status == "verified" and tagged.verified_at == 1795773900.0
+    # Without trust (mode=verify) the snapshots decide: none read, so not verified.
+    untrusted = backup()
+    untrusted.image["Tags"] = list(tagged.image["Tags"])
+    evaluate(untrusted, {}, now=100, deadline=200)
+    assert untrusted.status == "pending" and "snapshot snap-a not visible yet" in untrusted.reason
+    # A tag never makes a pending image verified.
+    pending = backup(state="pending")
+    pending.image["Tags"] = list(tagged.image["Tags"])
+    evaluate(pending, {}, now=100, deadline=200, trust_verified_tag=True)
+    assert pending.status == "pending"

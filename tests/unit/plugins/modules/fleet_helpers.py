@@ -12,6 +12,22 @@ from ansible_collections.cms.patching.plugins.module_utils._scan import scan
 from ansible_collections.cms.patching.plugins.module_utils._session import FleetSession
 
 
+class SandboxTime:
+    """AWS's clock as the sandbox keeps it: its resources live on the sandbox clock, which tests move forward.
+
+    (The sandbox's HTTP Date header follows the wall clock, so the fleet's ServerClock would not see those jumps.)
+    """
+
+    def __init__(self, state, offset=0.0):
+        self.state, self.offset = state, offset
+
+    def observe(self, response):
+        pass
+
+    def now(self):
+        return self.state.now() + self.offset
+
+
 def fleet_for(sandbox, accounts=None):
     connection = dict(region="us-east-1", endpoint_url=sandbox.endpoint, aws_access_key_id="testing", aws_secret_access_key="testing")
     return FleetSession(connection, accounts or DEMO_ACCOUNTS, policy=RetryPolicy(base_delay=0.01, max_delay=0.02, sleep=lambda s: None))
