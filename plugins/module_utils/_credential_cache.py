@@ -101,8 +101,10 @@ class CredentialCache:
         return _digest("caller", {"source": source_id(source_access_key), "partition": partition or "", "endpoint": endpoint or ""})
 
     # Assumed-role credentials -------------------------------------------------------------------------------------
-    def load_role(self, key, account_id, min_remaining):
+    def load_role(self, key, account_id, min_remaining, aws_now=None):
         """The cached credentials for key if they still have min_remaining(lifetime) seconds on AWS's clock, else None.
+
+        aws_now: AWS's time if this process already knows it (an answer's Date), else the entry's estimate is used.
 
         Returns a dict: access_key, secret_key, token, expiration (AWS epoch seconds), lifetime, aws_time and wall_time
         (AWS's time and the controller's when the entry was written), remaining (seconds left now, estimated).
@@ -122,7 +124,7 @@ class CredentialCache:
                 return None
         except (KeyError, TypeError, ValueError):
             return None
-        aws_now = self.aws_now(found)
+        aws_now = self.aws_now(found) if aws_now is None else aws_now
         if aws_now is None or found["lifetime"] <= 0:
             return None
         found["remaining"] = found["expiration"] - aws_now

@@ -23,7 +23,9 @@ tool:
 * An answer that the credentials expired (``ExpiredToken``,
   ``ExpiredTokenException``, ``RequestExpired`` - clock skew can cause one)
   makes the client ask its session for fresh credentials once and repeat the
-  call once, reads and writes alike.
+  call once, reads and writes alike.  So does an answer that the access key
+  is unknown (``InvalidClientTokenId``, ``AuthFailure``...), but only when the
+  session says the credentials came from its cache (``on_invalid``).
 * Before every call the cancel watch is checked (``_cancel.check``), so a
   cancelled run stops between calls in every thread; backoff sleeps are
   interruptible for the same reason.
@@ -89,10 +91,11 @@ TRANSIENT_CODES = frozenset(
 # sent again.  "Common Errors": https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html
 EXPIRED_CODES = frozenset(["ExpiredToken", "ExpiredTokenException", "RequestExpired"])
 # The access key is not known (STS/query services InvalidClientTokenId "The X.509 certificate or AWS access key ID provided does
-# not exist in our records", "Common Errors"; EC2 AuthFailure; JSON services such as SSM UnrecognizedClientException): never
-# renewed blindly (a region not enabled answers the same), only when the session says the key came from its cache (a session
-# revoked or a sandbox restarted since the entry was written).
-INVALID_TOKEN_CODES = frozenset(["InvalidClientTokenId", "AuthFailure", "UnrecognizedClientException"])
+# not exist in our records", https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html; EC2 AuthFailure, "Common
+# client error codes", https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html; JSON services such as SSM
+# UnrecognizedClientException; S3 InvalidAccessKeyId): never renewed blindly (a region not enabled answers the same), only when
+# the session says the key came from its cache (a session revoked, or a sandbox reset, since the entry was written).
+INVALID_TOKEN_CODES = frozenset(["InvalidClientTokenId", "AuthFailure", "UnrecognizedClientException", "InvalidAccessKeyId"])
 READ_ONLY_PREFIXES = ("describe_", "list_", "get_")
 # Calls that may be sent again after a server error, though their names do not say so: AssumeRole only hands out
 # credentials; CreateTags sets the same keys to the same values again (EC2 "CreateTags": an existing key's value is

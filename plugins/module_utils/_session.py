@@ -259,7 +259,7 @@ class _AssumedRole:
         """Credentials another process of the run assumed, if they have enough time left (see REUSE_MARGIN); else None."""
         if self.cache is None:
             return None
-        entry = self.cache.load_role(self.cache_key, self.account["account_id"], reuse_threshold)
+        entry = self.cache.load_role(self.cache_key, self.account["account_id"], reuse_threshold, aws_now=self.server_clock.now())
         if entry is None:
             return None
         self.cached = entry
