@@ -18,7 +18,8 @@ keeping assumed-role credentials in ``~/.aws/cli/cache`` (botocore's ``JSONFileC
   source credentials' secret is never stored; the files hold the assumed credentials themselves, as the CLI's do.
 * The directory is created 0700 and each file 0600 (``mkstemp``); writes go to a temporary file renamed over the
   entry, because the forks of a play and the slices of a job read and write at once.  A file that cannot be read
-  or parsed is a miss (and the next answer replaces it), never an error: the cache only ever saves calls.
+  or parsed is a miss (and the next answer replaces it), never an error: the cache only ever saves calls.  Files no
+  session can use any more are removed (``STALE_ENTRY_SECONDS``).
 * Expiry is judged on AWS's clock: an entry keeps the ``Date`` of the AssumeRole answer and the controller's time
   when it was written, so a later process estimates AWS's time from them (see ``aws_now``), whatever the
   controller's clock is off by.
@@ -46,6 +47,11 @@ CALLER_TTL = 3600
 # How far the controller's clock may have stepped back since an entry was written before the entry's time estimate is
 # not trusted (an NTP step); beyond it the entry is a miss.
 CLOCK_STEP_TOLERANCE = 60
+# Files nothing can use any more are removed (once per process, when it first writes): an entry older than the longest
+# session AWS hands out (43,200 s) plus an hour, and a temporary file a killed process left behind, after an hour.  On a
+# long-lived controller whose source credentials rotate, the directory would otherwise grow for ever.
+STALE_ENTRY_SECONDS = 43200 + 3600
+STALE_TEMPORARY_SECONDS = 3600
 
 
 def default_directory(environ=None):
@@ -77,6 +83,7 @@ class CredentialCache:
         self.directory = directory
         self._wall = wall
         self._usable = None  # None: not checked yet; the directory is made (or refused) on first use
+        self._pruned = False
 
     @classmethod
     def from_environment(cls, environ=None):
@@ -216,9 +223,33 @@ class CredentialCache:
             return {}
         return entry if isinstance(entry, dict) and entry.get("format") == FORMAT else {}
 
+    def _prune(self):
+        """Remove what no process can use any more (see STALE_ENTRY_SECONDS); errors are ignored (another process may prune too)."""
+        self._pruned = True
+        now = self._wall()
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return
+        for name in names:
+            if name.endswith(".tmp") and name.startswith("."):
+                limit = STALE_TEMPORARY_SECONDS
+            elif name.endswith(".json") and len(name) == 69:
+                limit = STALE_ENTRY_SECONDS
+            else:
+                continue  # not ours
+            path = os.path.join(self.directory, name)
+            try:
+                if now - os.stat(path).st_mtime > limit:
+                    os.unlink(path)
+            except OSError:
+                pass
+
     def _write(self, key, entry):
         if not self._ready():
             return
+        if not self._pruned:
+            self._prune()
         entry["format"] = FORMAT
         try:
             handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".", suffix=".tmp")  # 0600

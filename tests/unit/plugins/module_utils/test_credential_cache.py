@@ -334,3 +334,20 @@ def test_a_clock_stepped_back_makes_entries_misses(fake, tmp_path):
     fake.now -= 600
     process(fake, cache).client("ec2", OTHER, "eu-west-1")
     assert len(fake.of("AssumeRole")) == 2
+
+
+def test_files_nothing_can_use_are_removed_when_a_process_first_writes(fake, tmp_path):
+    directory = tmp_path / "sts"
+    directory.mkdir(mode=0o700)
+    old_entry, young_entry = directory / ("a" * 64 + ".json"), directory / ("b" * 64 + ".json")
+    left_behind, foreign = directory / ".abc.tmp", directory / "notes.txt"
+    for path in (old_entry, young_entry, left_behind, foreign):
+        path.write_text("{}")
+    day = 24 * 3600
+    os.utime(old_entry, (fake.now - 13 * 3600 - 60,) * 2)  # older than the longest session (12 h) plus an hour
+    os.utime(young_entry, (fake.now - 11 * 3600,) * 2)
+    os.utime(left_behind, (fake.now - 2 * 3600,) * 2)  # a killed process's temporary file
+    os.utime(foreign, (fake.now - day,) * 2)
+    process(fake, cache_for(fake, directory)).client("ec2", OTHER, "eu-west-1")
+    assert not old_entry.exists() and not left_behind.exists()
+    assert young_entry.exists() and foreign.exists() and len(entries(directory)) == 2
