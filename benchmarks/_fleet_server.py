@@ -52,6 +52,7 @@ def serving(tmp, count, managed_ratio, phases, lz_file, start_timeout=300):
         wait = [sys.executable, "-m", "sandbox", "wait", "--env-file", str(env_file), "--timeout", str(start_timeout)]
         subprocess.run(wait, cwd=REPO, check=True)
         env = dict(os.environ, CMS_PATCHING_LZ_PATH=str(tmp / "lzs"), CMS_PATCHING_REPORT_DIR=str(tmp / "reports"), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+        env["CMS_PATCHING_CREDENTIAL_CACHE"] = str(tmp / "sts-cache")  # an empty STS credential cache, as a new AWX job has
         for line in env_file.read_text().splitlines():
             name, _sep, value = line.replace("export ", "", 1).partition("=")
             env[name] = value.strip("'")

@@ -183,6 +183,7 @@ def run(count=1000, time_scale=30.0, canary_size=4):
         (tmp / "lzs" / "bench" / "group_vars" / "all").mkdir(parents=True)
         (tmp / "lzs" / "bench" / "group_vars" / "all" / "landing_zone.yml").write_text(text)
         env = dict(os.environ, CMS_PATCHING_LZ_PATH=str(tmp / "lzs"), CMS_PATCHING_REPORT_DIR=str(tmp / "reports"), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+        env["CMS_PATCHING_CREDENTIAL_CACHE"] = str(tmp / "sts-cache")  # an empty STS credential cache, as a new AWX job has
         env.update(sandbox.env())
         # Per-task wall times at the end of the output: where the overhead goes.
         env["ANSIBLE_CALLBACKS_ENABLED"] = "cms.patching.patch_report,ansible.posix.profile_tasks"

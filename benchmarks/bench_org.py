@@ -161,6 +161,8 @@ def base_env(sandbox, tmp, name):
         ANSIBLE_CALLBACK_PLUGINS=str(REPO / "benchmarks" / "callbacks"),
         ANSIBLE_CALLBACKS_ENABLED="cms.patching.patch_report,ansible.posix.profile_tasks,task_cpu",
         CMS_BENCH_TASK_CPU=str(tmp / name / "task_cpu.json"),
+        # An empty STS credential cache per run, and per slice: AWX runs each slice in a container of its own.
+        CMS_PATCHING_CREDENTIAL_CACHE=str(tmp / name / "sts-cache"),
         ANSIBLE_NOCOLOR="1",
         PATH="%s:%s" % (pathlib.Path(sys.executable).parent, os.environ.get("PATH", "")),
     )

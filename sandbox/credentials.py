@@ -12,6 +12,17 @@ moto sees it, with the error that service gives:
 
 Static keys (anything AssumeRole did not issue) never expire. Keys are
 recorded even with expiry off, so role chaining is recognised either way.
+
+A temporary key (``ASIA...``) that this sandbox never issued - one issued
+before a reset or by an earlier sandbox on the same port, e.g. from the
+collection's credential cache - is refused as AWS refuses a key it does not
+know (moto would take it as the default account's and act there):
+
+- EC2: ``AuthFailure`` (EC2 API reference, "Common client error codes");
+- SSM and other JSON services: ``UnrecognizedClientException`` "The security token included in the request is invalid.";
+- S3: 403 ``InvalidAccessKeyId``;
+- STS and other query services: 403 ``InvalidClientTokenId`` ("Common Errors": "The X.509 certificate or AWS access key
+  ID provided does not exist in our records.").
 """
 
 from __future__ import annotations
@@ -22,12 +33,17 @@ import math
 import threading
 import uuid
 
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.iam.models import iam_backends
+from moto.utilities.utils import PARTITION_NAMES
+
 from sandbox.aws_request import AwsCall
 from sandbox.clock import Clock
 
 # AWS caps a session assumed with temporary credentials (role chaining) at one hour.
 CHAINED_MAX_SECONDS = 3600
 _EXPIRED_MESSAGE = "The security token included in the request is expired"
+_INVALID_MESSAGE = "The security token included in the request is invalid."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +93,45 @@ class CredentialStore:
     def reset(self) -> None:
         with self._lock:
             self._keys.clear()
+
+
+def unknown_key_response(call: AwsCall, account: str) -> tuple[str, list[tuple[str, str]], bytes] | None:
+    """The answer refusing ``call`` if it is signed with a temporary key moto does not know, else None.
+
+    ``account``: moto's ``get_account_id_from`` for the key, which the middleware has already asked (any account but
+    the default one means moto knows the key).
+    """
+    if not call.access_key.startswith("ASIA") or account != DEFAULT_ACCOUNT_ID or _known_to_moto(call.access_key):
+        return None
+    request_id = str(uuid.uuid4())
+    if call.service == "ec2":
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            "<Response><Errors><Error><Code>AuthFailure</Code><Message>AWS was not able to validate the provided access credentials</Message>"
+            f"</Error></Errors><RequestID>{request_id}</RequestID></Response>"
+        ).encode()
+        return "401 Unauthorized", [("Content-Type", "text/xml;charset=UTF-8"), ("x-amzn-RequestId", request_id)], body
+    if call.json_protocol:
+        body = json.dumps({"__type": "UnrecognizedClientException", "message": _INVALID_MESSAGE}).encode()
+        return "400 Bad Request", [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", request_id)], body
+    if call.service == "s3":
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidAccessKeyId</Code>'
+            f"<Message>The AWS Access Key Id you provided does not exist in our records.</Message><RequestId>{request_id}</RequestId></Error>"
+        ).encode()
+        return "403 Forbidden", [("Content-Type", "application/xml"), ("x-amz-request-id", request_id)], body
+    body = (
+        f"<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code><Message>{_INVALID_MESSAGE}</Message></Error>"
+        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+    ).encode()
+    return "403 Forbidden", [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], body
+
+
+def _known_to_moto(access_key: str) -> bool:
+    """moto registers every key it issues (AssumeRole's included) with its IAM backends; get_account_id_from falls back to the
+    default account for any other key, so the default account's keys are checked here."""
+    account = iam_backends[DEFAULT_ACCOUNT_ID]
+    return any(access_key in account[partition].access_keys for partition in PARTITION_NAMES)
 
 
 def expired_response(call: AwsCall) -> tuple[str, list[tuple[str, str]], bytes]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from moto.iam.models import get_account_id_from
 
-from sandbox import server_errors, signature_time
+from sandbox import credentials, server_errors, signature_time
 from sandbox.aws_request import Answer, AwsCall, access_denied_response, classify, server_error_response, throttling_response
 from sandbox.calls import is_write
 from sandbox.state import SandboxState
@@ -63,6 +63,9 @@ class SandboxMiddleware:
         expired = state.credentials.expired_response(call)
         if expired is not None:
             return _answer(expired, start_response, lambda status: record(status, "expired_credentials"))
+        unknown = credentials.unknown_key_response(call, account)
+        if unknown is not None:
+            return _answer(unknown, start_response, lambda status: record(status, "unknown_credentials"))
         # Authorisation comes before throttling too: an ``access_denied`` fault is a policy that does not allow the action.
         if state.fault_store.should_deny(call.key):
             return _answer(access_denied_response(call, account), start_response, lambda status: record(status, "access_denied"))

@@ -24,6 +24,15 @@ from demo_fleet import DEMO_ACCOUNTS, DEMO_REGIONS, OTHER_ACCOUNT, OTHER_ROLE, O
 from sandbox import Sandbox  # noqa: E402  pylint: disable=wrong-import-position
 
 
+@pytest.fixture(autouse=True)
+def credential_cache_dir(tmp_path, monkeypatch):
+    """Each test its own STS credential cache (plugins/module_utils/_credential_cache.py), shared by the module runs of that test
+    as a run's module processes share it; never the user's own cache, and never an entry of another test's sandbox state."""
+    path = tmp_path / "sts-cache"
+    monkeypatch.setenv("CMS_PATCHING_CREDENTIAL_CACHE", str(path))
+    return path
+
+
 @pytest.fixture(scope="session")
 def sandbox():
     with Sandbox.start() as running:

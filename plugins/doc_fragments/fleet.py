@@ -19,6 +19,15 @@ options:
         the regions' is an error.
       - A call that AWS rejects because the credentials expired (C(ExpiredToken), C(RequestExpired)) renews them and is repeated once.
         Expired credentials of the caller itself cannot be renewed here, so the module fails asking to renew them.
+      - Every module call is a process of its own, so the module calls of a run share assumed-role credentials and the caller's
+        account (from C(sts:GetCallerIdentity)) through a file cache, as the AWS CLI does in C(~/.aws/cli/cache). An entry is keyed
+        by a hash of the role ARN, external ID, session name, duration, the caller's access key ID and the STS endpoint, so other
+        credentials never share it; the caller's secret is never stored. Credentials are reused while at least botocore's refresh
+        window plus 5 minutes of their lifetime are left (on AWS's clock); the caller's account for an hour. Cached credentials that
+        AWS refuses (expired, revoked, unknown key) are dropped, the role is assumed again once and the call repeated.
+      - The cache is in C(${XDG_CACHE_HOME:-~/.cache}/cms-patching/sts) (directory mode 0700, files 0600, written atomically);
+        the environment variable C(CMS_PATCHING_CREDENTIAL_CACHE) names another directory, or C(off) turns the cache off. Under
+        AWX each job runs in its own execution-environment container, so the cache lives as long as the job.
     type: list
     elements: dict
     required: true

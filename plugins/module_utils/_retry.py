@@ -23,7 +23,9 @@ tool:
 * An answer that the credentials expired (``ExpiredToken``,
   ``ExpiredTokenException``, ``RequestExpired`` - clock skew can cause one)
   makes the client ask its session for fresh credentials once and repeat the
-  call once, reads and writes alike.
+  call once, reads and writes alike.  So does an answer that the access key
+  is unknown (``InvalidClientTokenId``, ``AuthFailure``...), but only when the
+  session says the credentials came from its cache (``on_invalid``).
 * Before every call the cancel watch is checked (``_cancel.check``), so a
   cancelled run stops between calls in every thread; backoff sleeps are
   interruptible for the same reason.
@@ -88,6 +90,12 @@ TRANSIENT_CODES = frozenset(
 # date is too far from AWS's clock (RequestExpired): it was not carried out, whatever the operation, so it may be signed anew and
 # sent again.  "Common Errors": https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html
 EXPIRED_CODES = frozenset(["ExpiredToken", "ExpiredTokenException", "RequestExpired"])
+# The access key is not known (STS/query services InvalidClientTokenId "The X.509 certificate or AWS access key ID provided does
+# not exist in our records", https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html; EC2 AuthFailure, "Common
+# client error codes", https://docs.aws.amazon.com/AWSEC2/latest/APIReference/errors-overview.html; JSON services such as SSM
+# UnrecognizedClientException; S3 InvalidAccessKeyId): never renewed blindly (a region not enabled answers the same), only when
+# the session says the key came from its cache (a session revoked, or a sandbox reset, since the entry was written).
+INVALID_TOKEN_CODES = frozenset(["InvalidClientTokenId", "AuthFailure", "UnrecognizedClientException", "InvalidAccessKeyId"])
 READ_ONLY_PREFIXES = ("describe_", "list_", "get_")
 # Calls that may be sent again after a server error, though their names do not say so: AssumeRole only hands out
 # credentials; CreateTags sets the same keys to the same values again (EC2 "CreateTags": an existing key's value is
@@ -234,15 +242,18 @@ class RetryingClient:
     ``on_expired(exc, started, again)`` is the session's answer to expired credentials: it renews them (or raises
     a FleetError saying why it cannot) and the call is made once more; ``started`` is the monotonic time the
     failed attempt began (a renewal after it already gave newer credentials), ``again`` says the renewed
-    credentials were rejected too (it must raise).
+    credentials were rejected too (it must raise).  ``on_invalid(exc, started)`` is asked when AWS answers that
+    the access key is unknown (``INVALID_TOKEN_CODES``): True when it renewed credentials that may be stale (they
+    came from the credential cache) and the call is to be made once more, False to fail with AWS's answer.
     """
 
-    def __init__(self, client, policy, stats, server_clock=None, on_expired=None, pacer=None, scope=("", "")):
+    def __init__(self, client, policy, stats, server_clock=None, on_expired=None, pacer=None, scope=("", ""), on_invalid=None):
         self._client = client
         self._policy = policy
         self._stats = stats
         self._server_clock = server_clock
         self._on_expired = on_expired
+        self._on_invalid = on_invalid
         self._service = client.meta.service_model.service_name
         # (account, region) of the client: AWS meters requests per account and Region, so does the pacer.
         self._pacer = pacer
@@ -258,6 +269,7 @@ class RetryingClient:
 
     def _wrap(self, method, key, read_only, pace_key=None):
         policy, stats, server_clock, on_expired, pacer = self._policy, self._stats, self._server_clock, self._on_expired, self._pacer
+        on_invalid = self._on_invalid
 
         def call(**kwargs):
             attempt = 0
@@ -287,6 +299,10 @@ class RetryingClient:
                         renewed = True
                         stats.retry(key)
                         continue  # no backoff: nothing is overloaded, the request was refused before it was carried out
+                    if code in INVALID_TOKEN_CODES and on_invalid is not None and not renewed and on_invalid(exc, started):
+                        renewed = True
+                        stats.retry(key)
+                        continue  # likewise refused before it was carried out
                     retryable = code in THROTTLING_CODES or (read_only and is_transient(exc))
                     if not retryable or attempt + 1 >= policy.max_attempts:
                         raise

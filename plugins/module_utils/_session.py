@@ -27,6 +27,16 @@ AssumeRole: https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.h
 (DurationSeconds 900 to the role's maximum of up to 43,200; role chaining
 limits it to 3,600).
 
+Every module call is a process of its own, so the run's processes share their
+STS answers through a file cache (``_credential_cache``, like the AWS CLI's
+``~/.aws/cli/cache``): a role assumed by one process is reused by the next
+while it has enough time left (``REUSE_MARGIN``), and so is the caller's
+account from GetCallerIdentity.  Reused credentials are refreshable like new
+ones; if AWS refuses them (``ExpiredToken``, ``RequestExpired``, or
+``InvalidClientTokenId`` / ``AuthFailure`` / ``UnrecognizedClientException``
+for a session revoked since) the entry is dropped and the role assumed again,
+once, and the call repeated.
+
 STS is called in the partition of the account's regions, at the Regional
 endpoint of the module's region when it is in that partition, else of the
 first region the account is used in (never the global endpoint: an aws-cn,
@@ -61,6 +71,7 @@ import time
 import weakref
 
 from ansible_collections.cms.patching.plugins.module_utils import _validate as v
+from ansible_collections.cms.patching.plugins.module_utils._credential_cache import CredentialCache
 from ansible_collections.cms.patching.plugins.module_utils._errors import FleetError
 from ansible_collections.cms.patching.plugins.module_utils._pace import Pacer
 from ansible_collections.cms.patching.plugins.module_utils._retry import CallStats, RetryingClient, RetryPolicy, ServerClock, clock_note, error_code
@@ -88,8 +99,15 @@ CHAINED_MAX_DURATION = 3600
 # botocore's own refresh windows, used as they are for sessions of an hour or more.
 ADVISORY_WINDOW = 15 * 60
 MANDATORY_WINDOW = 10 * 60
+# Cached credentials are reused by a new module process only while they have botocore's advisory window plus this left
+# (on AWS's clock, as the entry estimates it): the process can then work at least 5 minutes - longer than most module calls
+# and progress returns - before botocore renews them itself, so a reuse is never just an AssumeRole put off by a few calls.
+# With an hour's credentials an entry is reused for 40 minutes, with 15-minute ones for about 6.  The estimate of AWS's
+# time is off only by how much the controller's clock drifted since the entry was written (seconds), and an entry that AWS
+# nevertheless refuses is dropped and the role assumed again (``on_expired`` / ``on_invalid``).
+REUSE_MARGIN = 5 * 60
 
-__all__ = ["FleetError", "FleetSession", "describe_aws_error", "is_error", "refresh_windows"]
+__all__ = ["FleetError", "FleetSession", "describe_aws_error", "is_error", "refresh_windows", "reuse_threshold"]
 
 # Shared by every botocore session this module makes (see the module docstring): one data loader, one client class per
 # service and API version.  Only sessions made here use the shared classes (their event emitters are listed), so a
@@ -160,16 +178,23 @@ def refresh_windows(lifetime):
     return min(ADVISORY_WINDOW, lifetime / 4.0), min(MANDATORY_WINDOW, lifetime / 6.0)
 
 
+def reuse_threshold(lifetime):
+    """Seconds cached credentials of this lifetime must still have for a new process to reuse them (see REUSE_MARGIN)."""
+    return refresh_windows(lifetime)[0] + REUSE_MARGIN
+
+
 class _RoleCredentials(RefreshableCredentials):
     """botocore's refreshable credentials, plus a renewal on demand (AWS said they expired) and per-lifetime windows."""
 
     def set_windows(self, lifetime):
         self._advisory_refresh_timeout, self._mandatory_refresh_timeout = refresh_windows(lifetime)
 
-    def force_refresh(self, unless):
-        """Renew now, under botocore's refresh lock, unless unless() says another thread already did."""
+    def force_refresh(self, unless, before=None):
+        """Renew now, under botocore's refresh lock, unless unless() says another thread already did (before() first, if given)."""
         with self._refresh_lock:
             if not unless():
+                if before is not None:
+                    before()
                 self._protected_refresh(is_mandatory=True)
 
 
@@ -188,9 +213,9 @@ class _FixedProvider(CredentialProvider):
 
 
 class _AssumedRole:
-    """One account's role: assumes it, renews it, answers the retry layer's 'credentials expired'."""
+    """One account's role: assumes it (or takes it from the credential cache), renews it, answers the retry layer's 'credentials expired'."""
 
-    def __init__(self, account, session_name, sts, server_clock, sts_region):
+    def __init__(self, account, session_name, sts, server_clock, sts_region, cache=None, source_key=None):
         self.account = account
         self.sts = sts
         self.sts_region = sts_region
@@ -202,7 +227,12 @@ class _AssumedRole:
         self.renewed_at = None  # monotonic time of the latest AssumeRole answer
         self.assumed = 0
         self._lock = threading.Lock()
-        first = self.fetch()
+        # The credential cache, when there is one and the source credentials are known (their access key is part of the key).
+        self.cache = cache if source_key else None
+        self.cache_key = CredentialCache.role_key(self.request, source_key, getattr(sts.meta, "endpoint_url", "")) if self.cache else None
+        self.cached = None  # the cache entry in use while the credentials are the cached ones (None once renewed here)
+        self.access_key = None  # the access key in use (the one a cache entry must still hold to be dropped)
+        first = self._from_cache() or self.fetch()
         self.credentials = _RoleCredentials(
             access_key=first["access_key"],
             secret_key=first["secret_key"],
@@ -215,9 +245,39 @@ class _AssumedRole:
         self.credentials.set_windows(first["lifetime"])
 
     def aws_now(self):
-        """AWS's current time as botocore compares it with the expiry (the controller's clock before any answer)."""
+        """AWS's current time as botocore compares it with the expiry.
+
+        Before any answer of this process: the cache entry's estimate when the credentials came from the cache, else
+        the controller's clock.
+        """
         now = self.server_clock.now()
+        if now is None and self.cached is not None:
+            now = self.cache.aws_now(self.cached)
         return datetime.datetime.fromtimestamp(time.time() if now is None else now, datetime.timezone.utc)
+
+    def _from_cache(self):
+        """Credentials another process of the run assumed, if they have enough time left (see REUSE_MARGIN); else None."""
+        if self.cache is None:
+            return None
+        entry = self.cache.load_role(self.cache_key, self.account["account_id"], reuse_threshold, aws_now=self.server_clock.now())
+        if entry is None:
+            return None
+        self.cached = entry
+        self.access_key = entry["access_key"]
+        expiry = datetime.datetime.fromtimestamp(entry["expiration"], datetime.timezone.utc)
+        return dict(
+            access_key=entry["access_key"],
+            secret_key=entry["secret_key"],
+            token=entry["token"],
+            expiry_time=expiry.isoformat(),
+            expiry=expiry,
+            lifetime=entry["lifetime"],
+        )
+
+    def _forget(self):
+        """Drop the cache entry if it still holds the credentials AWS just refused (another process may have renewed it)."""
+        if self.cache is not None and self.access_key is not None:
+            self.cache.drop(self.cache_key, access_key=self.access_key)
 
     def fetch(self):
         """AssumeRole once more; botocore's refresh metadata (plus the expiry as a datetime and the lifetime)."""
@@ -235,11 +295,23 @@ class _AssumedRole:
         creds = response["Credentials"]
         lifetime = self._lifetime(response)
         # The expiry on the clock botocore compares it with (aws_now): AWS's, whatever the controller's clock says.
-        expiry = self.aws_now() + datetime.timedelta(seconds=lifetime)
+        answered = self.aws_now()
+        expiry = answered + datetime.timedelta(seconds=lifetime)
         self.renewed_at = time.monotonic()
         self.assumed += 1
+        self.cached = None
+        self.access_key = creds["AccessKeyId"]
         if getattr(self, "credentials", None) is not None:
             self.credentials.set_windows(lifetime)
+        if self.cache is not None:
+            self.cache.store_role(
+                self.cache_key,
+                account["account_id"],
+                dict(access_key=creds["AccessKeyId"], secret_key=creds["SecretAccessKey"], token=creds["SessionToken"]),
+                expiry.timestamp(),
+                lifetime,
+                answered.timestamp(),
+            )
         return dict(
             access_key=creds["AccessKeyId"],
             secret_key=creds["SecretAccessKey"],
@@ -289,8 +361,24 @@ class _AssumedRole:
                 )
             )
         with self._lock:
-            # A renewal after the failed call began already gave newer credentials: just repeat the call.
-            self.credentials.force_refresh(lambda: self.renewed_at is not None and self.renewed_at > started)
+            # A renewal after the failed call began already gave newer credentials: just repeat the call.  Otherwise the
+            # cache entry of the refused credentials goes first, so no other process takes them even if AssumeRole fails.
+            self.credentials.force_refresh(lambda: self._renewed_since(started), before=self._forget)
+
+    def on_invalid(self, exc, started):
+        """AWS does not know the access key: renew once if the credentials came from the cache (a session revoked, an emulator
+        restarted since the entry was written); credentials assumed by this process are not renewed (False: AWS's answer stands,
+        e.g. a region that is not enabled)."""
+        with self._lock:
+            if self._renewed_since(started):
+                return True
+            if self.cached is None:
+                return False
+            self.credentials.force_refresh(lambda: self._renewed_since(started), before=self._forget)
+            return True
+
+    def _renewed_since(self, started):
+        return self.renewed_at is not None and self.renewed_at > started
 
 
 def _caller_expired(exc, _started, _again):
@@ -308,10 +396,15 @@ class FleetSession:
 
     ``accounts`` is a list of dicts with ``account_id`` and optionally
     ``role_arn``, ``external_id``, ``session_name`` and ``duration_seconds``.
+    ``credential_cache``: a ``CredentialCache`` shared with the run's other
+    module processes; by default the one the environment names
+    (``CMS_PATCHING_CREDENTIAL_CACHE``, see ``_credential_cache``), None for none.
     """
 
-    def __init__(self, connection, accounts, session_name=DEFAULT_SESSION_NAME, policy=None, stats=None, pacer=None):
+    def __init__(self, connection, accounts, session_name=DEFAULT_SESSION_NAME, policy=None, stats=None, pacer=None, credential_cache="environment"):
         self._connection = dict(connection)
+        self.credential_cache = CredentialCache.from_environment() if credential_cache == "environment" else credential_cache
+        self._source_key = None  # the caller's access key ID (part of every cache key), once known
         self._accounts = {str(a["account_id"]): a for a in accounts}
         self._session_name = session_name or DEFAULT_SESSION_NAME
         self.policy = policy or RetryPolicy()
@@ -322,7 +415,7 @@ class FleetSession:
         self.server_clock = ServerClock()
         self._lock = threading.Lock()  # guards the dicts below; never held during an AWS call
         self._account_locks = {}  # account -> lock held while its session and clients are made
-        self._sessions = {}  # account -> (boto3 session, on_expired, partition)
+        self._sessions = {}  # account -> (boto3 session, on_expired, partition, on_invalid)
         self._regions = {}  # account -> regions asked for, in order (for messages)
         self._roles = {}  # account -> _AssumedRole
         self._clients = {}
@@ -406,7 +499,7 @@ class FleetSession:
             with self._lock:
                 client = self._clients.get(key)
             if client is None:
-                session, on_expired = self._session_for(account_id, region)
+                session, on_expired, on_invalid = self._session_for(account_id, region)
                 client = RetryingClient(
                     self._raw_client(session, service, region),
                     self.policy,
@@ -415,6 +508,7 @@ class FleetSession:
                     on_expired=on_expired,
                     pacer=self.pacer,
                     scope=(account_id, region),
+                    on_invalid=on_invalid,
                 )
                 with self._lock:
                     self._clients[key] = client
@@ -444,7 +538,9 @@ class FleetSession:
 
         For a role that must not be confused with a landing-zone account's (the Organizations reader may be an account of the zone too).
         """
-        other = FleetSession(self._connection, accounts, session_name=self._session_name, policy=self.policy, stats=self.stats)
+        other = FleetSession(
+            self._connection, accounts, session_name=self._session_name, policy=self.policy, stats=self.stats, credential_cache=self.credential_cache
+        )
         other.server_clock = self.server_clock
         return other
 
@@ -517,6 +613,25 @@ class FleetSession:
             self._base_clients[key] = client
         return client
 
+    def _source_access_key(self):
+        """The access key ID of the caller's credentials, for the cache keys; None without a cache or without credentials.
+
+        Resolved as the first call would resolve it (botocore's chain: parameters, environment, profile, ...); a failure
+        here is left to that call to report.
+        """
+        if self.credential_cache is None:
+            return None
+        with self._lock:
+            base = self._base_session()
+        with self._base_client_lock:  # the caller's session is used by one thread at a time
+            if self._source_key is None:
+                try:
+                    credentials = base.get_credentials()
+                    self._source_key = credentials.get_frozen_credentials().access_key if credentials is not None else None
+                except (BotoCoreError, ClientError, AttributeError):
+                    self._source_key = None
+            return self._source_key
+
     def _session_for(self, account_id, region):
         account = self.account(account_id)
         asked = self._regions.setdefault(account_id, [])
@@ -530,7 +645,7 @@ class FleetSession:
                     "account %s (%s) is used in regions of two partitions (%s): an account lives in one partition; "
                     "list only that partition's regions for it" % (account_id, account.get("role_arn") or "caller's credentials", ", ".join(asked))
                 )
-            return known[:2]
+            return known[0], known[1], known[3]
         if account.get("role_arn"):
             error = v.partition_error(account["role_arn"], asked, account_id)
             if error:
@@ -538,19 +653,21 @@ class FleetSession:
             sts_region = self.sts_region(region)
             with self._lock:
                 sts = self._base_client("sts", sts_region)
-            role = _AssumedRole(account, self._session_name, sts, self.server_clock, sts_region)
+            role = _AssumedRole(
+                account, self._session_name, sts, self.server_clock, sts_region, cache=self.credential_cache, source_key=self._source_access_key()
+            )
             core = self._botocore_session()
             core.register_component("credential_provider", CredentialResolver(providers=[_FixedProvider(role.credentials)]))
-            entry = (_boto3_session(core), role.on_expired, partition)
+            entry = (_boto3_session(core), role.on_expired, partition, role.on_invalid)
             with self._lock:
                 self._roles[account_id] = role
         else:
             self._check_caller_is(account_id, region)
             with self._lock:
-                entry = (self._base_session(), _caller_expired, partition)
+                entry = (self._base_session(), _caller_expired, partition, None)
         with self._lock:
             self._sessions[account_id] = entry
-        return entry[:2]
+        return entry[0], entry[1], entry[3]
 
     def _check_caller_is(self, account_id, region):
         partition = v.partition_of(region)
@@ -559,13 +676,23 @@ class FleetSession:
                 sts_region = self.sts_region(region)
                 with self._lock:
                     sts = self._base_client("sts", sts_region)
-                try:
-                    self._caller_accounts[partition] = sts.get_caller_identity()["Account"]
-                except (ClientError, BotoCoreError) as exc:
-                    raise FleetError(
-                        "could not identify the caller's AWS account (sts:GetCallerIdentity in %s, partition %s): %s; check the credentials "
-                        "(they must belong to the partition of the account's regions)" % (sts_region, partition or "unknown", describe_aws_error(exc))
-                    ) from None
+                # The account of an access key never changes, so another process's answer for the same key (and the same STS
+                # endpoint: a sandbox is not AWS) is as good as a new one; see _credential_cache for the bound on its age.
+                source_key = self._source_access_key()
+                cache_key = CredentialCache.caller_key(source_key, partition, sts.meta.endpoint_url) if source_key else None
+                cached = self.credential_cache.load_caller(cache_key) if cache_key else None
+                if cached is not None:
+                    self._caller_accounts[partition] = cached
+                else:
+                    try:
+                        self._caller_accounts[partition] = sts.get_caller_identity()["Account"]
+                    except (ClientError, BotoCoreError) as exc:
+                        raise FleetError(
+                            "could not identify the caller's AWS account (sts:GetCallerIdentity in %s, partition %s): %s; check the credentials "
+                            "(they must belong to the partition of the account's regions)" % (sts_region, partition or "unknown", describe_aws_error(exc))
+                        ) from None
+                    if cache_key:
+                        self.credential_cache.store_caller(cache_key, self._caller_accounts[partition])
             caller = self._caller_accounts[partition]
         if caller != account_id:
             raise FleetError(

@@ -31,6 +31,9 @@ options:
     description:
       - The AWS accounts the instances live in (see the suboptions below).
       - May be empty when O(organization) is given; an account listed here and also found in the OUs keeps these settings.
+      - Assumed-role credentials and the caller's account are shared with the run's other module calls through a file cache
+        (C(${XDG_CACHE_HOME:-~/.cache}/cms-patching/sts), mode 0700/0600); the environment variable C(CMS_PATCHING_CREDENTIAL_CACHE)
+        names another directory, or C(off) turns it off. See M(cms.patching.ami_backup_verified) for how it is keyed and reused.
     type: list
     elements: dict
     required: false
