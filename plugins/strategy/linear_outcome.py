@@ -25,6 +25,7 @@ from ansible.errors import AnsibleError
 from ansible.plugins.strategy.linear import StrategyModule as LinearStrategyModule
 from ansible.template import Templar
 
+from ansible_collections.cms.patching.plugins.plugin_utils._add_hosts import add_host_entries
 from ansible_collections.cms.patching.plugins.plugin_utils._host_outcome import outcome_result
 
 try:  # ansible-core 2.19+: the form in which a worker's result reaches the strategy
@@ -34,29 +35,68 @@ except ImportError:  # older: no fast path, every task forks
 
 # By its resolved name: a short "host_outcome" resolves to it only when the play's collections say so.
 ACTION = "cms.patching.host_outcome"
+ADD_HOSTS = "cms.patching.add_hosts"
 # Keywords whose meaning the worker implements; a task that uses any of them is left to the worker.
 WORKER_KEYWORDS = ("loop", "loop_with", "when", "failed_when", "changed_when", "register", "notify", "delegate_to", "until")
+# register is applied by the controller's result processing, which an add_hosts result goes through like a worker's.
+ADD_HOSTS_WORKER_KEYWORDS = tuple(k for k in WORKER_KEYWORDS if k != "register")
 
 
 class StrategyModule(LinearStrategyModule):
     """Ansible's linear strategy; host_outcome tasks get their per-host results from the controller, not a worker each."""
 
     def _in_controller(self, task):
+        """The action the controller runs itself for this task (ACTION or ADD_HOSTS), or None: a worker runs it."""
         if _WireTaskResult is None or not hasattr(self, "_convert_wire_task_result_to_raw"):
-            return False
-        if ACTION not in (task.action, getattr(task, "resolved_action", None)):
-            return False
-        return not any(getattr(task, keyword, None) for keyword in WORKER_KEYWORDS)
+            return None
+        names = (task.action, getattr(task, "resolved_action", None))
+        if ACTION in names and not any(getattr(task, keyword, None) for keyword in WORKER_KEYWORDS):
+            return ACTION
+        # add_hosts also needs the inventory interface it registers the hosts through.
+        if ADD_HOSTS in names and not any(getattr(task, keyword, None) for keyword in ADD_HOSTS_WORKER_KEYWORDS):
+            if all(hasattr(self, name) for name in ("_inventory", "_hosts_cache_all")) and hasattr(self._inventory, "add_dynamic_host"):
+                return ADD_HOSTS
+        return None
+
+    def _add_hosts(self, args):
+        """Add every host of an add_hosts task to the inventory, as one ansible.builtin.add_host result per host would.
+
+        Each host goes through InventoryManager.add_dynamic_host, the call the strategy makes for an add_host result (so
+        the hosts are kept across meta: refresh_inventory, and a host added again only gets its variables and groups
+        updated), then joins the play's host list when new, as _process_pending_results does. One difference, for
+        scale: add_dynamic_host reconciles the whole inventory after each host (a pass over every host and group, so
+        N hosts cost N^2); here the reconciliation runs once, after the last host, which leaves the same inventory
+        (nothing between two hosts reads what it rebuilds)."""
+        entries, error = add_host_entries(args)
+        if error:
+            return {"failed": True, "changed": False, "msg": error}
+        inventory = self._inventory
+        inventory.reconcile_inventory = lambda: None  # shadows the method on this instance, until the finally below
+        try:
+            in_play = set(self._hosts_cache_all)
+            for entry in entries:
+                item = {}
+                inventory.add_dynamic_host(entry, item)
+                if item.get("changed") and entry["host_name"] not in in_play:
+                    self._hosts_cache_all.append(entry["host_name"])
+                    in_play.add(entry["host_name"])
+        finally:
+            del inventory.reconcile_inventory
+            inventory.reconcile_inventory()
+        return {"changed": False, "added": len(entries), "pending": [], "msg": "%d host(s) added by the controller" % len(entries)}
 
     def _queue_task(self, host, task, task_vars, play_context):
         """Called by the linear loop once per host with the host's variables; a worker is started only when needed."""
-        if not self._in_controller(task):
+        action = self._in_controller(task)
+        if action is None:
             super()._queue_task(host, task, task_vars, play_context)
             return
+        short = action.rpartition(".")[2]
         try:
-            result = outcome_result(Templar(loader=self._loader, variables=task_vars).template(task.args))
+            args = Templar(loader=self._loader, variables=task_vars).template(task.args)
+            result = outcome_result(args) if action == ACTION else self._add_hosts(args)
         except AnsibleError as exc:  # what the worker would report: the host fails with the templating error
-            result = {"failed": True, "changed": False, "msg": "host_outcome: %s" % exc}
+            result = {"failed": True, "changed": False, "msg": "%s: %s" % (short, exc)}
         result["_ansible_no_log"] = bool(task.no_log)
         # The same steps as a worker's result takes (results_thread_main): the task cache entry, then the raw result.
         self._queued_task_cache[(host.name, task._uuid)] = {"host": host, "task": task, "task_vars": task_vars, "play_context": play_context}
