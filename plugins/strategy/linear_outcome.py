@@ -4,15 +4,21 @@
 
 DOCUMENTATION = r"""
 name: linear_outcome
-short_description: Linear, with each host's cms.patching.host_outcome result made in the controller (no worker per host)
+short_description: Linear, with host_outcome results and add_hosts hosts made in the controller (no worker per host)
 version_added: 0.1.0
 description:
   - The same as P(ansible.builtin.linear#strategy) for every task but C(cms.patching.host_outcome) tasks without a C(loop),
-    C(when), C(failed_when), C(changed_when), C(register), C(notify), C(until) or C(delegate_to).
-  - For those, the controller computes each host's result from the task's templated arguments and hands it to Ansible's own
-    result processing, as if a worker had returned it. Stats (PLAY RECAP, AWX's job host summary), callbacks and the exit
-    status are the same as through a worker; only the worker process per host (about 20 ms of CPU on a 2-core controller)
-    is saved.
+    C(when), C(failed_when), C(changed_when), C(register), C(notify), C(until) or C(delegate_to), and
+    C(cms.patching.add_hosts) tasks without any of them but C(register).
+  - For C(cms.patching.host_outcome), the controller computes each host's result from the task's templated arguments and
+    hands it to Ansible's own result processing, as if a worker had returned it. Stats (PLAY RECAP, AWX's job host
+    summary), callbacks and the exit status are the same as through a worker; only the worker process per host (about
+    20 ms of CPU on a 2-core controller) is saved.
+  - For C(cms.patching.add_hosts), the controller adds every host of the task's templated C(hosts) to the inventory as an
+    M(ansible.builtin.add_host) result would be added (C(InventoryManager.add_dynamic_host)), reconciling the inventory
+    once after the last host rather than after each, and hands the task's one result (C(added), C(pending=[])) to the
+    result processing. An M(ansible.builtin.add_host) loop costs a worker's templating per host and a pass over the whole
+    inventory per host.
   - On an ansible-core without the result interface this relies on (before 2.19), every task goes to a worker, as with
     P(ansible.builtin.linear#strategy).
   - ansible-core deprecates strategy plugins from collections (it warns when one is loaded, with no removal date set).
