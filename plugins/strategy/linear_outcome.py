@@ -73,8 +73,9 @@ class _VariablesForMeta:
 
     The linear loop computes each host's variables (a full variable computation, about 0.5 ms per host at 1,000 hosts)
     for every task, implicit meta tasks included, before it looks at the task; for role_complete (when: true, never
-    evaluated) and flush_handlers without when, _execute_meta reads none of them. A play of 900 hosts through three
-    roles spent 1.5 s there. Everything else goes to the manager itself."""
+    evaluated) and flush_handlers without when, _execute_meta reads none of them. A play of 1,000 hosts through three
+    roles, one run_once task each, took 2.3 s of controller CPU with them and 1.3 s without. Everything else goes to
+    the manager itself."""
 
     def __init__(self, manager):
         object.__setattr__(self, "_manager", manager)
