@@ -28,13 +28,22 @@ from _fleet_server import REPO, post, serving
 MANAGED = 0.9
 # The tasks whose work is per host: adding every instance to the inventory, the outcome play, the gates.
 PER_HOST = {
-    "add_host": ("Add every target to the in-memory inventory", "Add the instances that are not targets to the in-memory inventory"),
+    # The include tasks and the two tasks of roles/discovery/tasks/add_hosts.yml they run (for the targets, the other
+    # instances, and a gate's held-back hosts); the targets' add_host loop by its name before add_hosts.yml.
+    "add_host": (
+        "Add every target to the in-memory inventory",
+        "Add the instances that are not targets to the in-memory inventory",
+        "Add the hosts to the in-memory inventory at once (in the controller under cms.patching.linear_outcome)",
+        "Add the hosts left to one ansible.builtin.add_host each",
+    ),
     "outcome": ("Note whether this run patched", "Outcome"),
-    # One add_host item per held-back host (none without failures).
+    # Each gate's held-back list (computed once) and its include, skipped when nothing is held back; before, one add_host
+    # loop per gate templated every instance's result.
     "gates": (
+        "Find every host whose backup is not verified",
         "Hold back every host whose backup is not verified",
-        "Hold back every host that was not patched successfully",
-        "Hold back the hosts of the waves that never started",
+        "Find every host that was not patched successfully or whose wave never started",
+        "Hold back every host that was not patched successfully or whose wave never started",
     ),
 }
 PHASES = """\
@@ -81,10 +90,11 @@ def run_site(count, tmp, strategy="default", fail_ratio=0.0):
     summary = [line for line in text.splitlines() if line.startswith("bench run ")]
     per_task = {}
     for row in measured["tasks"]:
-        per_task.setdefault(row["task"], [0.0, 0.0, 0.0])
+        per_task.setdefault(row["task"], [0.0, 0.0, 0.0, 0.0])
         per_task[row["task"]][0] += row["cpu"]
         per_task[row["task"]][1] += row["wall"]
         per_task[row["task"]][2] += row.get("controller_cpu", 0.0)
+        per_task[row["task"]][3] += row.get("controller_after_results", 0.0)
     result = {
         "instances": count,
         "strategy": strategy,
@@ -104,6 +114,9 @@ def run_site(count, tmp, strategy="default", fail_ratio=0.0):
         result[part + "_cpu"] = round(sum(v[0] for v in rows), 2)
         result[part + "_wall"] = round(sum(v[1] for v in rows), 2)
         result[part + "_controller_cpu"] = round(sum(v[2] for v in rows), 2)
+        # The controller's work after the tasks' last result: the end of a role or play for every host when such a task
+        # is the last of its role or play (the gates are), not the task's own work.
+        result[part + "_after_results"] = round(sum(v[3] for v in rows), 2)
     return result
 
 
@@ -115,8 +128,11 @@ the outcome play therefore costs a fork, a worker and its result per instance. T
 cms.patching.linear_outcome computes each host's `cms.patching.host_outcome` result in the controller from the task's
 templated arguments and hands it to Ansible's own result processing: same stats, callbacks and exit status, no worker.
 What is left of the outcome play per host is the linear loop's own work (the host's variables, templating, the result,
-the callbacks). The rest of the per-host cost is the targets' add_host loop and the gates, whose one worker templates
-every loop item or every instance's result (see the findings in RESULTS.md).
+the callbacks). The same strategy adds the hosts of a `cms.patching.add_hosts` task (the targets, the other instances,
+held-back hosts) in the controller, without the add_host loop whose one worker templated every item. The gates compute
+their held-back list once and add nothing when it is empty. A task's CPU runs from its start to the next task's start, so
+the last task of a role or play (the gates are) also carries the controller's work between them, such as the end of the
+role for every host: shown in brackets, and left out of the last column's bracketed figure.
 ansible-core deprecates strategy plugins from collections (a warning when one is loaded, no removal date), so the
 playbook's default stays ansible.builtin.linear; `-e cms_patching_outcome_strategy=cms.patching.linear_outcome` opts in."""
 
@@ -124,7 +140,8 @@ playbook's default stays ansible.builtin.linear; `-e cms_patching_outcome_strate
 def render(rows):
     lines = [
         "| outcome strategy | instances (AMI failures) | hosts in recap | rc | wall s | CPU s, whole run | add_host ms/host"
-        " | outcome ms/host (controller alone) | gates ms/host | per-host ms/host |",
+        " | outcome ms/host (controller alone) | gates ms/host (controller after their last result) | per-host ms/host"
+        " (without the controller's work after the tasks' last result) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -132,11 +149,14 @@ def render(rows):
         outcome = 1000.0 * r["outcome_cpu"] / r["instances"]
         alone = 1000.0 * r.get("outcome_controller_cpu", 0.0) / r["instances"]
         gates = 1000.0 * r.get("gates_cpu", 0.0) / r["instances"]
+        gates_after = 1000.0 * r.get("gates_after_results", 0.0) / r["instances"]
+        after = 1000.0 * sum(r.get(part + "_after_results", 0.0) for part in PER_HOST) / r["instances"]
         failures = "%d (%d %%)" % (r["instances"], round(100 * r.get("fail_ratio", 0.0)))
         strategy = "ansible.builtin.linear (default)" if r.get("strategy", "default") == "default" else r["strategy"]
+        total = add + outcome + gates
         lines.append(
-            "| %s | %s | %d | %d | %.1f | %.1f | %.1f | %.1f (%.1f) | %.1f | %.1f |"
-            % (strategy, failures, r["hosts_in_recap"], r["rc"], r["wall"], r["cpu"], add, outcome, alone, gates, add + outcome + gates)
+            "| %s | %s | %d | %d | %.1f | %.1f | %.1f | %.1f (%.1f) | %.1f (%.1f) | %.1f (%.1f) |"
+            % (strategy, failures, r["hosts_in_recap"], r["rc"], r["wall"], r["cpu"], add, outcome, alone, gates, gates_after, total, total - after)
         )
     return "\n".join(lines)
 

@@ -96,6 +96,24 @@ def not_started(plan, results, hosts=None):
     ]
 
 
+def failed_hosts(entries, reason=None):
+    """The cms.patching.add_hosts / add_host arguments that hold back each entry of held_back or not_started.
+
+    Each host joins ``cms_patching_failed`` with ``cms_patching_failure`` "<instance ID>: <entry's reason>", or, when
+    ``reason`` is given (not_started entries have none), "<instance ID> <reason>". One pass here, so that the gates
+    template nothing per host.
+    """
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and "instance_id" in e for e in entries):
+        raise AnsibleFilterError("failed_hosts expects the list held_back or not_started returns (dicts with instance_id)")
+    hosts = []
+    for entry in entries:
+        if reason is None and "reason" not in entry:
+            raise AnsibleFilterError("failed_hosts: %s has no reason; pass one (failed_hosts('was not patched: ...'))" % entry["instance_id"])
+        failure = "%s: %s" % (entry["instance_id"], entry["reason"]) if reason is None else "%s %s" % (entry["instance_id"], reason)
+        hosts.append({"name": entry.get("host") or entry["instance_id"], "groups": ["cms_patching_failed"], "cms_patching_failure": failure})
+    return hosts
+
+
 INSTANCE_HOST = re.compile(r"^i-([0-9a-f]{8}|[0-9a-f]{17})$")
 
 
@@ -176,5 +194,6 @@ class FilterModule:
             "inventory_hosts": inventory_hosts,
             "instances_of": instances_of,
             "not_started": not_started,
+            "failed_hosts": failed_hosts,
             "inventory_candidates": inventory_candidates,
         }

@@ -4,15 +4,24 @@
 
 DOCUMENTATION = r"""
 name: linear_outcome
-short_description: Linear, with each host's cms.patching.host_outcome result made in the controller (no worker per host)
+short_description: Linear, with host_outcome results and add_hosts hosts made in the controller (no worker per host)
 version_added: 0.1.0
 description:
   - The same as P(ansible.builtin.linear#strategy) for every task but C(cms.patching.host_outcome) tasks without a C(loop),
-    C(when), C(failed_when), C(changed_when), C(register), C(notify), C(until) or C(delegate_to).
-  - For those, the controller computes each host's result from the task's templated arguments and hands it to Ansible's own
-    result processing, as if a worker had returned it. Stats (PLAY RECAP, AWX's job host summary), callbacks and the exit
-    status are the same as through a worker; only the worker process per host (about 20 ms of CPU on a 2-core controller)
-    is saved.
+    C(when), C(failed_when), C(changed_when), C(register), C(notify), C(until) or C(delegate_to), and
+    C(cms.patching.add_hosts) tasks without any of them but C(register).
+  - For C(cms.patching.host_outcome), the controller computes each host's result from the task's templated arguments and
+    hands it to Ansible's own result processing, as if a worker had returned it. Stats (PLAY RECAP, AWX's job host
+    summary), callbacks and the exit status are the same as through a worker; only the worker process per host (about
+    20 ms of CPU on a 2-core controller) is saved.
+  - For C(cms.patching.add_hosts), the controller adds every host of the task's templated C(hosts) to the inventory as an
+    M(ansible.builtin.add_host) result would be added (C(InventoryManager.add_dynamic_host)), reconciling the inventory
+    once after the last host rather than after each, and hands the task's one result (C(added), C(pending=[])) to the
+    result processing. An M(ansible.builtin.add_host) loop costs a worker's templating per host and a pass over the whole
+    inventory per host.
+  - The end of every role (an implicit C(role_complete) meta task for every host) and an implicit C(flush_handlers) without
+    C(when) are run without computing each host's variables, which they do not read (the linear loop computes them for
+    every host and task; about 0.3 ms per host and role end at 1,000 hosts).
   - On an ansible-core without the result interface this relies on (before 2.19), every task goes to a worker, as with
     P(ansible.builtin.linear#strategy).
   - ansible-core deprecates strategy plugins from collections (it warns when one is loaded, with no removal date set).
@@ -21,10 +30,12 @@ description:
 author: CMS Platform Engineering (@cms-platform)
 """
 
+from ansible import constants as C
 from ansible.errors import AnsibleError
 from ansible.plugins.strategy.linear import StrategyModule as LinearStrategyModule
 from ansible.template import Templar
 
+from ansible_collections.cms.patching.plugins.plugin_utils._add_hosts import add_host_entries
 from ansible_collections.cms.patching.plugins.plugin_utils._host_outcome import outcome_result
 
 try:  # ansible-core 2.19+: the form in which a worker's result reaches the strategy
@@ -34,29 +45,120 @@ except ImportError:  # older: no fast path, every task forks
 
 # By its resolved name: a short "host_outcome" resolves to it only when the play's collections say so.
 ACTION = "cms.patching.host_outcome"
+ADD_HOSTS = "cms.patching.add_hosts"
 # Keywords whose meaning the worker implements; a task that uses any of them is left to the worker.
 WORKER_KEYWORDS = ("loop", "loop_with", "when", "failed_when", "changed_when", "register", "notify", "delegate_to", "until")
+# register is applied by the controller's result processing, which an add_hosts result goes through like a worker's.
+ADD_HOSTS_WORKER_KEYWORDS = tuple(k for k in WORKER_KEYWORDS if k != "register")
+
+
+# Implicit meta tasks the linear loop asks every host's variables for, only to hand them to code that reads none of them:
+# role_complete (the end of every role, for every host of the play) and flush_handlers without a when.
+NO_VARS_META = ("role_complete", "flush_handlers")
+
+
+class _NoVars(dict):
+    """The variables handed to the linear loop for a NO_VARS_META task: none (add_tqm_variables leaves them empty too)."""
+
+
+def _needs_no_vars(task):
+    if task is None or not getattr(task, "implicit", False) or getattr(task, "action", None) not in C._ACTION_META:
+        return False
+    meta = task._get_meta()  # pylint: disable=protected-access
+    return meta == "role_complete" or (meta == "flush_handlers" and not task.when)
+
+
+class _VariablesForMeta:
+    """The strategy's variable manager, but get_vars for a NO_VARS_META task returns no variables.
+
+    The linear loop computes each host's variables (a full variable computation, about 0.5 ms per host at 1,000 hosts)
+    for every task, implicit meta tasks included, before it looks at the task; for role_complete (when: true, never
+    evaluated) and flush_handlers without when, _execute_meta reads none of them. A play of 1,000 hosts through three
+    roles, one run_once task each, took 2.3 s of controller CPU with them and 1.3 s without. Everything else goes to
+    the manager itself."""
+
+    def __init__(self, manager):
+        object.__setattr__(self, "_manager", manager)
+
+    def get_vars(self, *args, **kwargs):
+        if _needs_no_vars(kwargs.get("task")):
+            return _NoVars()
+        return self._manager.get_vars(*args, **kwargs)
+
+    def __getattr__(self, name):
+        if name == "_manager":  # during unpickling, before __init__: no recursion
+            raise AttributeError(name)
+        return getattr(self._manager, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._manager, name, value)
 
 
 class StrategyModule(LinearStrategyModule):
     """Ansible's linear strategy; host_outcome tasks get their per-host results from the controller, not a worker each."""
 
+    def __init__(self, tqm):
+        super().__init__(tqm)
+        # Workers get the wrapper too (forked: ansible-core 2.19 starts them with multiprocessing's fork context), which
+        # hands them the manager's own variables: they never run an implicit meta task.
+        self._variable_manager = _VariablesForMeta(self._variable_manager)
+
+    def add_tqm_variables(self, vars, play):  # pylint: disable=redefined-builtin  # the base class's name
+        if not isinstance(vars, _NoVars):  # its hosts lists cost a pass over the play's hosts, per host
+            super().add_tqm_variables(vars, play)
+
     def _in_controller(self, task):
+        """The action the controller runs itself for this task (ACTION or ADD_HOSTS), or None: a worker runs it."""
         if _WireTaskResult is None or not hasattr(self, "_convert_wire_task_result_to_raw"):
-            return False
-        if ACTION not in (task.action, getattr(task, "resolved_action", None)):
-            return False
-        return not any(getattr(task, keyword, None) for keyword in WORKER_KEYWORDS)
+            return None
+        names = (task.action, getattr(task, "resolved_action", None))
+        if ACTION in names and not any(getattr(task, keyword, None) for keyword in WORKER_KEYWORDS):
+            return ACTION
+        # add_hosts also needs the inventory interface it registers the hosts through.
+        if ADD_HOSTS in names and not any(getattr(task, keyword, None) for keyword in ADD_HOSTS_WORKER_KEYWORDS):
+            if all(hasattr(self, name) for name in ("_inventory", "_hosts_cache_all")) and hasattr(self._inventory, "add_dynamic_host"):
+                return ADD_HOSTS
+        return None
+
+    def _add_hosts(self, args):
+        """Add every host of an add_hosts task to the inventory, as one ansible.builtin.add_host result per host would.
+
+        Each host goes through InventoryManager.add_dynamic_host, the call the strategy makes for an add_host result (so
+        the hosts are kept across meta: refresh_inventory, and a host added again only gets its variables and groups
+        updated), then joins the play's host list when new, as _process_pending_results does. One difference, for
+        scale: add_dynamic_host reconciles the whole inventory after each host (a pass over every host and group, so
+        N hosts cost N^2); here the reconciliation runs once, after the last host, which leaves the same inventory
+        (nothing between two hosts reads what it rebuilds)."""
+        entries, error = add_host_entries(args)
+        if error:
+            return {"failed": True, "changed": False, "msg": error}
+        inventory = self._inventory
+        inventory.reconcile_inventory = lambda: None  # shadows the method on this instance, until the finally below
+        try:
+            in_play = set(self._hosts_cache_all)
+            for entry in entries:
+                item = {}
+                inventory.add_dynamic_host(entry, item)
+                if item.get("changed") and entry["host_name"] not in in_play:
+                    self._hosts_cache_all.append(entry["host_name"])
+                    in_play.add(entry["host_name"])
+        finally:
+            del inventory.reconcile_inventory
+            inventory.reconcile_inventory()
+        return {"changed": False, "added": len(entries), "pending": [], "msg": "%d host(s) added by the controller" % len(entries)}
 
     def _queue_task(self, host, task, task_vars, play_context):
         """Called by the linear loop once per host with the host's variables; a worker is started only when needed."""
-        if not self._in_controller(task):
+        action = self._in_controller(task)
+        if action is None:
             super()._queue_task(host, task, task_vars, play_context)
             return
+        short = action.rpartition(".")[2]
         try:
-            result = outcome_result(Templar(loader=self._loader, variables=task_vars).template(task.args))
+            args = Templar(loader=self._loader, variables=task_vars).template(task.args)
+            result = outcome_result(args) if action == ACTION else self._add_hosts(args)
         except AnsibleError as exc:  # what the worker would report: the host fails with the templating error
-            result = {"failed": True, "changed": False, "msg": "host_outcome: %s" % exc}
+            result = {"failed": True, "changed": False, "msg": "%s: %s" % (short, exc)}
         result["_ansible_no_log"] = bool(task.no_log)
         # The same steps as a worker's result takes (results_thread_main): the task cache entry, then the raw result.
         self._queued_task_cache[(host.name, task._uuid)] = {"host": host, "task": task, "task_vars": task_vars, "play_context": play_context}

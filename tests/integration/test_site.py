@@ -240,3 +240,24 @@ def test_retention_keeps_the_current_and_young_backups(aws, playbook):
     run = playbook("--tags", "retention")
     assert run.rc == 0 and "Removed 0 pre-patch AMI(s)" in run.output
     assert "ec2:DeregisterImage" not in calls(aws)
+
+
+def test_opt_in_strategy_adds_the_hosts_in_the_controller_with_the_same_outcome(aws, playbook):
+    # -e cms_patching_outcome_strategy=cms.patching.linear_outcome: the discovery, backup and patching plays add their
+    # hosts through cms.patching.add_hosts in the controller; the gates, the outcome and the report are unchanged.
+    run = playbook("-e", "cms_patching_outcome_strategy=cms.patching.linear_outcome")
+    assert run.rc == 2, run.output[-3000:]
+    assert "Traceback" not in run.output
+    rows = run.by_name()
+    assert len(rows) == 30 and sum(r["patch_status"] == "success" for r in rows.values()) == 19
+    web3, pay2 = rows["web-03"], rows["pay-web-02"]
+    assert (web3["backup_status"], web3["patch_status"]) == ("failed", "skipped") and pay2["patch_status"] == "failed"
+    # The add_host loop of roles/discovery/tasks/add_hosts.yml had no item each time it came: the targets, the other
+    # instances, the backup gate (web-03) and the patching gate (pay-web-02).
+    loops = [part for part in run.output.split("TASK [") if part.startswith("cms.patching.discovery : Add the hosts left to one")]
+    assert len(loops) == 4 and not [part for part in loops if "(item=" in part], loops
+    recap = run.output[run.output.rindex("PLAY RECAP") :]
+    # Every instance is a host of the run (30 and localhost); the held-back ones fail with their gate's reason.
+    assert len([line for line in recap.splitlines() if ": ok=" in line]) == 31, recap
+    assert "fatal: [%s]" % web3["instance_id"] in run.output and "%s: no verified backup, so it is not patched" % web3["instance_id"] in run.output
+    assert "fatal: [%s]" % pay2["instance_id"] in run.output and "%s: not patched: failed" % pay2["instance_id"] in run.output

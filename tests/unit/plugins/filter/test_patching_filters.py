@@ -4,6 +4,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.cms.patching.plugins.filter.patching import (
+    failed_hosts,
     held_back,
     instances_of,
     inventory_candidates,
@@ -72,6 +73,25 @@ def test_held_back_backup_and_patch():
     ]
     with pytest.raises(AnsibleFilterError):
         held_back(backup, "retention")
+
+
+def test_failed_hosts_are_the_add_host_arguments_the_gates_used():
+    backup = {"instances": [{"instance_id": "i-1", "backup_status": "verified"}, {"instance_id": "i-2", "backup_status": "failed", "reason": "snapshot error"}]}
+    # As the gate's add_host had them: name item.host, groups [cms_patching_failed], failure "<id>: <reason>".
+    assert failed_hosts(held_back(backup, "backup", hosts={"i-2": "h2"})) == [
+        {"name": "h2", "groups": ["cms_patching_failed"], "cms_patching_failure": "i-2: no verified backup, so it is not patched: failed: snapshot error"}
+    ]
+    plan = [{"name": "rest", "instances": [{"instance_id": "i-2"}, {"instance_id": "i-3"}]}]
+    # The waves that never started: "<id> was not patched: <why the run stopped>".
+    assert failed_hosts(not_started(plan, [], {"i-3": "h3"}), "was not patched: wave canary failed") == [
+        {"name": "i-2", "groups": ["cms_patching_failed"], "cms_patching_failure": "i-2 was not patched: wave canary failed"},
+        {"name": "h3", "groups": ["cms_patching_failed"], "cms_patching_failure": "i-3 was not patched: wave canary failed"},
+    ]
+    assert failed_hosts([]) == []
+    with pytest.raises(AnsibleFilterError, match="has no reason"):
+        failed_hosts(not_started(plan, [], {}))
+    with pytest.raises(AnsibleFilterError, match="expects the list"):
+        failed_hosts({"instances": []})
 
 
 def test_not_started_lists_the_instances_of_waves_without_results():
