@@ -46,6 +46,17 @@ PER_HOST = {
         "Hold back every host that was not patched successfully or whose wave never started",
     ),
 }
+
+
+def part_of(task):
+    """The PER_HOST part a task belongs to, or None. A role's task is named "<role> : <task>" by the callback: its name is
+    matched with or without the role."""
+    for part, names in PER_HOST.items():
+        if task in names or task.rpartition(" : ")[2] in names:
+            return part
+    return None
+
+
 PHASES = """\
   backup:
     wait_timeout: 1800
@@ -109,8 +120,7 @@ def run_site(count, tmp, strategy="default", fail_ratio=0.0):
         "top_tasks": sorted(((round(v[0], 2), name) for name, v in per_task.items()), reverse=True)[:10],
     }
     for part, names in PER_HOST.items():
-        # A role's task is named "<role> : <task>" in the callback: match the task name with or without its role.
-        rows = [v for task, v in per_task.items() if task in names or task.rpartition(" : ")[2] in names]
+        rows = [v for task, v in per_task.items() if part_of(task) == part]
         result[part + "_cpu"] = round(sum(v[0] for v in rows), 2)
         result[part + "_wall"] = round(sum(v[1] for v in rows), 2)
         result[part + "_controller_cpu"] = round(sum(v[2] for v in rows), 2)

@@ -45,7 +45,7 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
 import bench_aws  # noqa: E402  pylint: disable=wrong-import-position
 from _proc import PeakRss, run_sampled  # noqa: E402  pylint: disable=wrong-import-position
-from bench_hosts import PER_HOST  # noqa: E402  pylint: disable=wrong-import-position
+from bench_hosts import PER_HOST, part_of  # noqa: E402  pylint: disable=wrong-import-position
 
 MANAGEMENT = "123456789012"
 ROLE_NAME = "CmsPatchingRole"
@@ -141,10 +141,14 @@ def per_host_cost(task_cpu_files, instances):
         for row in json.loads(path.read_text())["tasks"]:
             per_task[row["task"]] += row["cpu"]
             controller += row.get("controller_cpu", 0.0)
-    parts = {part: sum(per_task.get(n, 0.0) for n in names) for part, names in PER_HOST.items()}
+    parts = dict.fromkeys(PER_HOST, 0.0)
+    for task, cpu in per_task.items():
+        if part_of(task):
+            parts[part_of(task)] += cpu
     return {
         "add_host_ms": round(1000.0 * parts["add_host"] / instances, 1),
         "outcome_ms": round(1000.0 * parts["outcome"] / instances, 1),
+        "gates_ms": round(1000.0 * parts["gates"] / instances, 1),
         "per_host_ms": round(1000.0 * sum(parts.values()) / instances, 1),
         "run_cpu_s": round(sum(per_task.values()), 1),
         "run_cpu_ms_per_instance": round(1000.0 * sum(per_task.values()) / instances, 1),
@@ -400,12 +404,12 @@ def render(results):
     lines = [
         "| instances | accounts x regions | controllers | rc | wall s | critical path wall s (AWS s) | wall / critical (scaled clock) | projected at real "
         "durations | API calls / instance (poll reads) | throttled | STS calls (AssumeRole) | peak memory: PSS (RSS sum, MiB) | per-host ms (add_host + "
-        "outcome) | whole-run CPU ms / instance |",
+        "outcome + gates) | whole-run CPU ms / instance |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
-            "| %d | %d x %d | %s | %s | %.1f | %.1f (%d) | %.2fx | %.3fx | %.3f (%.3f) | %d | %d (%d) | %s (%.0f) | %.1f (%.1f + %.1f) | %.1f |"
+            "| %d | %d x %d | %s | %s | %.1f | %.1f (%d) | %.2fx | %.3fx | %.3f (%.3f) | %d | %d (%d) | %s (%.0f) | %.1f (%.1f + %.1f + %s) | %.1f |"
             % (
                 r["instances"],
                 r["accounts"],
@@ -427,6 +431,8 @@ def render(results):
                 r["per_host"]["per_host_ms"],
                 r["per_host"]["add_host_ms"],
                 r["per_host"]["outcome_ms"],
+                # Runs measured before the gates were counted (and before role-prefixed names were matched) have none.
+                ("%.1f" % r["per_host"]["gates_ms"]) if "gates_ms" in r["per_host"] else "not counted",
                 r["per_host"]["run_cpu_ms_per_instance"],
             )
         )
@@ -505,7 +511,7 @@ def section(results, not_run):
         "OU tree workloads/{prod,nonprod}/team-NN (%d accounts per team OU, one SUSPENDED member skipped, one OU outside the landing zone), "
         "the landing zone names the workloads OU (recursive) and the role; about 33 instances per account and region (accounts grow with "
         "the fleet), 90 %% targets, 20 %% Windows; waves canary (1 %%) then rest; poll_interval %d s and progress_interval %d s wall (30 s / "
-        "300 s real). Per-host ms: CPU of the add_host and outcome tasks (bench_hosts.py's definition) per instance, summed over the jobs; "
+        "300 s real). Per-host ms: CPU of the add-host, outcome and gate tasks (bench_hosts.py's definition, role-prefixed names matched) per instance, summed over the jobs; "
         "whole-run CPU: every task of every job. Peak memory: every ansible process (for slices, all slices together).\n\n"
         % (
             stamp,
