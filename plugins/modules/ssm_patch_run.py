@@ -443,7 +443,7 @@ api_calls:
 
 import time
 
-from ansible_collections.cms.patching.plugins.module_utils import _cancel, _module, _patch
+from ansible_collections.cms.patching.plugins.module_utils import _cancel, _module, _patch, _runcache
 from ansible_collections.cms.patching.plugins.module_utils import _validate as v
 from ansible_collections.cms.patching.plugins.module_utils._runcommand import COMMENT_MAX, comment_for
 
@@ -557,7 +557,11 @@ def work(module, fleet):
         options["wave"] = "%s %s" % (params["wave"], params["comment"])
     # The controller's clock only measures its own waits (progress_interval, check timeouts); everything compared
     # with AWS timestamps uses AWS's clock (fleet.server_clock).
-    run = _patch.PatchRun(fleet, [dict(i) for i in params["instances"]], params["run_id"], options, module.check_mode, time.monotonic, _cancel.sleep)
+    # What this wave's earlier progress calls read (see _runcache): a cache of reads, never what allows a send.
+    cache = None if module.check_mode else _runcache.RunCache(params["lz"], params["run_id"], options["wave"])
+    run = _patch.PatchRun(
+        fleet, [dict(i) for i in params["instances"]], params["run_id"], options, module.check_mode, time.monotonic, _cancel.sleep, cache=cache
+    )
     results = run.run(wait=params["wait"], progress_interval=params["progress_interval"])
     for item in results:
         item["wave"] = params["wave"]
