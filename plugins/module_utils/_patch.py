@@ -34,6 +34,7 @@ from ansible_collections.cms.patching.plugins.module_utils._runcommand import (
     ForeignRunError,
     epoch,
     invocation_finished_at,
+    invocation_from_json,
     invocation_output,
 )
 from ansible_collections.cms.patching.plugins.module_utils._session import FleetError, describe_aws_error
@@ -621,33 +622,36 @@ class PatchRun:
             and self.batch.outcome(instance_id)[0] == "success"
         )
 
-    def _location_idle(self, location):
-        """Nothing of the wave can still end in this location: every instance there has its outcome (or waits only for its patch state).
+    def _wave_ended(self):
+        """Nothing of the wave can still end: every instance has its outcome, or waits only for its patch state.
 
         Queued, in flight, unread (a failed ListCommandInvocations), or sent with an unknown outcome all count as not ended;
         an instance the deadline gave up on has ended (status_of says so).
         """
-        for item in self.instances:
-            instance_id = item["instance_id"]
-            if (item["account_id"], item["region"]) == location and not self.awaiting_compliance(instance_id) and self.status_of(instance_id)[0] == "pending":
-                return False
-        return True
+        return not any(self.status_of(i["instance_id"])[0] == "pending" and not self.awaiting_compliance(i["instance_id"]) for i in self.instances)
 
     def _compliance_deadline(self, instance_id):
         ended = invocation_finished_at(self.batch.invocations[instance_id]) or self.batch.requested_at(instance_id)
         return None if ended is None else ended + self.options.get("compliance_wait", 300)
 
-    def _state_read_due(self, location, members, now):
-        """Whether this round reads the patch states of a location's instances that finished and wait for theirs.
+    def _states_due(self, members, now, ended):
+        """Which of a location's instances that succeeded and wait for their patch state this round reads (maybe none).
 
-        In full batches (DescribeInstancePatchStates takes 50 IDs): when 50 that were never asked for wait; when nothing
-        of the wave can still end there (the wave's end waits for nothing else); when one of them reaches its
-        compliance_wait (it is read once more before it is called stale).
+        In full batches (DescribeInstancePatchStates takes 50 IDs), the longest waiting first: 50 each once that many
+        there were not asked for yet in this call; every one that reached its compliance_wait (it is read once more before
+        it is called stale), the batch filled up with others; all of them once nothing of the wave can still end (then
+        every round: the wave's end waits for nothing else). Nothing waits for a state before the wave's end (the
+        post-checks come after it), so reading them earlier would only read them in smaller batches.
         """
-        if sum(1 for i in members if i["instance_id"] not in self.state_asked) >= STATE_BATCH or self._location_idle(location):
-            return True
-        deadlines = [self._compliance_deadline(i["instance_id"]) for i in members]
-        return any(d is not None and now >= d for d in deadlines)
+        if ended:
+            return members
+        deadlines = {i["instance_id"]: self._compliance_deadline(i["instance_id"]) for i in members}
+        forced = [i for i in members if deadlines[i["instance_id"]] is not None and now >= deadlines[i["instance_id"]]]
+        count = -(-len(forced) // STATE_BATCH) * STATE_BATCH
+        if sum(1 for i in members if i["instance_id"] not in self.state_asked) >= STATE_BATCH:
+            count = max(count, len(members) // STATE_BATCH * STATE_BATCH)
+        order = sorted(members, key=lambda i: (i not in forced, deadlines[i["instance_id"]] or 0))
+        return order[:count]
 
     def _take_cached_states(self):
         """States an earlier call of this wave read count once this call knows the instance succeeded, by the same rule."""
@@ -681,16 +685,19 @@ class PatchRun:
         if not before and not awaiting:
             return
         now = self.aws_now() if awaiting else None
+        ended = bool(awaiting) and self._wave_ended()
         waiting = by_location(awaiting)
         wanted = by_location(before)
         due = set()
         for location, members in waiting.items():
-            if self._state_read_due(location, members, now):
-                due.add(location)
-                wanted.setdefault(location, []).extend(members)
-            elif location in wanted:
-                # That location is read anyway: its finished instances fill the last batch's free places.
-                wanted[location].extend(members[: (-len(wanted[location])) % STATE_BATCH])
+            chosen = self._states_due(members, now, ended)
+            due.update(i["instance_id"] for i in chosen)
+            if location in wanted:
+                # That location is read anyway (states from before): its finished instances fill the last batch's free places.
+                rest = [i for i in members if i not in chosen]
+                chosen = chosen + rest[: (-(len(wanted[location]) + len(chosen))) % STATE_BATCH]
+            if chosen:
+                wanted.setdefault(location, []).extend(chosen)
         self.before_read.update(i["instance_id"] for i in before)
         self.state_asked.update(i["instance_id"] for members in wanted.values() for i in members)
         groups = {loc: [i["instance_id"] for i in members] for loc, members in wanted.items()}
@@ -705,7 +712,7 @@ class PatchRun:
                 self.state_errors[outcome.item] = describe_aws_error(outcome.error)
         for item in awaiting:
             instance_id = item["instance_id"]
-            if (item["account_id"], item["region"]) not in due or not self.awaiting_compliance(instance_id):
+            if instance_id not in due or not self.awaiting_compliance(instance_id):
                 continue
             deadline = self._compliance_deadline(instance_id)
             if deadline is not None and now >= deadline:
@@ -811,7 +818,10 @@ class PatchRun:
             before_read = {str(i) for i in data.get("before_read", [])}
             states = {str(i): state_from_json(state) for i, state in data.get("states", {}).items()}
             stale = {str(i): str(why) for i, why in data.get("stale", {}).items()}
-        except (AttributeError, TypeError, ValueError):
+            invocations = {
+                str(command_id): {inv["InstanceId"]: inv for inv in map(invocation_from_json, found)} for command_id, found in data.get("invocations", {}).items()
+            }
+        except (AttributeError, KeyError, TypeError, ValueError):
             return
         known = {i["instance_id"] for i in self.instances}
         for location, bound in since.items():
@@ -822,6 +832,7 @@ class PatchRun:
         self.before_read.update(before_read & known)
         self.cached_states.update((i, state) for i, state in states.items() if i in known)
         self.stale.update((i, why) for i, why in stale.items() if i in known)
+        self.batch.known_invocations.update(invocations)
 
     def persist(self):
         """Keep what this call read for the next call of the wave; the call that leaves nothing pending removes the file."""
@@ -838,6 +849,7 @@ class PatchRun:
                 "before_read": sorted(self.before_read),
                 "states": {i: state_to_json(state) for i, state in states.items()},
                 "stale": dict(self.stale),
+                "invocations": self.batch.finished_invocations(),
             }
         )
 
