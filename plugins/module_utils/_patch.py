@@ -634,24 +634,21 @@ class PatchRun:
         ended = invocation_finished_at(self.batch.invocations[instance_id]) or self.batch.requested_at(instance_id)
         return None if ended is None else ended + self.options.get("compliance_wait", 300)
 
-    def _states_due(self, members, now, ended):
+    def _states_due(self, members, ended):
         """Which of a location's instances that succeeded and wait for their patch state this round reads (maybe none).
 
-        In full batches (DescribeInstancePatchStates takes 50 IDs), the longest waiting first: 50 each once that many
-        there were not asked for yet in this call; every one that reached its compliance_wait (it is read once more before
-        it is called stale), the batch filled up with others; all of them once nothing of the wave can still end (then
-        every round: the wave's end waits for nothing else). Nothing waits for a state before the wave's end (the
-        post-checks come after it), so reading them earlier would only read them in smaller batches.
+        In full batches (DescribeInstancePatchStates takes 50 IDs), the longest waiting first, once 50 there were not
+        asked for yet in this call; all of them once nothing of the wave can still end (then every round: the wave's end
+        waits for nothing else). Nothing waits for a state before the wave's end (the post-checks come after it), so an
+        earlier read would only read them in smaller batches. An instance is called stale only by a read made at or after
+        the end of its compliance_wait, so one whose wait ran out mid-wave is read (and judged) with the next batch.
         """
         if ended:
             return members
-        deadlines = {i["instance_id"]: self._compliance_deadline(i["instance_id"]) for i in members}
-        forced = [i for i in members if deadlines[i["instance_id"]] is not None and now >= deadlines[i["instance_id"]]]
-        count = -(-len(forced) // STATE_BATCH) * STATE_BATCH
-        if sum(1 for i in members if i["instance_id"] not in self.state_asked) >= STATE_BATCH:
-            count = max(count, len(members) // STATE_BATCH * STATE_BATCH)
-        order = sorted(members, key=lambda i: (i not in forced, deadlines[i["instance_id"]] or 0))
-        return order[:count]
+        if sum(1 for i in members if i["instance_id"] not in self.state_asked) < STATE_BATCH:
+            return []
+        order = sorted(members, key=lambda i: self._compliance_deadline(i["instance_id"]) or 0)
+        return order[: len(members) // STATE_BATCH * STATE_BATCH]
 
     def _take_cached_states(self):
         """States an earlier call of this wave read count once this call knows the instance succeeded, by the same rule."""
@@ -690,7 +687,7 @@ class PatchRun:
         wanted = by_location(before)
         due = set()
         for location, members in waiting.items():
-            chosen = self._states_due(members, now, ended)
+            chosen = self._states_due(members, ended)
             due.update(i["instance_id"] for i in chosen)
             if location in wanted:
                 # That location is read anyway (states from before): its finished instances fill the last batch's free places.

@@ -49,23 +49,32 @@ def realistic_durations(aws):
     )
 
 
+def call_log(aws):
+    return aws.state.calls.log()
+
+
 def patch_wave(aws, fleet, instances, cache_root=None, wave="rest", progress_interval=120, poll_interval=30, max_calls=200, **options):
     """Call PatchRun.run(progress_interval) until nothing is pending, a new PatchRun each time (a new module process).
 
-    Returns (the last call's results, the number of calls, {operation: calls} during the wave).
+    Returns (the last call's results, [the AWS calls each call made, as the sandbox logged them]).
     """
     from fleet_helpers import patch_run
 
-    before = dict(aws.state.calls.snapshot()["operations"])
-    calls = 0
+    per_call = []
     while True:
-        calls += 1
+        logged = len(call_log(aws))
         cache = RunCache("demo", "run-1", wave, root=str(cache_root)) if cache_root else None
-        run = patch_run(aws, fleet, instances, wave=wave, poll_interval=poll_interval, max_concurrency="100%", lookback_hours=168, **options)
+        run = patch_run(aws, fleet, instances, wave=wave, poll_interval=poll_interval, lookback_hours=168, **dict({"max_concurrency": "100%"}, **options))
         run.cache = cache
         results = run.run(progress_interval=progress_interval)
-        if not any(r["patch_status"] == "pending" for r in results) or calls >= max_calls:
-            break
-    after = aws.state.calls.snapshot()["operations"]
-    delta = {op: after[op] - before.get(op, 0) for op in after if after[op] != before.get(op, 0)}
-    return results, calls, delta
+        per_call.append(call_log(aws)[logged:])
+        if not any(r["patch_status"] == "pending" for r in results) or len(per_call) >= max_calls:
+            return results, per_call
+
+
+def operations(calls):
+    """{operation: count} of logged calls."""
+    counts = {}
+    for call in calls:
+        counts[call["operation"]] = counts.get(call["operation"], 0) + 1
+    return counts
