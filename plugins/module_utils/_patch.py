@@ -816,7 +816,8 @@ class PatchRun:
             states = {str(i): state_from_json(state) for i, state in data.get("states", {}).items()}
             stale = {str(i): str(why) for i, why in data.get("stale", {}).items()}
             invocations = {
-                str(command_id): {inv["InstanceId"]: inv for inv in map(invocation_from_json, found)} for command_id, found in data.get("invocations", {}).items()
+                str(command_id): {inv["InstanceId"]: inv for inv in map(invocation_from_json, found)}
+                for command_id, found in data.get("invocations", {}).items()
             }
         except (AttributeError, KeyError, TypeError, ValueError):
             return

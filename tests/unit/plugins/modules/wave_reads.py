@@ -29,7 +29,16 @@ def seed_wave(aws, count=240, regions=None):
     """``count`` managed Linux instances in one account and ``regions`` (4 locations), each with a verified AMI of run-1."""
     regions = regions or REGIONS
     summary = aws.seed(
-        {"synthetic": {"count": count, "accounts": [OWN_ACCOUNT], "regions": regions, "managed_ratio": 1.0, "windows_ratio": 0.0, "reservations": 4 * len(regions)}}
+        {
+            "synthetic": {
+                "count": count,
+                "accounts": [OWN_ACCOUNT],
+                "regions": regions,
+                "managed_ratio": 1.0,
+                "windows_ratio": 0.0,
+                "reservations": 4 * len(regions),
+            }
+        }
     )
     instances = [
         {"instance_id": r["instance_id"], "account_id": r["account"], "region": r["region"], "name": r["name"], "platform": "linux"}
