@@ -206,6 +206,8 @@ class PatchRun:
         self.before_read = set()  # instances whose earlier state has been asked for once (this call or, from the cache, an earlier one)
         self.state_asked = set()  # instances this call has asked for their patch state after their invocation ended
         self.cached_states = {}  # instance_id -> a state of this command an earlier call read (checked again before it counts)
+        self.cached_commands = []  # finished commands of this wave an earlier call listed and read (see settle_from_cache)
+        self.settled = set()  # locations where every instance's command had finished and been read by an earlier call
         self.stale = {}  # instance_id -> why no patch state of this command was found in time
         self.state_errors = {}  # location -> why its latest DescribeInstancePatchStates failed (none when it answered)
         self.list_errors = {}  # location -> why its latest ListCommands failed (none when it answered)
@@ -338,7 +340,7 @@ class PatchRun:
         """Where this round must list commands: everywhere at first, then only where commands of this wave still run or are unread,
         or a send's effect is unknown. Locations that only have queued instances are listed by dispatch, when a slot is free."""
         if self.rounds <= 1:
-            return self.locations
+            return [location for location in self.locations if location not in self.settled]
         active = {c["_location"] for c in self.batch.commands.values() if c.get("Status") not in TERMINAL_COMMAND or not c.get("_read")}
         active |= {location for location, _error in self.batch.uncertain.values()}
         return sorted(active)
@@ -540,6 +542,7 @@ class PatchRun:
         keeps that bound in the run cache, so a progress call whose instances were all sent reads no gate at all.
         """
         self.restore()
+        self.settle_from_cache()
         unbounded = [loc for loc in self.locations if loc not in self.since]
         if unbounded:
             self.read_gate(unbounded)
@@ -819,6 +822,9 @@ class PatchRun:
                 str(command_id): {inv["InstanceId"]: inv for inv in map(invocation_from_json, found)}
                 for command_id, found in data.get("invocations", {}).items()
             }
+            commands = [dict(c, _location=tuple(c["_location"]), RequestedDateTime=float(c["RequestedDateTime"])) for c in data.get("commands", [])]
+            if any(len(c["_location"]) != 2 for c in commands):
+                raise ValueError("not a location")
         except (AttributeError, KeyError, TypeError, ValueError):
             return
         known = {i["instance_id"] for i in self.instances}
@@ -831,6 +837,23 @@ class PatchRun:
         self.cached_states.update((i, state) for i, state in states.items() if i in known)
         self.stale.update((i, why) for i, why in stale.items() if i in known)
         self.batch.known_invocations.update(invocations)
+        self.cached_commands = commands
+
+    def settle_from_cache(self):
+        """Locations where nothing can change any more: every instance's command had finished and been read by an earlier call
+        of this wave. Those commands are taken from the run cache and the location is not listed again (nothing is sent there:
+        no instance of it waits for a command)."""
+        by_place = {}
+        for data in self.cached_commands:
+            if data["_location"] in self.locations and self.batch.restorable(data):
+                by_place.setdefault(data["_location"], []).append(data)
+        for location, members in by_location(self.instances).items():
+            commands = by_place.get(location) or []
+            covered = {i for data in commands for i in data["InstanceIds"]}
+            if commands and all(i["instance_id"] in covered for i in members):
+                for data in commands:
+                    self.batch.restore_finished(data)
+                self.settled.add(location)
 
     def persist(self):
         """Keep what this call read for the next call of the wave; the call that leaves nothing pending removes the file."""
@@ -848,6 +871,7 @@ class PatchRun:
                 "states": {i: state_to_json(state) for i, state in states.items()},
                 "stale": dict(self.stale),
                 "invocations": self.batch.finished_invocations(),
+                "commands": self.batch.finished_commands(),
             }
         )
 

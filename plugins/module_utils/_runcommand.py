@@ -33,6 +33,8 @@ TERMINAL_COMMAND = ("Success", "Failed", "TimedOut", "Cancelled")
 # retrying until the command expires (ExpiresAfter), which is over 2 hours for AWS-RunPatchBaseline.
 NOT_STARTED = ("Pending", "Delayed")
 OUTPUT_MAX = 600
+# What the run cache keeps of a finished command (ListCommands' Command), besides its RequestedDateTime and location.
+COMMAND_KEYS = ("CommandId", "Comment", "InstanceIds", "Status", "StatusDetails", "TargetCount", "CompletedCount", "ErrorCount", "DeliveryTimedOutCount")
 COMMENT_RE = re.compile(r"^cms\.patching run=(\S+) lz=(\S+)(?: (.*))?$")
 
 
@@ -396,6 +398,43 @@ class CommandBatch:
             invocations = [self.invocations[i] for i in command.get("InstanceIds") or [] if i in self.invocations]
             kept[command_id] = [reduced_invocation(inv) for inv in invocations if inv.get("CommandId", command_id) == command_id]
         return kept
+
+    def finished_commands(self):
+        """The terminal commands read (their invocations: finished_invocations), as the run cache keeps them (JSON)."""
+        kept = []
+        for command in self.commands.values():
+            if command.get("Status") in TERMINAL_COMMAND and command.get("_read") and epoch(command.get("RequestedDateTime")) is not None:
+                data = {k: command[k] for k in COMMAND_KEYS if k in command}
+                data.update(RequestedDateTime=epoch(command["RequestedDateTime"]), _location=list(command["_location"]))
+                kept.append(data)
+        return kept
+
+    def restorable(self, data):
+        """Whether a finished command from the run cache is one of this batch's, terminal, with every invocation known."""
+        known = self.known_invocations.get(data.get("CommandId")) or {}
+        ids = data.get("InstanceIds")
+        return (
+            data.get("Comment") == self.comment
+            and data.get("Status") in TERMINAL_COMMAND
+            and isinstance(ids, list)
+            and bool(ids)
+            and all(isinstance(i, str) and i in known for i in ids)
+            and all(isinstance(data.get(k, 0), int) for k in ("TargetCount", "CompletedCount", "ErrorCount", "DeliveryTimedOutCount"))
+        )
+
+    def restore_finished(self, data):
+        """Take a finished command (and its invocations) an earlier call listed and read, as if this call had: a terminal
+        command and its invocations never change. Only for what ``restorable`` accepts."""
+        command = dict(data)
+        command["_location"] = tuple(data["_location"])
+        command["RequestedDateTime"] = datetime.datetime.fromtimestamp(float(data["RequestedDateTime"]), datetime.timezone.utc)
+        command["_read"] = True
+        known = self.known_invocations[command["CommandId"]]
+        self.commands[command["CommandId"]] = command
+        for instance_id in command["InstanceIds"]:
+            self.by_instance.setdefault(instance_id, command["CommandId"])
+            self.run_by_instance.setdefault(instance_id, (command["CommandId"], command["Comment"]))
+            self.invocations[instance_id] = known[instance_id]
 
     def read_running(self, command):
         """Read a running command's invocations (Details): keep the ended ones; return the IDs not started (Pending / Delayed)."""

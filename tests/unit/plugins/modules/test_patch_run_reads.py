@@ -95,6 +95,23 @@ def test_the_gate_is_read_only_where_instances_wait_to_be_sent(aws, wave, tmp_pa
     assert gate_regions == sorted(set(REGIONS) - sent)
 
 
+def test_a_location_where_every_command_has_finished_is_not_listed_again(aws, tmp_path):
+    fleet, instances = seed_wave(aws, count=8)
+    assert {i["region"] for i in instances} == set(REGIONS)
+    offline = instances[0]  # stays Delayed until the wave's deadline: its location is listed every round until then
+    aws.state.update_settings(undeliverable_seconds=10**6)
+    aws.state.faults.add("agent_offline", instance_id=offline["instance_id"])
+    aws.state.calls.reset()
+    results, per_call = patch_wave(aws, fleet, instances, cache_root=tmp_path / "runs", progress_interval=60, wait_timeout=600)
+    assert len(per_call) >= 3
+    assert {r["patch_status"] for r in results if r["instance_id"] != offline["instance_id"]} == {"success"}
+    assert results[0]["patch_status"] == "undeliverable"
+    # The first call saw the other three locations' commands finish and read them; the later calls list only the fourth.
+    assert {c["region"] for c in per_call[0] if c["operation"] == "ssm:ListCommands"} == set(REGIONS)
+    assert {c["region"] for calls in per_call[1:] for c in calls if c["operation"] == "ssm:ListCommands"} == {offline["region"]}
+    assert {c["region"] for calls in per_call[1:] for c in calls if c["operation"] == "ssm:ListCommandInvocations"} <= {offline["region"]}
+
+
 def test_the_run_cache_is_private_and_gone_when_the_wave_ends(aws, wave, tmp_path):
     fleet, instances = wave
     root = tmp_path / "runs"

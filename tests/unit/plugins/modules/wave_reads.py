@@ -36,7 +36,7 @@ def seed_wave(aws, count=240, regions=None):
                 "regions": regions,
                 "managed_ratio": 1.0,
                 "windows_ratio": 0.0,
-                "reservations": 4 * len(regions),
+                "reservations": min(count, 4 * len(regions)),
             }
         }
     )
