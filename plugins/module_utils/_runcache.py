@@ -6,7 +6,8 @@
 
 ssm_patch_run returns every ``progress_interval`` and the playbook calls it again (an ``until`` loop): each call is a
 new process. Without this file every call reads again what the calls before it already read (the patch states of
-every finished instance, the states from before the patch, the gate's AMIs for the command look-up bound).
+every finished instance, the states from before the patch, the gate's AMIs for the command look-up bound, the
+invocations of finished commands, the listing of locations where every command had finished).
 
 It is a cache, never a source of truth: a missing, unreadable, foreign or corrupt file means "read it from AWS", as
 before. Nothing that allows a send is taken from it (the gate and the command listing are read from AWS in every call

@@ -44,7 +44,8 @@ description:
     again. Commands are listed from one hour before the earliest C(CreationDate) of the batch's verified AMIs (both AWS timestamps);
     a run ID whose commands carry another landing zone fails before anything is sent.
   - B(Run cache) - each call of a wave is a new process, so what a call read and the next call would read again (the command look-up's
-    start per account and region, the patch states from before and after the patch, the invocations of finished commands) is kept
+    start per account and region, the patch states from before and after the patch, the finished commands and their invocations -
+    an account and region whose commands have all finished is not listed again) is kept
     on the controller in a file of that landing zone, run and wave, mode 0600 in the 0700 directory
     C(${XDG_CACHE_HOME:-~/.cache}/cms-patching/runs/), replaced atomically and removed by the call that leaves nothing pending (files
     older than 14 days are removed too). A missing, unreadable or corrupt file only means more reads. Nothing that allows a send
