@@ -661,7 +661,7 @@ class PatchRun:
                 self.states[instance_id] = state
 
     def _read_compliance(self):
-        """Patch states, 50 a call: this command's for the instances that succeeded (in full batches, see _state_read_due),
+        """Patch states, 50 a call: this command's for the instances that succeeded (in full batches, see _states_due),
         and once per instance the state from before the operation for those still running (to tell whether it rebooted).
 
         The agent reports compliance some time after the invocation ends (not atomically with it): a state whose
