@@ -40,9 +40,12 @@ def sandbox():
 
 
 @pytest.fixture
-def aws(sandbox, monkeypatch):
+def aws(sandbox, monkeypatch, tmp_path):
     """A reset sandbox, with the environment the modules read pointing at it."""
     sandbox.reset()
+    # The controller-local caches (ssm_patch_run's run cache) belong to this test: a reset sandbox shares nothing with
+    # another test's run of the same run ID, and the user's own ~/.cache is never touched.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     for name, value in sandbox.env("us-east-1").items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)

@@ -10,9 +10,12 @@ carries the ``cms:patching:verified-at`` tag that ami_backup_verified sets after
 checking the image and every snapshot.  One DescribeImages per account/region
 finds them for the whole batch.
 
-The module is stateless across calls: everything it needs to resume (after a
-progress return, a Ctrl-C, an AWX cancel) is read back from AWS - the commands
-of this run and wave by their comment, the verified AMIs by their tags.
+Everything that decides a send is read back from AWS in the call that sends (after a
+progress return, a Ctrl-C, an AWX cancel): the commands of this run and wave by their
+comment, the verified AMIs by their tags. What only saves reads - the look-up bound,
+patch states already read - may come from the wave's controller-local cache
+(_runcache.RunCache): progress calls are new processes, and without it each one read
+again what the calls before it had read.
 """
 
 import datetime
@@ -31,6 +34,7 @@ from ansible_collections.cms.patching.plugins.module_utils._runcommand import (
     ForeignRunError,
     epoch,
     invocation_finished_at,
+    invocation_from_json,
     invocation_output,
 )
 from ansible_collections.cms.patching.plugins.module_utils._session import FleetError, describe_aws_error
@@ -44,6 +48,23 @@ SNAPSHOT_NAMESPACE = uuid.UUID("5d4f8a2e-8f0b-4b8e-9a57-0c3a1f6e2b10")
 LOOKUP_MARGIN = 3600
 # A run ID stamped further than this ahead of AWS's clock was not made when its run started.
 FUTURE_TOLERANCE = 900
+# DescribeInstancePatchStates takes at most 50 InstanceIds (SSM API reference): patch states are read in full batches.
+STATE_BATCH = 50
+# The fields of a patch state (InstancePatchState, SSM API reference) the results and 'reboot' use; the cache keeps these.
+STATE_KEYS = (
+    "InstanceId",
+    "Operation",
+    "OperationStartTime",
+    "OperationEndTime",
+    "RebootOption",
+    "InstalledCount",
+    "InstalledOtherCount",
+    "InstalledPendingRebootCount",
+    "InstalledRejectedCount",
+    "MissingCount",
+    "FailedCount",
+    "NotApplicableCount",
+)
 
 
 def snapshot_id_for(run_id):
@@ -67,6 +88,30 @@ def aws_time(value):
         return datetime.datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc).timestamp()
     except (TypeError, ValueError):
         return None
+
+
+def state_to_json(state):
+    """The fields of a patch state the results use, with its times as ISO strings (for the run cache)."""
+    return {k: (v.isoformat() if isinstance(v, datetime.datetime) else v) for k, v in state.items() if k in STATE_KEYS}
+
+
+def state_from_json(data):
+    """state_to_json's inverse; ValueError/TypeError for anything that is not one."""
+    if not isinstance(data, dict):
+        raise TypeError("not a patch state")
+    state = {}
+    for key, value in data.items():
+        if key not in STATE_KEYS:
+            continue
+        if key.endswith("Time") and value is not None:
+            value = datetime.datetime.fromisoformat(value)
+            value = value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
+        elif key.endswith("Count") and value is not None and not isinstance(value, int):
+            raise TypeError("%s is not a count" % key)
+        elif key in ("InstanceId", "Operation", "RebootOption") and not isinstance(value, str):
+            raise TypeError("%s is not a string" % key)
+        state[key] = value
+    return state
 
 
 def rate_limit(value, total, minimum):
@@ -128,8 +173,9 @@ class PatchRun:
     (an instance still queued in a command when its TimeoutSeconds pass would never run).
     """
 
-    def __init__(self, fleet, instances, run_id, options, check_mode, clock, sleep):
+    def __init__(self, fleet, instances, run_id, options, check_mode, clock, sleep, cache=None):
         self.fleet = fleet
+        self.cache = cache  # a _runcache.RunCache of this lz, run and wave, or None (read everything from AWS)
         self.instances = instances
         self.run_id = run_id
         self.lz = options.get("lz") or ""
@@ -143,6 +189,8 @@ class PatchRun:
         # The wave stops dispatching when this many invocations have failed ("0" stops at the first failure).
         self.error_budget = max(1, rate_limit(options.get("max_errors") or "0", len(instances), 0))
         self.since = {}  # location -> AWS epoch from which this run's commands are listed
+        self.since_from_amis = set()  # locations whose bound comes from their verified AMIs (the ones the cache keeps)
+        self.gated = set()  # locations whose verified AMIs this call has read
         self.verified = {}  # (account, region, instance) -> CreationDate (AWS epoch) of its verified AMI of this run
         self.gate_errors = {}  # location -> why the gate could not be read
         self.skipped = {}  # instance_id -> reason (gate, pre-check, another wave)
@@ -155,8 +203,11 @@ class PatchRun:
         self.post_checks = {}
         self.states = {}  # instance_id -> its patch state from this command (OperationEndTime >= RequestedDateTime)
         self.before = {}  # instance_id -> its patch state from before this command's operation ended
-        self.before_read = set()  # instances whose earlier state this call has asked for once
-        self.state_asked = {}  # instance_id -> the round this call last asked for its patch state after its invocation ended
+        self.before_read = set()  # instances whose earlier state has been asked for once (this call or, from the cache, an earlier one)
+        self.state_asked = set()  # instances this call has asked for their patch state after their invocation ended
+        self.cached_states = {}  # instance_id -> a state of this command an earlier call read (checked again before it counts)
+        self.cached_commands = []  # finished commands of this wave an earlier call listed and read (see settle_from_cache)
+        self.settled = set()  # locations where every instance's command had finished and been read by an earlier call
         self.stale = {}  # instance_id -> why no patch state of this command was found in time
         self.state_errors = {}  # location -> why its latest DescribeInstancePatchStates failed (none when it answered)
         self.list_errors = {}  # location -> why its latest ListCommands failed (none when it answered)
@@ -219,22 +270,26 @@ class PatchRun:
             for i in paginate(ec2.describe_images, "Images", Owners=["self"], Filters=filters, MaxResults=1000)
         }
 
-    def read_gate(self):
-        """The verified AMIs of this run in every location of the batch (one DescribeImages each)."""
+    def read_gate(self, locations=None):
+        """The verified AMIs of this run in these locations (default: every location of the batch), one DescribeImages each."""
         if not self.options.get("require_backup", True):
             return
-        for outcome in fan_out(self._verified_in, self.locations, self.options.get("max_workers", 8)):
+        locations = [loc for loc in (self.locations if locations is None else locations) if loc not in self.gated]
+        self.gated.update(locations)
+        for outcome in fan_out(self._verified_in, locations, self.options.get("max_workers", 8)):
             if outcome.ok:
                 self.verified.update({outcome.item + (instance_id,): created for instance_id, created in outcome.result.items()})
             else:
                 self.gate_errors[outcome.item] = describe_aws_error(outcome.error)
 
-    def set_bounds(self):
+    def set_bounds(self, locations):
         """Where ListCommands starts, per location, on AWS's clock: before the earliest verified AMI there, else the lookback."""
         lookback = self.aws_now() - self.options.get("lookback_hours", 168) * 3600
-        for location in self.locations:
+        for location in locations:
             created = [t for key, t in self.verified.items() if key[:2] == location and t is not None]
             self.since[location] = min(created) - LOOKUP_MARGIN if created else lookback
+            if created:
+                self.since_from_amis.add(location)
 
     def gate(self, candidates):
         """Instances with a verified backup in this run; the others are skipped with the reason."""
@@ -285,7 +340,7 @@ class PatchRun:
         """Where this round must list commands: everywhere at first, then only where commands of this wave still run or are unread,
         or a send's effect is unknown. Locations that only have queued instances are listed by dispatch, when a slot is free."""
         if self.rounds <= 1:
-            return self.locations
+            return [location for location in self.locations if location not in self.settled]
         active = {c["_location"] for c in self.batch.commands.values() if c.get("Status") not in TERMINAL_COMMAND or not c.get("_read")}
         active |= {location for location, _error in self.batch.uncertain.values()}
         return sorted(active)
@@ -480,13 +535,26 @@ class PatchRun:
     # -- the flow ---------------------------------------------------------------------------------
 
     def start(self):
-        """Find this run's commands; gate, pre-check and queue the rest; dispatch the first round."""
-        self.read_gate()
-        self.check_run_id()
-        self.set_bounds()
+        """Find this run's commands; gate, pre-check and queue the rest; dispatch the first round.
+
+        The gate (DescribeImages) is read only where this call may send: the locations with instances that no listing
+        shows a command for. A location's first read also dates its command look-up; an earlier call of the wave
+        keeps that bound in the run cache, so a progress call whose instances were all sent reads no gate at all.
+        """
+        self.restore()
+        self.settle_from_cache()
+        unbounded = [loc for loc in self.locations if loc not in self.since]
+        if unbounded:
+            self.read_gate(unbounded)
+            self.check_run_id()
+            self.set_bounds(unbounded)
         self.poll()
+        if not unbounded:
+            self.check_run_id()  # after the listing, whose answer tells AWS's time (nothing has been sent yet)
         self.queue = [i for i in self.instances if i["instance_id"] not in self.batch.by_instance]
         self._triage_queue()
+        # Right before the first send of this call, from AWS: a verified backup of this run is what allows a send.
+        self.read_gate(sorted({(i["account_id"], i["region"]) for i in self.queue}))
         allowed = self.gate(self.queue)
         if allowed and self.options.get("pre_checks"):
             checks = HealthChecks(
@@ -557,21 +625,52 @@ class PatchRun:
             and self.batch.outcome(instance_id)[0] == "success"
         )
 
+    def _wave_ended(self):
+        """Nothing of the wave can still end: every instance has its outcome, or waits only for its patch state.
+
+        Queued, in flight, unread (a failed ListCommandInvocations), or sent with an unknown outcome all count as not ended;
+        an instance the deadline gave up on has ended (status_of says so).
+        """
+        return not any(self.status_of(i["instance_id"])[0] == "pending" and not self.awaiting_compliance(i["instance_id"]) for i in self.instances)
+
+    def _compliance_deadline(self, instance_id):
+        ended = invocation_finished_at(self.batch.invocations[instance_id]) or self.batch.requested_at(instance_id)
+        return None if ended is None else ended + self.options.get("compliance_wait", 300)
+
+    def _states_due(self, members, ended):
+        """Which of a location's instances that succeeded and wait for their patch state this round reads (maybe none).
+
+        In full batches (DescribeInstancePatchStates takes 50 IDs), the longest waiting first, once 50 there were not
+        asked for yet in this call; all of them once nothing of the wave can still end (then every round: the wave's end
+        waits for nothing else). Nothing waits for a state before the wave's end (the post-checks come after it), so an
+        earlier read would only read them in smaller batches. An instance is called stale only by a read made at or after
+        the end of its compliance_wait, so one whose wait ran out mid-wave is read (and judged) with the next batch.
+        """
+        if ended:
+            return members
+        if sum(1 for i in members if i["instance_id"] not in self.state_asked) < STATE_BATCH:
+            return []
+        order = sorted(members, key=lambda i: self._compliance_deadline(i["instance_id"]) or 0)
+        return order[: len(members) // STATE_BATCH * STATE_BATCH]
+
+    def _take_cached_states(self):
+        """States an earlier call of this wave read count once this call knows the instance succeeded, by the same rule."""
+        for instance_id in [i for i in self.cached_states if i in self.batch.invocations]:
+            state = self.cached_states.pop(instance_id)
+            if instance_id not in self.states and self.batch.outcome(instance_id)[0] == "success" and self._of_this_command(instance_id, state):
+                self.states[instance_id] = state
+
     def _read_compliance(self):
-        """Patch states in the same rounds, 50 a call: this command's for the instances that succeeded, and once per call
-        the state from before the operation for those still running (to tell whether it rebooted).
+        """Patch states, 50 a call: this command's for the instances that succeeded (in full batches, see _states_due),
+        and once per instance the state from before the operation for those still running (to tell whether it rebooted).
 
         The agent reports compliance some time after the invocation ends (not atomically with it): a state whose
         OperationEndTime is before the command's RequestedDateTime belongs to an earlier operation. We wait for this
         command's up to compliance_wait seconds after the invocation ended (AWS time), then report compliance 'stale'.
         """
+        self._take_cached_states()
         awaiting = [i for i in self.instances if self.awaiting_compliance(i["instance_id"])]
-        # While invocations of the wave still run, the wave cannot end in this round: an instance whose state was asked for in
-        # the previous round waits a round (every other round). Once nothing runs, every round, so the wave's end waits no longer.
-        busy = bool(self.queue) or self.batch.in_flight() > 0
-        wanted = [i for i in awaiting if not (busy and self.state_asked.get(i["instance_id"]) == self.rounds - 1)]
-        self.state_asked.update((i["instance_id"], self.rounds) for i in wanted)
-        wanted += (
+        before = (
             []
             if not self.needs_before()
             else [
@@ -583,10 +682,25 @@ class PatchRun:
                 and i["instance_id"] not in self.before_read
             ]
         )
-        if not wanted and not awaiting:
+        if not before and not awaiting:
             return
-        self.before_read.update(i["instance_id"] for i in wanted)
-        groups = {loc: [i["instance_id"] for i in members] for loc, members in by_location(wanted).items()}
+        now = self.aws_now() if awaiting else None
+        ended = bool(awaiting) and self._wave_ended()
+        waiting = by_location(awaiting)
+        wanted = by_location(before)
+        due = set()
+        for location, members in waiting.items():
+            chosen = self._states_due(members, ended)
+            due.update(i["instance_id"] for i in chosen)
+            if location in wanted:
+                # That location is read anyway (states from before): its finished instances fill the last batch's free places.
+                rest = [i for i in members if i not in chosen]
+                chosen = chosen + rest[: (-(len(wanted[location]) + len(chosen))) % STATE_BATCH]
+            if chosen:
+                wanted.setdefault(location, []).extend(chosen)
+        self.before_read.update(i["instance_id"] for i in before)
+        self.state_asked.update(i["instance_id"] for members in wanted.values() for i in members)
+        groups = {loc: [i["instance_id"] for i in members] for loc, members in wanted.items()}
         for outcome in fan_out(lambda loc: self._read_states(loc, groups[loc]), sorted(groups), self.options.get("max_workers", 8)):
             if outcome.ok:
                 self.state_errors.pop(outcome.item, None)
@@ -596,13 +710,12 @@ class PatchRun:
                 # Kept for the compliance note: a refused read (a policy without ssm:DescribeInstancePatchStates) must
                 # not pass for an agent that never reported.
                 self.state_errors[outcome.item] = describe_aws_error(outcome.error)
-        now = self.aws_now()
         for item in awaiting:
             instance_id = item["instance_id"]
-            if not self.awaiting_compliance(instance_id):
+            if instance_id not in due or not self.awaiting_compliance(instance_id):
                 continue
-            ended = invocation_finished_at(self.batch.invocations[instance_id]) or self.batch.requested_at(instance_id)
-            if ended is not None and now >= ended + self.options.get("compliance_wait", 300):
+            deadline = self._compliance_deadline(instance_id)
+            if deadline is not None and now >= deadline:
                 self.stale[instance_id] = "no patch state of this command reported within compliance_wait (%ss) after it ended" % self.options.get(
                     "compliance_wait", 300
                 )
@@ -610,10 +723,14 @@ class PatchRun:
                 if read_error:
                     self.stale[instance_id] += "; the patch states could not be read: %s" % read_error
 
-    def _take_state(self, instance_id, state):
+    def _of_this_command(self, instance_id, state):
+        """OperationEndTime at or after the command's RequestedDateTime: the state this command's operation left."""
         requested = self.batch.requested_at(instance_id)
         ended = aws_time(state.get("OperationEndTime"))
-        if requested is not None and ended is not None and ended >= requested:
+        return requested is not None and ended is not None and ended >= requested
+
+    def _take_state(self, instance_id, state):
+        if self._of_this_command(instance_id, state):
             if instance_id in self.batch.invocations:
                 self.states[instance_id] = state
         else:
@@ -681,7 +798,82 @@ class PatchRun:
         self.start()
         self.wait(wait, progress_interval)
         self.finish()
-        return [self.result(item) for item in self.instances]
+        results = [self.result(item) for item in self.instances]
+        self.persist()
+        return results
+
+    # -- the run cache (what the next progress call of this wave need not read again) ------------------------------
+
+    def restore(self):
+        """Take what an earlier call of this wave kept; anything unusable is ignored (then it is read from AWS, as without a cache)."""
+        data = self.cache.load() if self.cache is not None else {}
+        if not data:
+            return
+        try:
+            since = {}
+            for key, value in data.get("since", {}).items():
+                account, region = key.split("/", 1)
+                since[(account, region)] = float(value)
+            before = {str(i): state_from_json(state) for i, state in data.get("before", {}).items()}
+            before_read = {str(i) for i in data.get("before_read", [])}
+            states = {str(i): state_from_json(state) for i, state in data.get("states", {}).items()}
+            stale = {str(i): str(why) for i, why in data.get("stale", {}).items()}
+            invocations = {
+                str(command_id): {inv["InstanceId"]: inv for inv in map(invocation_from_json, found)}
+                for command_id, found in data.get("invocations", {}).items()
+            }
+            commands = [dict(c, _location=tuple(c["_location"]), RequestedDateTime=float(c["RequestedDateTime"])) for c in data.get("commands", [])]
+            if any(len(c["_location"]) != 2 for c in commands):
+                raise ValueError("not a location")
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return
+        known = {i["instance_id"] for i in self.instances}
+        for location, bound in since.items():
+            if location in self.locations:
+                self.since[location] = bound
+                self.since_from_amis.add(location)
+        self.before.update((i, state) for i, state in before.items() if i in known)
+        self.before_read.update(before_read & known)
+        self.cached_states.update((i, state) for i, state in states.items() if i in known)
+        self.stale.update((i, why) for i, why in stale.items() if i in known)
+        self.batch.known_invocations.update(invocations)
+        self.cached_commands = commands
+
+    def settle_from_cache(self):
+        """Locations where nothing can change any more: every instance's command had finished and been read by an earlier call
+        of this wave. Those commands are taken from the run cache and the location is not listed again (nothing is sent there:
+        no instance of it waits for a command)."""
+        by_place = {}
+        for data in self.cached_commands:
+            if data["_location"] in self.locations and self.batch.restorable(data):
+                by_place.setdefault(data["_location"], []).append(data)
+        for location, members in by_location(self.instances).items():
+            commands = by_place.get(location) or []
+            covered = {i for data in commands for i in data["InstanceIds"]}
+            if commands and all(i["instance_id"] in covered for i in members):
+                for data in commands:
+                    self.batch.restore_finished(data)
+                self.settled.add(location)
+
+    def persist(self):
+        """Keep what this call read for the next call of the wave; the call that leaves nothing pending removes the file."""
+        if self.cache is None or self.check_mode:
+            return
+        if not self.pending():
+            self.cache.remove()
+            return
+        states = dict(self.cached_states, **self.states)
+        self.cache.save(
+            {
+                "since": {"%s/%s" % location: bound for location, bound in self.since.items() if location in self.since_from_amis},
+                "before": {i: state_to_json(state) for i, state in self.before.items()},
+                "before_read": sorted(self.before_read),
+                "states": {i: state_to_json(state) for i, state in states.items()},
+                "stale": dict(self.stale),
+                "invocations": self.batch.finished_invocations(),
+                "commands": self.batch.finished_commands(),
+            }
+        )
 
 
 def wave_verdict(results, max_failure_rate, stopped=""):

@@ -34,6 +34,8 @@ TERMINAL_COMMAND = ("Success", "Failed", "TimedOut", "Cancelled")
 # retrying until the command expires (ExpiresAfter), which is over 2 hours for AWS-RunPatchBaseline.
 NOT_STARTED = ("Pending", "Delayed")
 OUTPUT_MAX = 600
+# What the run cache keeps of a finished command (ListCommands' Command), besides its RequestedDateTime and location.
+COMMAND_KEYS = ("CommandId", "Comment", "InstanceIds", "Status", "StatusDetails", "TargetCount", "CompletedCount", "ErrorCount", "DeliveryTimedOutCount")
 COMMENT_RE = re.compile(r"^cms\.patching run=(\S+) lz=(\S+)(?: (.*))?$")
 
 
@@ -96,6 +98,36 @@ def invocation_finished_at(invocation):
     return max(stamps) if stamps else None
 
 
+def reduced_invocation(invocation):
+    """A terminal invocation as the run cache keeps it (JSON: the finish time in epoch seconds); see finished_invocations."""
+    finished = invocation_finished_at(invocation)
+    plugin = {"Name": "result", "Status": invocation.get("Status"), "Output": invocation_output(invocation)}
+    if finished is not None:
+        plugin["ResponseFinishDateTime"] = finished
+    return {
+        "CommandId": invocation.get("CommandId"),
+        "InstanceId": invocation["InstanceId"],
+        "Status": invocation.get("Status"),
+        "StatusDetails": invocation.get("StatusDetails"),
+        "CommandPlugins": [plugin],
+    }
+
+
+def invocation_from_json(data):
+    """reduced_invocation's inverse (the finish time back to a datetime); TypeError/ValueError for anything else."""
+    if not isinstance(data, dict) or not isinstance(data.get("InstanceId"), str):
+        raise TypeError("not an invocation")
+    plugins = []
+    for plugin in data.get("CommandPlugins") or []:
+        plugin = dict(plugin)
+        if plugin.get("ResponseFinishDateTime"):
+            plugin["ResponseFinishDateTime"] = datetime.datetime.fromtimestamp(float(plugin["ResponseFinishDateTime"]), datetime.timezone.utc)
+        if not isinstance(plugin.get("Output", ""), str):
+            raise TypeError("not an output")
+        plugins.append(plugin)
+    return dict(data, CommandPlugins=plugins)
+
+
 class ForeignRunError(Exception):
     """Commands of this run ID carry another landing zone's name."""
 
@@ -122,6 +154,7 @@ class CommandBatch:
         self.run_by_instance = {}  # instance_id -> (command_id, comment) of this run and landing zone, any label
         self.foreign = {}  # landing zone -> a command id of this run ID in another landing zone
         self.invocations = {}  # instance_id -> invocation dict (terminal only)
+        self.known_invocations = {}  # command_id -> {instance_id: terminal invocation} an earlier call read (see collect_finished)
         self.errors = {}  # instance_id -> why SendCommand refused it for good
         self.undeliverable = {}  # instance_id -> why SSM cannot deliver to it (InvalidInstanceId)
         self.uncertain = {}  # instance_id -> (location, error) of a SendCommand whose effect is unknown
@@ -323,6 +356,16 @@ class CommandBatch:
         A read that fails is tried again next round; it changes no instance's status.
         """
         todo = [c for c in self.commands.values() if c.get("Status") in TERMINAL_COMMAND and not c.get("_read")]
+        # A terminal invocation never changes: those an earlier call of this batch read (a progress call's run cache) are not read again.
+        unread = []
+        for command in todo:
+            known = self.known_invocations.get(command["CommandId"]) or {}
+            if command.get("InstanceIds") and all(i in known for i in command["InstanceIds"]):
+                command["_read"] = True
+                self.invocations.update((i, known[i]) for i in command["InstanceIds"])
+            else:
+                unread.append(command)
+        todo = unread
 
         def read(command):
             ssm = self.fleet.client("ssm", *command["_location"])
@@ -337,6 +380,57 @@ class CommandBatch:
             outcome.item["_read"] = True
             for invocation in outcome.result:
                 self.invocations[invocation["InstanceId"]] = invocation
+
+    def finished_invocations(self):
+        """{command_id: [invocation]} of the terminal commands read, reduced to what outcome() and the results use.
+
+        One plugin stands for the invocation: the output invocation_output chose (so it gives the same text) and the
+        latest ResponseFinishDateTime (so invocation_finished_at gives the same time).
+        """
+        kept = {}
+        for command_id, command in self.commands.items():
+            if command.get("Status") not in TERMINAL_COMMAND or not command.get("_read"):
+                continue
+            invocations = [self.invocations[i] for i in command.get("InstanceIds") or [] if i in self.invocations]
+            kept[command_id] = [reduced_invocation(inv) for inv in invocations if inv.get("CommandId", command_id) == command_id]
+        return kept
+
+    def finished_commands(self):
+        """The terminal commands read (their invocations: finished_invocations), as the run cache keeps them (JSON)."""
+        kept = []
+        for command in self.commands.values():
+            if command.get("Status") in TERMINAL_COMMAND and command.get("_read") and epoch(command.get("RequestedDateTime")) is not None:
+                data = {k: command[k] for k in COMMAND_KEYS if k in command}
+                data.update(RequestedDateTime=epoch(command["RequestedDateTime"]), _location=list(command["_location"]))
+                kept.append(data)
+        return kept
+
+    def restorable(self, data):
+        """Whether a finished command from the run cache is one of this batch's, terminal, with every invocation known."""
+        known = self.known_invocations.get(data.get("CommandId")) or {}
+        ids = data.get("InstanceIds")
+        return (
+            data.get("Comment") == self.comment
+            and data.get("Status") in TERMINAL_COMMAND
+            and isinstance(ids, list)
+            and bool(ids)
+            and all(isinstance(i, str) and i in known for i in ids)
+            and all(isinstance(data.get(k, 0), int) for k in ("TargetCount", "CompletedCount", "ErrorCount", "DeliveryTimedOutCount"))
+        )
+
+    def restore_finished(self, data):
+        """Take a finished command (and its invocations) an earlier call listed and read, as if this call had: a terminal
+        command and its invocations never change. Only for what ``restorable`` accepts."""
+        command = dict(data)
+        command["_location"] = tuple(data["_location"])
+        command["RequestedDateTime"] = datetime.datetime.fromtimestamp(float(data["RequestedDateTime"]), datetime.timezone.utc)
+        command["_read"] = True
+        known = self.known_invocations[command["CommandId"]]
+        self.commands[command["CommandId"]] = command
+        for instance_id in command["InstanceIds"]:
+            self.by_instance.setdefault(instance_id, command["CommandId"])
+            self.run_by_instance.setdefault(instance_id, (command["CommandId"], command["Comment"]))
+            self.invocations[instance_id] = known[instance_id]
 
     def read_running(self, command):
         """Read a running command's invocations (Details): keep the ended ones; return the IDs not started (Pending / Delayed)."""

@@ -13,7 +13,9 @@ description:
     limit) per account and region, concurrently across accounts and regions; never C(Targets) by tag.
   - B(The backup gate) - unless O(require_backup=false), an instance is patched only when an C(available) AMI of it from this
     O(run_id) carries the C(cms:patching:verified-at) tag that M(cms.patching.ami_backup_verified) sets after verifying the image and
-    every snapshot. Other instances are reported C(skipped) with the reason.
+    every snapshot. Other instances are reported C(skipped) with the reason. Each call reads the gate (one C(DescribeImages) per account
+    and region) where it may send - in the accounts and regions with instances that no listing shows a command for - before sending;
+    a call whose instances were all sent already reads none.
   - B(Rate control is the wave's) - O(max_concurrency) and O(max_errors) count across every account, region and command of the
     batch. Each poll round lists the commands (one paginated C(ListCommands) per account and region), reads finished ones
     (C(ListCommandInvocations) with details, once per command), then dispatches into the free slots - at most one C(SendCommand) per
@@ -30,7 +32,9 @@ description:
     (one call for the chunk) which instances SSM cannot reach, reports them C(undeliverable) with the reason, and sends the rest.
   - Patch compliance and C(reboot) come from C(DescribeInstancePatchStates) (50 instances a call, in the same rounds) - only a state
     whose C(OperationEndTime) is at or after the command's C(RequestedDateTime) counts; the module waits up to O(compliance_wait) for
-    it, else reports compliance C(stale). Never from the command's output, which SSM cuts at 2,500 characters.
+    it, else reports compliance C(stale). Never from the command's output, which SSM cuts at 2,500 characters. While the wave runs,
+    the states of finished instances are read in full batches of 50 per account and region; once nothing of the wave can still end,
+    the rest every round. An instance is reported C(stale) only after a read made once its O(compliance_wait) has passed.
   - B(AWS's clock) - every comparison with an AWS timestamp (deadlines, the look-up of earlier commands) uses AWS's own time (the
     C(Date) of its answers), never the controller's clock.
   - Optional O(pre_checks) (an unhealthy instance is not patched) and O(post_checks) (a patched instance must come back healthy) -
@@ -39,6 +43,13 @@ description:
     and O(wave) (after a progress return, Ctrl-C, an AWX cancel or a timeout) finds the commands already sent instead of sending them
     again. Commands are listed from one hour before the earliest C(CreationDate) of the batch's verified AMIs (both AWS timestamps);
     a run ID whose commands carry another landing zone fails before anything is sent.
+  - B(Run cache) - each call of a wave is a new process, so what a call read and the next call would read again (the command look-up's
+    start per account and region, the patch states from before and after the patch, the finished commands and their invocations -
+    an account and region whose commands have all finished is not listed again) is kept
+    on the controller in a file of that landing zone, run and wave, mode 0600 in the 0700 directory
+    C(${XDG_CACHE_HOME:-~/.cache}/cms-patching/runs/), replaced atomically and removed by the call that leaves nothing pending (files
+    older than 14 days are removed too). A missing, unreadable or corrupt file only means more reads. Nothing that allows a send
+    comes from it - the gate and the listing of commands are read from AWS in the call that sends. Not written in check mode.
 author:
   - CMS Platform Engineering (@cms-platform)
 options:
@@ -320,7 +331,7 @@ instances:
           C(undeliverable) (SSM could not reach it - C(InvalidInstanceId), or never started before the deadline), C(not_run) (never sent
           - the wave's error budget was spent or its wait_timeout ran out first), C(skipped) (the gate, a pre-check, an earlier patch
           command of this run in another wave, or check mode), or C(pending) (only when returning early for progress; also while a
-          patched instance's patch state has not been reported yet).
+          patched instance's patch state has not been reported or read yet - while the wave runs, states are read 50 at a time).
       type: str
       sample: success
     error:
@@ -359,7 +370,9 @@ instances:
           C(RebootIfNeeded) with no more patches installed than before and no reboot pending before; C(yes) - C(RebootIfNeeded) and
           more patches installed than before (C(InstalledCount) + C(InstalledOtherCount)) or a reboot pending before (Patch Manager
           reboots in exactly these cases); C(unknown) - no patch state of this command, or none from before it (never scanned, or the
-          module resumed after the operation ended).
+          module resumed after the operation ended without the wave's run cache).
+        - The state from before is read once, right before the instance is sent the patch, and kept for the wave's later calls in the
+          run cache (see the description), so a progress return does not turn C(reboot) into C(unknown).
       type: str
     compliance:
       description:
@@ -445,7 +458,7 @@ api_calls:
 
 import time
 
-from ansible_collections.cms.patching.plugins.module_utils import _cancel, _module, _patch
+from ansible_collections.cms.patching.plugins.module_utils import _cancel, _module, _patch, _runcache
 from ansible_collections.cms.patching.plugins.module_utils import _validate as v
 from ansible_collections.cms.patching.plugins.module_utils._runcommand import COMMENT_MAX, comment_for
 
@@ -559,7 +572,11 @@ def work(module, fleet):
         options["wave"] = "%s %s" % (params["wave"], params["comment"])
     # The controller's clock only measures its own waits (progress_interval, check timeouts); everything compared
     # with AWS timestamps uses AWS's clock (fleet.server_clock).
-    run = _patch.PatchRun(fleet, [dict(i) for i in params["instances"]], params["run_id"], options, module.check_mode, time.monotonic, _cancel.sleep)
+    # What this wave's earlier progress calls read (see _runcache): a cache of reads, never what allows a send.
+    cache = None if module.check_mode else _runcache.RunCache(params["lz"], params["run_id"], options["wave"])
+    run = _patch.PatchRun(
+        fleet, [dict(i) for i in params["instances"]], params["run_id"], options, module.check_mode, time.monotonic, _cancel.sleep, cache=cache
+    )
     results = run.run(wait=params["wait"], progress_interval=params["progress_interval"])
     for item in results:
         item["wave"] = params["wave"]

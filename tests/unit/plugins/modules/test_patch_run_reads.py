@@ -1,0 +1,145 @@
+"""What a wave of a few hundred instances costs in AWS reads when ssm_patch_run returns for progress and is called again
+(each call a new PatchRun, as each is a new module process), counted from the sandbox's call log (issue 7: API calls per
+instance). The wave's run cache (_runcache) carries what one call read to the next."""
+
+import os
+import stat
+
+import pytest
+from fleet_helpers import patch_run as fleet_patch_run
+from wave_reads import REGIONS, operations, patch_wave, realistic_durations, seed_wave
+
+from ansible_collections.cms.patching.plugins.module_utils._runcache import RunCache
+
+COUNT = 240  # 60 in each of 4 regions: a location sends two commands (50 + 10)
+
+
+@pytest.fixture
+def wave(aws):
+    fleet, instances = seed_wave(aws, count=COUNT)
+    # A scan (another run) leaves the patch state 'reboot' is measured against.
+    fleet_patch_run(aws, fleet, instances, run_id="scan-1", operation="Scan", require_backup=False, max_concurrency="100%", lookback_hours=168).run()
+    realistic_durations(aws)
+    aws.state.calls.reset()
+    return fleet, instances
+
+
+def patch_sends(aws):
+    """{instance_id: AWS-RunPatchBaseline commands of run-1 it was sent}, from the sandbox's own command records."""
+    counts = {}
+    for command in aws.state.commands.all():
+        if command.document.name == "AWS-RunPatchBaseline" and "run=run-1 " in command.request["Comment"]:
+            for instance_id in command.instance_ids():
+                counts[instance_id] = counts.get(instance_id, 0) + 1
+    return counts
+
+
+def test_a_wave_with_progress_returns_reads_each_thing_about_once(aws, wave, tmp_path):
+    fleet, instances = wave
+    results, per_call = patch_wave(aws, fleet, instances, cache_root=tmp_path / "runs")
+    assert len(per_call) >= 3  # the wave spanned several calls
+    assert {r["patch_status"] for r in results} == {"success"} and {r["compliance"] for r in results} == {"COMPLIANT"}
+    assert set(patch_sends(aws).values()) == {1} and len(patch_sends(aws)) == COUNT
+    total = operations([c for calls in per_call for c in calls])
+    # The gate: one DescribeImages per location, in the call that sent; the calls after it had nothing to send.
+    assert operations(per_call[0]).get("ec2:DescribeImages") == len(REGIONS)
+    assert [operations(calls).get("ec2:DescribeImages", 0) for calls in per_call[1:]] == [0] * (len(per_call) - 1)
+    assert total["ssm:SendCommand"] == 8
+    # Each command's invocations once, however many calls saw it finished.
+    assert total["ssm:ListCommandInvocations"] == 8
+    # Patch states: before the patch one read per command sent (8); after it full batches of 50 while the wave runs, then
+    # the rest once it has ended, a few rounds more for the states the agents report late: about 2 per location.
+    assert total["ssm:DescribeInstancePatchStates"] <= 8 + 4 * 4, total
+
+
+def test_reboot_stays_right_across_progress_calls(aws, wave, tmp_path):
+    fleet, instances = wave
+    results, per_call = patch_wave(aws, fleet, instances, cache_root=tmp_path / "runs")
+    assert len(per_call) >= 3
+    # Read once per instance, before its patch, in the call that sent it; the next calls take it from the run cache.
+    before = [c for c in per_call[0] if c["operation"] == "ssm:DescribeInstancePatchStates"]
+    assert len(before) >= 8
+    commands = {r["command_id"] for r in results}
+    rebooted = {r["instance_id"] for r in aws.state.commands.reboots(aws.state.now()) if r["command_id"] in commands}
+    assert rebooted  # the sandbox rebooted some: the test tells 'yes' from 'no'
+    assert {r["instance_id"] for r in results if r["reboot"] == "yes"} == rebooted
+    assert {r["reboot"] for r in results if r["instance_id"] not in rebooted} == {"no"}
+
+
+def test_without_the_run_cache_every_call_reads_from_aws_and_the_outcome_is_the_same(aws, wave):
+    fleet, instances = wave
+    results, per_call = patch_wave(aws, fleet, instances, cache_root=None)
+    assert len(per_call) >= 3
+    assert {r["patch_status"] for r in results} == {"success"} and {r["compliance"] for r in results} == {"COMPLIANT"}
+    assert set(patch_sends(aws).values()) == {1}
+    # Without it the look-up bound comes from the gate, which every call then reads, as before.
+    assert all(operations(calls).get("ec2:DescribeImages", 0) == len(REGIONS) for calls in per_call)
+
+
+def test_the_gate_is_read_only_where_instances_wait_to_be_sent(aws, wave, tmp_path):
+    fleet, instances = wave
+    # 60 slots: the first round fills them with one location's 60 instances; the call returns at once (wait=False).
+    options = dict(max_concurrency="60", lookback_hours=168, poll_interval=30)
+    cache = RunCache("demo", "run-1", "rest", root=str(tmp_path / "runs"))
+    first = fleet_patch_run(aws, fleet, instances, wave="rest", **options)
+    first.cache = cache
+    first.run(wait=False)
+    sent = {(loc[1]) for loc, _ids in first.planned}
+    assert len(sent) == 1
+    aws.state.clock.advance(30)
+    logged = len(aws.state.calls.log())
+    second = fleet_patch_run(aws, fleet, instances, wave="rest", **options)
+    second.cache = cache
+    second.run(wait=False)
+    gate_regions = sorted(c["region"] for c in aws.state.calls.log()[logged:] if c["operation"] == "ec2:DescribeImages")
+    assert gate_regions == sorted(set(REGIONS) - sent)
+
+
+def test_a_location_where_every_command_has_finished_is_not_listed_again(aws, tmp_path):
+    fleet, instances = seed_wave(aws, count=8)
+    assert {i["region"] for i in instances} == set(REGIONS)
+    offline = instances[0]  # stays Delayed until the wave's deadline: its location is listed every round until then
+    aws.state.update_settings(undeliverable_seconds=10**6)
+    aws.state.faults.add("agent_offline", instance_id=offline["instance_id"])
+    aws.state.calls.reset()
+    results, per_call = patch_wave(aws, fleet, instances, cache_root=tmp_path / "runs", progress_interval=60, wait_timeout=600)
+    assert len(per_call) >= 3
+    assert {r["patch_status"] for r in results if r["instance_id"] != offline["instance_id"]} == {"success"}
+    assert results[0]["patch_status"] == "undeliverable"
+    # The first call saw the other three locations' commands finish and read them; the later calls list only the fourth.
+    assert {c["region"] for c in per_call[0] if c["operation"] == "ssm:ListCommands"} == set(REGIONS)
+    assert {c["region"] for calls in per_call[1:] for c in calls if c["operation"] == "ssm:ListCommands"} == {offline["region"]}
+    assert {c["region"] for calls in per_call[1:] for c in calls if c["operation"] == "ssm:ListCommandInvocations"} <= {offline["region"]}
+
+
+def test_the_run_cache_is_private_and_gone_when_the_wave_ends(aws, wave, tmp_path):
+    fleet, instances = wave
+    root = tmp_path / "runs"
+    cache = RunCache("demo", "run-1", "rest", root=str(root))
+    run = fleet_patch_run(aws, fleet, instances, wave="rest", lookback_hours=168, poll_interval=30, max_concurrency="100%")
+    run.cache = cache
+    run.run(progress_interval=60)
+    assert os.path.exists(cache.path)
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700 and stat.S_IMODE(os.stat(cache.path).st_mode) == 0o600
+    assert cache.load()["since"]  # the look-up bound per location
+    results, _per_call = patch_wave(aws, fleet, instances, cache_root=root)
+    assert {r["patch_status"] for r in results} == {"success"}
+    assert not os.path.exists(cache.path)
+
+
+def test_a_corrupt_run_cache_falls_back_to_reading_from_aws(aws, wave, tmp_path):
+    fleet, instances = wave
+    root = tmp_path / "runs"
+    cache = RunCache("demo", "run-1", "rest", root=str(root))
+    run = fleet_patch_run(aws, fleet, instances, wave="rest", lookback_hours=168, poll_interval=30, max_concurrency="100%")
+    run.cache = cache
+    run.run(progress_interval=60)
+    data = cache.load()
+    data["states"] = {instances[0]["instance_id"]: {"InstalledCount": "many"}}  # not a patch state
+    cache.save(data)
+    logged = len(aws.state.calls.log())
+    results, _per_call = patch_wave(aws, fleet, instances, cache_root=root)
+    # The whole file is ignored: the first call after it reads the gate again (for the look-up bound) and every state.
+    assert operations(aws.state.calls.log()[logged:]).get("ec2:DescribeImages") == len(REGIONS)
+    assert {r["patch_status"] for r in results} == {"success"} and {r["compliance"] for r in results} == {"COMPLIANT"}
+    assert set(patch_sends(aws).values()) == {1}
