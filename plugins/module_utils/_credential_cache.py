@@ -35,8 +35,9 @@ An entry is never trusted blindly: ``_session`` renews credentials that AWS reje
 import hashlib
 import json
 import os
-import tempfile
 import time
+
+from ansible_collections.cms.patching.plugins.module_utils._private_files import cache_base, prune, private_dir, read_json, write_json
 
 ENV = "CMS_PATCHING_CREDENTIAL_CACHE"
 OFF = frozenset(["off", "false", "no", "0", "none", "disabled"])
@@ -51,7 +52,6 @@ CLOCK_STEP_TOLERANCE = 60
 # session AWS hands out (43,200 s) plus an hour, and a temporary file a killed process left behind, after an hour.  On a
 # long-lived controller whose source credentials rotate, the directory would otherwise grow for ever.
 STALE_ENTRY_SECONDS = 43200 + 3600
-STALE_TEMPORARY_SECONDS = 3600
 
 
 def default_directory(environ=None):
@@ -62,8 +62,7 @@ def default_directory(environ=None):
         return None
     if value:
         return os.path.expanduser(value)
-    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "cms-patching", "sts")
+    return os.path.join(cache_base(environ), "sts")
 
 
 def _digest(kind, fields):
@@ -198,69 +197,23 @@ class CredentialCache:
         return os.path.join(self.directory, key + ".json")
 
     def _ready(self):
-        """Make the directory (0700) on first use; a directory of another user, or open to others, is not used."""
+        """Make the directory (0700) on first use; a directory of another user, or not a directory, is not used."""
         if self._usable is None:
-            try:
-                os.makedirs(self.directory, mode=0o700, exist_ok=True)
-                status = os.stat(self.directory)
-                if status.st_uid != os.getuid():
-                    self._usable = False
-                else:
-                    if status.st_mode & 0o077:
-                        os.chmod(self.directory, 0o700)
-                    self._usable = True
-            except OSError:
-                self._usable = False
+            self._usable = private_dir(self.directory)
         return self._usable
 
     def _read(self, key):
         if not self._ready():
             return {}
-        try:
-            with open(self._path(key), "r", encoding="utf-8") as handle:
-                entry = json.load(handle)
-        except (OSError, ValueError, UnicodeDecodeError):
-            return {}
-        return entry if isinstance(entry, dict) and entry.get("format") == FORMAT else {}
-
-    def _prune(self):
-        """Remove what no process can use any more (see STALE_ENTRY_SECONDS); errors are ignored (another process may prune too)."""
-        self._pruned = True
-        now = self._wall()
-        try:
-            names = os.listdir(self.directory)
-        except OSError:
-            return
-        for name in names:
-            if name.endswith(".tmp") and name.startswith("."):
-                limit = STALE_TEMPORARY_SECONDS
-            elif name.endswith(".json") and len(name) == 69:
-                limit = STALE_ENTRY_SECONDS
-            else:
-                continue  # not ours
-            path = os.path.join(self.directory, name)
-            try:
-                if now - os.stat(path).st_mtime > limit:
-                    os.unlink(path)
-            except OSError:
-                pass
+        entry = read_json(self._path(key))
+        return entry if entry.get("format") == FORMAT else {}
 
     def _write(self, key, entry):
         if not self._ready():
             return
         if not self._pruned:
-            self._prune()
+            # Once per process, when it first writes (see STALE_ENTRY_SECONDS).
+            self._pruned = True
+            prune(self.directory, STALE_ENTRY_SECONDS, lambda name: name.endswith(".json") and len(name) == 69, self._wall)
         entry["format"] = FORMAT
-        try:
-            handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=".", suffix=".tmp")  # 0600
-        except OSError:
-            return
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                json.dump(entry, out)
-            os.replace(temporary, self._path(key))
-        except OSError:
-            try:
-                os.unlink(temporary)
-            except OSError:
-                pass
+        write_json(self.directory, self._path(key), entry)

@@ -19,27 +19,15 @@ older than two weeks are removed by any write.
 import hashlib
 import json
 import os
-import stat
-import tempfile
-import time
+
+from ansible_collections.cms.patching.plugins.module_utils._private_files import cache_base, prune, read_json, write_json
 
 VERSION = 1
 MAX_AGE = 14 * 86400
 
 
 def cache_root():
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "cms-patching", "runs")
-
-
-def _private_dir(path):
-    """Create the directory 0700 (parents too) and refuse one that is not ours or not a real directory."""
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    info = os.lstat(path)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-        raise OSError("%s is not a directory of this user" % path)
-    if stat.S_IMODE(info.st_mode) != 0o700:
-        os.chmod(path, 0o700)
+    return os.path.join(cache_base(), "runs")
 
 
 class RunCache:
@@ -52,52 +40,18 @@ class RunCache:
         self.path = os.path.join(self.root, key + ".json")
 
     def load(self):
-        try:
-            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        except OSError:
-            return {}
-        try:
-            with os.fdopen(fd, "r", encoding="utf-8") as handle:
-                info = os.fstat(handle.fileno())
-                if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
-                    return {}
-                data = json.load(handle)
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(data, dict) or data.get("version") != VERSION or data.get("identity") != self.identity:
+        data = read_json(self.path)
+        if data.get("version") != VERSION or data.get("identity") != self.identity:
             return {}
         return data
 
     def save(self, data):
-        try:
-            _private_dir(self.root)
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".json")  # mkstemp makes it 0600
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump(dict(data, version=VERSION, identity=self.identity), handle, separators=(",", ":"))
-                os.replace(tmp, self.path)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
-            self._prune()
-        except (OSError, TypeError, ValueError):
-            pass  # a cache that cannot be written costs reads in the next call, never correctness
+        # A cache that cannot be written costs reads in the next call, never correctness.
+        if write_json(self.root, self.path, dict(data, version=VERSION, identity=self.identity)):
+            prune(self.root, MAX_AGE, lambda name: name.endswith(".json"))
 
     def remove(self):
         try:
             os.unlink(self.path)
         except OSError:
             pass
-
-    def _prune(self):
-        cutoff = time.time() - MAX_AGE
-        for name in os.listdir(self.root):
-            path = os.path.join(self.root, name)
-            try:
-                if name.endswith(".json") and os.lstat(path).st_mtime < cutoff:
-                    os.unlink(path)
-            except OSError:
-                pass
