@@ -35,11 +35,14 @@ TASK_RE = re.compile(r"^(.+?) -+ (\d+\.\d+)s$")
 TASK_START_RE = re.compile(r"^TASK \[(.+?)\] \**\n\w+ (\d+ \w+ \d+  ?\d+:\d+:\d+) [+-]\d+ \([\d:.]+\) +(\d+):(\d+):(\d+\.\d+) ", re.M)
 
 
-def landing_zone(time_scale, canary):
-    """The landing zone file: controller intervals scaled, AWS-clock timeouts real."""
-    backup_poll = max(1, round(REAL_BACKUP_POLL / time_scale))
-    patch_poll = max(1, round(REAL_PATCH_POLL / time_scale))
-    progress = max(1, round(REAL_PROGRESS / time_scale))
+def landing_zone(time_scale, canary, real=None):
+    """The landing zone file: controller intervals scaled, AWS-clock timeouts real.
+
+    real: the real-time intervals {"backup_poll", "patch_poll", "progress"} (seconds), default REAL_*."""
+    real = dict({"backup_poll": REAL_BACKUP_POLL, "patch_poll": REAL_PATCH_POLL, "progress": REAL_PROGRESS}, **(real or {}))
+    backup_poll = max(1, round(real["backup_poll"] / time_scale))
+    patch_poll = max(1, round(real["patch_poll"] / time_scale))
+    progress = max(1, round(real["progress"] / time_scale))
     accounts = "\n".join(
         '    - account_id: "%s"%s'
         % (a["account_id"], "" if "role_arn" not in a else "\n      role_arn: %s\n      external_id: %s" % (a["role_arn"], a["external_id"]))
@@ -77,6 +80,7 @@ cms_patching_landing_zone:
         "backup_poll_interval": backup_poll,
         "patch_poll_interval": patch_poll,
         "progress_interval": progress,
+        "real": real,
     }
 
 
@@ -155,7 +159,7 @@ def calls_per_task(output, call_log):
     return table
 
 
-def run(count=1000, time_scale=30.0, canary_size=4):
+def run(count=1000, time_scale=30.0, canary_size=4, real=None):
     """Seed, run the whole playbook under the aws profile, and measure."""
     sys.path[:0] = [str(REPO)]
     from sandbox import Sandbox  # pylint: disable=import-outside-toplevel
@@ -179,7 +183,7 @@ def run(count=1000, time_scale=30.0, canary_size=4):
         for row in seeded["instances"]:
             firsts.setdefault((row["account"], row["region"]), []).append(row["name"])
         canary = sorted(name for names in firsts.values() for name in names[: max(1, canary_size // len(firsts))])
-        text, intervals = landing_zone(time_scale, canary)
+        text, intervals = landing_zone(time_scale, canary, real)
         (tmp / "lzs" / "bench" / "group_vars" / "all").mkdir(parents=True)
         (tmp / "lzs" / "bench" / "group_vars" / "all" / "landing_zone.yml").write_text(text)
         env = dict(os.environ, CMS_PATCHING_LZ_PATH=str(tmp / "lzs"), CMS_PATCHING_REPORT_DIR=str(tmp / "reports"), ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
@@ -229,7 +233,7 @@ def run(count=1000, time_scale=30.0, canary_size=4):
     # poll interval after AWS finished: both take as many AWS seconds at real speed, not as many wall seconds.
     spans = {wave: max(stamps) - min(stamps) for wave, stamps in sent.items()}
     boundaries = 1 + 2 * len(spans)  # AMIs done; per wave: invocations done, compliance reported
-    poll_bound = sum(spans.values()) * (1 - 1 / time_scale) + boundaries * REAL_PATCH_POLL
+    poll_bound = sum(spans.values()) * (1 - 1 / time_scale) + boundaries * intervals["real"]["patch_poll"]
     return {
         "instances": count,
         "time_scale": time_scale,

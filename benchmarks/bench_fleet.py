@@ -221,10 +221,10 @@ def baseline_section(count, targets):
     )
 
 
-def aws_section(count, time_scale):
+def aws_section(count, time_scale, real=None):
     import bench_aws  # pylint: disable=import-outside-toplevel
 
-    r = bench_aws.run(count, time_scale=time_scale)
+    r = bench_aws.run(count, time_scale=time_scale, real=real)
     crit = r["critical_detail"]
     waves = ", ".join("%s %d s" % (k, v) for k, v in sorted(crit["slowest_patch_per_wave"].items()))
     ops = ", ".join("%s %d" % (k, v) for k, v in sorted(r["operations"].items()))
@@ -244,10 +244,11 @@ def aws_section(count, time_scale):
         "| controller overhead beyond the critical path | %.1f wall s | - | - |" % r["overhead_wall_seconds"],
         "| projected at real durations: (critical path + overhead) / critical path | %.3fx (%d s + %.0f s over %d s) | <= 1.2x | %s |"
         % (r["projected_ratio"], real_critical, r["overhead_wall_seconds"], real_critical, "yes" if r["projected_ratio"] <= 1.2 else "NO"),
-        "| the same, adding what grows with real poll intervals: dispatch rounds (%s on AWS's clock) and one poll interval (30 s) per phase end "
+        "| the same, adding what grows with real poll intervals: dispatch rounds (%s on AWS's clock) and one poll interval (%d s) per phase end "
         "| %.3fx (+%d s) | <= 1.2x | %s |"
         % (
             ", ".join("%s %d s" % kv for kv in sorted(r["dispatch_span_aws_seconds"].items())),
+            r["intervals"]["real"]["patch_poll"],
             r["projected_ratio_with_polls"],
             r["poll_bound_seconds"],
             "yes" if r["projected_ratio_with_polls"] <= 1.2 else "NO",
@@ -279,13 +280,25 @@ def aws_section(count, time_scale):
     return (
         "## Whole job at realistic durations: `ansible-playbook site.yml`, %d instances, 2 accounts x 2 regions, sandbox `realism: aws`\n\n"
         "%s time_scale %g: AMIs 5-20 min, snapshots 2-30 min (the image waits for them), patches 3-15 min, reboots 1-3 min on AWS's clock; "
-        "landing zone poll_interval backup %d s / patching %d s, progress_interval %d s (wall; 30 s / 30 s / 60 s real), waves canary (4: one per "
+        "landing zone poll_interval backup %d s / patching %d s, progress_interval %d s (wall; %d s / %d s / %d s real), waves canary (4: one per "
         "account/region) then rest, max_concurrency 100%%, post-checks ssm_online + ec2_status (no command), backup wait_timeout 3 h and patching 3 "
         "h on AWS's clock (EC2's token buckets refill on the wall clock, so the throttled CreateImage phase lasts as long in wall seconds as on AWS "
         "and 30x longer on the scaled clock). Overhead counts everything that is not "
         "AWS working: config, discovery, dispatch rounds, poll latency, compliance reporting delay (60 s aws), the post-checks, retention, "
         "the report.\n\n%s\n\nCalls by operation: %s.\n"
-        % (count, stamp(), time_scale, iv["backup_poll_interval"], iv["patch_poll_interval"], iv["progress_interval"], "\n".join(lines), ops)
+        % (
+            count,
+            stamp(),
+            time_scale,
+            iv["backup_poll_interval"],
+            iv["patch_poll_interval"],
+            iv["progress_interval"],
+            iv["real"]["backup_poll"],
+            iv["real"]["patch_poll"],
+            iv["real"]["progress"],
+            "\n".join(lines),
+            ops,
+        )
     )
 
 
@@ -358,6 +371,11 @@ def main():
     parser.add_argument("--parts", default="modules,aws,blast", help="comma-separated: modules, aws, blast, baseline, or all")
     parser.add_argument("--count", type=int, default=1000, help="instances for the modules, aws and blast parts")
     parser.add_argument("--time-scale", type=float, default=30.0, help="aws part: sandbox seconds per wall second")
+    parser.add_argument(
+        "--real-intervals",
+        default="",
+        help="aws part: the landing zone's intervals in real seconds, BACKUP_POLL/PATCH_POLL/PROGRESS (default 30/30/60), scaled like AWS's clock",
+    )
     parser.add_argument("--playbook-count", type=int, default=500)
     parser.add_argument("--playbook-targets", type=int, default=450)
     parser.add_argument("--scale", choices=("fleet", "org"), default="fleet", help="org: the organization-scale benchmark alone (bench_org.py)")
@@ -375,7 +393,8 @@ def main():
         if part == "modules":
             sections[part] = modules_section(args.count)
         elif part == "aws":
-            sections[part] = aws_section(args.count, args.time_scale)
+            real = dict(zip(("backup_poll", "patch_poll", "progress"), map(int, args.real_intervals.split("/")))) if args.real_intervals else None
+            sections[part] = aws_section(args.count, args.time_scale, real)
         elif part == "blast":
             sections[part] = blast_section(args.count)
         elif part == "org":
