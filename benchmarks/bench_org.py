@@ -511,7 +511,8 @@ def section(results, not_run):
         "OU tree workloads/{prod,nonprod}/team-NN (%d accounts per team OU, one SUSPENDED member skipped, one OU outside the landing zone), "
         "the landing zone names the workloads OU (recursive) and the role; about 33 instances per account and region (accounts grow with "
         "the fleet), 90 %% targets, 20 %% Windows; waves canary (1 %%) then rest; poll_interval %d s and progress_interval %d s wall (30 s / "
-        "300 s real). Per-host ms: CPU of the add-host, outcome and gate tasks (bench_hosts.py's definition, role-prefixed names matched) per instance, summed over the jobs; "
+        "300 s real). Per-host ms: CPU of the add-host, outcome and gate tasks (bench_hosts.py's definition, role-prefixed names matched) "
+        "per instance, summed over the jobs; "
         "whole-run CPU: every task of every job. Peak memory: every ansible process (for slices, all slices together).\n\n"
         % (
             stamp,

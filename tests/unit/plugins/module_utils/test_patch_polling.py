@@ -88,7 +88,7 @@ def test_while_the_wave_runs_patch_states_wait_for_a_full_batch_of_fifty():
     rounds(run, 1)
     # 55 waiting: one full batch, the longest waiting first; the other 5 wait for the next 50 or the wave's end.
     assert fleet.asked == [ids[:50]]
-    assert {r for r in ids[:50]} <= set(run.states) and not set(ids[50:]) & set(run.states)
+    assert set(ids[:50]) <= set(run.states) and not set(ids[50:]) & set(run.states)
     rounds(run, 2)
     assert len(fleet.asked) == 1
 

@@ -13,7 +13,7 @@ def test_saved_data_comes_back_and_the_file_is_private(tmp_path):
     cache.save({"since": {"111111111111/eu-west-1": 1.5}})
     assert cache.load()["since"] == {"111111111111/eu-west-1": 1.5}
     assert stat.S_IMODE(os.stat(root).st_mode) == 0o700 and stat.S_IMODE(os.stat(cache.path).st_mode) == 0o600
-    assert [n for n in os.listdir(root)] == [os.path.basename(cache.path)]  # no temporary file left behind
+    assert os.listdir(root) == [os.path.basename(cache.path)]  # no temporary file left behind
     cache.remove()
     assert cache.load() == {}
 
