@@ -147,6 +147,8 @@ def stop(args: argparse.Namespace) -> int:
             _call(url + "/health", timeout=1.0)
         except (OSError, ValueError):
             return 0
+        except http.client.HTTPException:
+            pass  # an answer cut short (IncompleteRead) by the server going down: the next probe tells
         time.sleep(0.1)
     print(f"sandbox at {url} is still answering after {args.timeout:g}s", file=sys.stderr)
     return 1
