@@ -57,7 +57,7 @@ unit: $(STAMP)
 # Integration tests run real ansible-playbook processes against a time-scaled sandbox, two at a time. No reruns: the
 # invariants they count (one patch per instance, no write after cancel) must hold on the first try.
 integration: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 tests/integration
+	$(BIN)/python -m pytest -q -n 2 --durations=25 tests/integration
 
 # From the repo root: molecule 26 reads extensions/molecule/config.yml only when the working directory has galaxy.yml.
 # It logs "'extensions/molecule/default/molecule.yml' glob failed" while looking for an optional default scenario
