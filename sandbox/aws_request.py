@@ -84,6 +84,31 @@ def _s3_error(status: str, code: str, message: str, request_id: str) -> Answer:
     return status, [("Content-Type", "application/xml"), ("x-amz-request-id", request_id)], body
 
 
+def _ec2_error(status: str, code: str, message: str, request_id: str) -> Answer:
+    """EC2's error document ("Error codes for the Amazon EC2 API")."""
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
+        f"<RequestID>{request_id}</RequestID></Response>"
+    ).encode()
+    return status, [("Content-Type", "text/xml;charset=UTF-8"), ("x-amzn-RequestId", request_id)], body
+
+
+def _json_error(status: str, code: str, message: str, request_id: str) -> Answer:
+    """The JSON protocol's error (SSM, Organizations): ``__type`` and ``message``."""
+    body = json.dumps({"__type": code, "message": message}).encode()
+    return status, [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", request_id)], body
+
+
+def _query_error(status: str, code: str, message: str, request_id: str, kind: str = "Sender") -> Answer:
+    """The query protocol's ErrorResponse (STS, IAM); ``kind`` Sender (the caller's fault) or Receiver (the server's)."""
+    body = (
+        f"<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+    ).encode()
+    return status, [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], body
+
+
 def _form_fields(environ: dict[str, Any]) -> dict[str, str]:
     """The query string's and form-encoded body's fields (first values); the body is put back for moto."""
     fields = {name: values[0] for name, values in urllib.parse.parse_qs(environ.get("QUERY_STRING", "")).items()}
@@ -111,22 +136,11 @@ def throttling_response(call: AwsCall) -> Answer:
         return _s3_error("503 Slow Down", "SlowDown", "Please reduce your request rate.", request_id)
     if call.service == "ec2":
         # EC2 throttles with 503 RequestLimitExceeded; botocore retries it as a throttle.
-        body = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            "<Response><Errors><Error><Code>RequestLimitExceeded</Code>"
-            "<Message>Request limit exceeded.</Message></Error></Errors>"
-            f"<RequestID>{request_id}</RequestID></Response>"
-        ).encode()
-        return "503 Service Unavailable", [("Content-Type", "text/xml;charset=UTF-8"), ("x-amzn-RequestId", request_id)], body
+        return _ec2_error("503 Service Unavailable", "RequestLimitExceeded", "Request limit exceeded.", request_id)
     if call.json_protocol:
-        body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
-        return "400 Bad Request", [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", request_id)], body
+        return _json_error("400 Bad Request", "ThrottlingException", "Rate exceeded", request_id)
     # Query-protocol services (STS, IAM) answer 400 Throttling in an ErrorResponse document.
-    body = (
-        "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error>"
-        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
-    ).encode()
-    return "400 Bad Request", [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], body
+    return _query_error("400 Bad Request", "Throttling", "Rate exceeded", request_id)
 
 
 def access_denied_response(call: AwsCall, account: str) -> Answer:
@@ -141,20 +155,10 @@ def access_denied_response(call: AwsCall, account: str) -> Answer:
     if call.service == "s3":
         return _s3_error("403 Forbidden", "AccessDenied", "Access Denied", request_id)
     if call.service == "ec2":
-        body = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>UnauthorizedOperation</Code>'
-            f"<Message>You are not authorized to perform this operation. {because}</Message></Error></Errors>"
-            f"<RequestID>{request_id}</RequestID></Response>"
-        ).encode()
-        return "403 Forbidden", [("Content-Type", "text/xml;charset=UTF-8"), ("x-amzn-RequestId", request_id)], body
+        return _ec2_error("403 Forbidden", "UnauthorizedOperation", f"You are not authorized to perform this operation. {because}", request_id)
     if call.json_protocol:
-        body = json.dumps({"__type": "AccessDeniedException", "message": because}).encode()
-        return "400 Bad Request", [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", request_id)], body
-    body = (
-        f"<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>{because}</Message></Error>"
-        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
-    ).encode()
-    return "403 Forbidden", [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], body
+        return _json_error("400 Bad Request", "AccessDeniedException", because, request_id)
+    return _query_error("403 Forbidden", "AccessDenied", because, request_id)
 
 
 def server_error_response(call: AwsCall, draw: float = 0.0) -> Answer:
@@ -172,20 +176,11 @@ def server_error_response(call: AwsCall, draw: float = 0.0) -> Answer:
             status, code, message = "500 Internal Server Error", "InternalError", "An internal error has occurred. Retry your request."
         else:
             status, code, message = "503 Service Unavailable", "Unavailable", "The server is overloaded and can't handle the request."
-        body = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            f"<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors>"
-            f"<RequestID>{request_id}</RequestID></Response>"
-        ).encode()
-        return status, [("Content-Type", "text/xml;charset=UTF-8"), ("x-amzn-RequestId", request_id)], body
+        return _ec2_error(status, code, message, request_id)
     if call.json_protocol:
         # SSM API reference, common to every action: InternalServerError, HTTP 500.
-        body = json.dumps({"__type": "InternalServerError", "message": "An error occurred on the server side."}).encode()
-        return "500 Internal Server Error", [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", request_id)], body
+        return _json_error("500 Internal Server Error", "InternalServerError", "An error occurred on the server side.", request_id)
     # STS "Common Errors": ServiceUnavailable, HTTP 503.
-    body = (
-        "<ErrorResponse><Error><Type>Receiver</Type><Code>ServiceUnavailable</Code>"
-        "<Message>The request has failed due to a temporary failure of the server.</Message></Error>"
-        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
-    ).encode()
-    return "503 Service Unavailable", [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], body
+    return _query_error(
+        "503 Service Unavailable", "ServiceUnavailable", "The request has failed due to a temporary failure of the server.", request_id, kind="Receiver"
+    )

@@ -28,7 +28,6 @@ know (moto would take it as the default account's and act there):
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import threading
 import uuid
@@ -37,7 +36,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.iam.models import iam_backends
 from moto.utilities.utils import PARTITION_NAMES
 
-from sandbox.aws_request import AwsCall
+from sandbox.aws_request import AwsCall, _ec2_error, _json_error, _query_error, _s3_error
 from sandbox.clock import Clock
 
 # AWS caps a session assumed with temporary credentials (role chaining) at one hour.
@@ -105,26 +104,12 @@ def unknown_key_response(call: AwsCall, account: str) -> tuple[str, list[tuple[s
         return None
     request_id = str(uuid.uuid4())
     if call.service == "ec2":
-        body = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            "<Response><Errors><Error><Code>AuthFailure</Code><Message>AWS was not able to validate the provided access credentials</Message>"
-            f"</Error></Errors><RequestID>{request_id}</RequestID></Response>"
-        ).encode()
-        return "401 Unauthorized", [("Content-Type", "text/xml;charset=UTF-8"), ("x-amzn-RequestId", request_id)], body
+        return _ec2_error("401 Unauthorized", "AuthFailure", "AWS was not able to validate the provided access credentials", request_id)
     if call.json_protocol:
-        body = json.dumps({"__type": "UnrecognizedClientException", "message": _INVALID_MESSAGE}).encode()
-        return "400 Bad Request", [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", request_id)], body
+        return _json_error("400 Bad Request", "UnrecognizedClientException", _INVALID_MESSAGE, request_id)
     if call.service == "s3":
-        body = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidAccessKeyId</Code>'
-            f"<Message>The AWS Access Key Id you provided does not exist in our records.</Message><RequestId>{request_id}</RequestId></Error>"
-        ).encode()
-        return "403 Forbidden", [("Content-Type", "application/xml"), ("x-amz-request-id", request_id)], body
-    body = (
-        f"<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code><Message>{_INVALID_MESSAGE}</Message></Error>"
-        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
-    ).encode()
-    return "403 Forbidden", [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], body
+        return _s3_error("403 Forbidden", "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.", request_id)
+    return _query_error("403 Forbidden", "InvalidClientTokenId", _INVALID_MESSAGE, request_id)
 
 
 def _known_to_moto(access_key: str) -> bool:
@@ -137,17 +122,7 @@ def _known_to_moto(access_key: str) -> bool:
 def expired_response(call: AwsCall) -> tuple[str, list[tuple[str, str]], bytes]:
     request_id = str(uuid.uuid4())
     if call.service == "ec2":
-        body = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            "<Response><Errors><Error><Code>RequestExpired</Code><Message>Request has expired.</Message></Error></Errors>"
-            f"<RequestID>{request_id}</RequestID></Response>"
-        ).encode()
-        return "400 Bad Request", [("Content-Type", "text/xml;charset=UTF-8"), ("x-amzn-RequestId", request_id)], body
+        return _ec2_error("400 Bad Request", "RequestExpired", "Request has expired.", request_id)
     if call.json_protocol:
-        body = json.dumps({"__type": "ExpiredTokenException", "message": _EXPIRED_MESSAGE}).encode()
-        return "400 Bad Request", [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", request_id)], body
-    body = (
-        f"<ErrorResponse><Error><Type>Sender</Type><Code>ExpiredToken</Code><Message>{_EXPIRED_MESSAGE}</Message></Error>"
-        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
-    ).encode()
-    return "400 Bad Request", [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], body
+        return _json_error("400 Bad Request", "ExpiredTokenException", _EXPIRED_MESSAGE, request_id)
+    return _query_error("400 Bad Request", "ExpiredToken", _EXPIRED_MESSAGE, request_id)

@@ -18,7 +18,7 @@ import time
 import uuid
 from typing import Any
 
-from sandbox.aws_request import Answer, AwsCall, _s3_error
+from sandbox.aws_request import Answer, AwsCall, _ec2_error, _json_error, _query_error, _s3_error
 
 _MESSAGE = "Request has expired."
 
@@ -51,17 +51,7 @@ def response(call: AwsCall) -> Answer:
         # S3 has its own code for it (S3 API reference, "Error responses": RequestTimeTooSkewed, 403).
         return _s3_error("403 Forbidden", "RequestTimeTooSkewed", "The difference between the request time and the current time is too large.", request_id)
     if call.json_protocol:
-        body = ('{"__type": "RequestExpired", "message": "%s"}' % _MESSAGE).encode()
-        return "400 Bad Request", [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-RequestId", request_id)], body
+        return _json_error("400 Bad Request", "RequestExpired", _MESSAGE, request_id)
     if call.service == "ec2":
-        body = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n'
-            f"<Response><Errors><Error><Code>RequestExpired</Code><Message>{_MESSAGE}</Message></Error></Errors>"
-            f"<RequestID>{request_id}</RequestID></Response>"
-        ).encode()
-        return "400 Bad Request", [("Content-Type", "text/xml;charset=UTF-8"), ("x-amzn-RequestId", request_id)], body
-    body = (
-        f"<ErrorResponse><Error><Type>Sender</Type><Code>RequestExpired</Code><Message>{_MESSAGE}</Message></Error>"
-        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
-    ).encode()
-    return "400 Bad Request", [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)], body
+        return _ec2_error("400 Bad Request", "RequestExpired", _MESSAGE, request_id)
+    return _query_error("400 Bad Request", "RequestExpired", _MESSAGE, request_id)
