@@ -91,8 +91,9 @@ def one_wave_lz(tmp_path):
 def seed_old_backup(aws):
     """A pre-patch AMI of an earlier run, 10 days old (the demo keeps 7 days): retention has one AMI to retire."""
     ec2 = sessions(aws)["123456789012"].client("ec2", region_name="us-east-1", endpoint_url=aws.endpoint)
-    instances = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"] if i["State"]["Name"] == "running"]
-    instance_id = sorted(i["InstanceId"] for i in instances)[0]
+    # web-01 by name: the first running instance by ID was web-03 one time in nine, whose AMI the demo fails (ami_fail).
+    named = ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": ["web-01"]}])["Reservations"]
+    instance_id = named[0]["Instances"][0]["InstanceId"]
     tags = {"cms:patching": "pre-patch", "cms:patching:lz": "demo", "cms:patching:run-id": "20200101-old", "cms:patching:instance-id": instance_id}
     image_id = ec2.create_image(
         InstanceId=instance_id,
