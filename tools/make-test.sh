@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # make test: every tier, on two cores in under 20 minutes.
 #
-# The unit tests run first, alone ($PYTEST_WORKERS workers keep both cores busy). Then the integration tests run, and
+# The unit tests run first, alone (3 workers keep both cores busy). Then the integration tests run (4 workers), and
 # beside them the checks that run in one process (yamllint and ansible-lint, ansible-test sanity, molecule: about one
 # core for 4-5 minutes): the integration workers leave part of the second core idle while the sandbox's clock runs, and
 # the checks take it. The checks' output is kept in a log and printed when the integration tests end, so the two never
 # interleave. make test fails when any tier failed.
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
 MAKE="${MAKE:-make}"
 mkdir -p .cache
