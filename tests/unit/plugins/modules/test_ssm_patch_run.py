@@ -504,6 +504,9 @@ def test_compliance_is_stale_when_this_commands_state_never_comes(aws, fleet, ve
 def test_reboot_is_read_from_patch_states(aws, fleet, verified):
     from sandbox.ssm.patch_catalog import missing_count
 
+    # Not pay-web-02: the demo fails its patch (patch_fail), and which instances miss patches depends on the random
+    # instance IDs (it was once the one that missed nothing: reboot '' for a failed patch).
+    verified = [i for i in verified if i["name"] != "pay-web-02"]
     has_patches = [i for i in verified if missing_count(i["instance_id"]) > 0][:4]
     up_to_date = [i for i in verified if missing_count(i["instance_id"]) == 0][:1]
     if not up_to_date:
