@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make test: every tier, on two cores in under 20 minutes.
 #
-# The unit tests run first, alone (3 workers keep both cores busy). Then the integration tests run (4 workers), and
+# The unit tests run first, alone (3 workers keep both cores busy). Then the integration tests run (3 workers), and
 # beside them the checks that run in one process (yamllint and ansible-lint, ansible-test sanity, molecule: about one
 # core for 4-5 minutes): the integration workers leave part of the second core idle while the sandbox's clock runs, and
 # the checks take it. The checks' output is kept in a log and printed when the integration tests end, so the two never
