@@ -53,7 +53,7 @@ sanity: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH tools/ansible-test-sanity.sh
 
 # More workers than cores: a worker waits on the sandbox's clock for part of many tests (3 integration workers keep
-# 1.7 of the 2 cores busy, and lint, sanity and molecule take the rest; 4 made the tier slower: 921 s against 840 s).
+# 1.7 of the 2 cores busy, and lint, sanity and molecule take the rest; 4 were no faster: 921 s against 840-911 s).
 PYTEST_WORKERS ?= 3
 
 unit: $(STAMP)
