@@ -15,8 +15,9 @@ log=.cache/make-test-checks.log
 
 "$MAKE" --no-print-directory unit || exit 1
 
-# Its own process group, so that an interrupted make test stops the checks too.
-setsid "$MAKE" --no-print-directory lint sanity molecule >"$log" 2>&1 &
+# Its own process group, so that an interrupted make test stops the checks too; --keep-going, so that a sanity failure
+# does not hide what molecule would say.
+setsid "$MAKE" --no-print-directory --keep-going lint sanity molecule >"$log" 2>&1 &
 checks=$!
 trap 'kill -TERM -- "-$checks" 2>/dev/null; exit 130' INT TERM
 
