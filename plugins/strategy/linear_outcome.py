@@ -94,6 +94,40 @@ class _VariablesForMeta:
         setattr(self._manager, name, value)
 
 
+class _TaskTemplating:
+    """One Templar for a task's hosts, compiling each of its templates once and rendering it with each host's variables.
+
+    ansible-core compiles a template string into Jinja code every time it renders it (no cache, 2.19): through a worker
+    that is once per host anyway; here, with one Templar per task, the compiled template is reused for the next host.
+    About 1.5 ms of the 3.5 ms per host of an outcome task at 1,000 hosts. A compiled template holds no variables (they
+    are passed to it on each render), so reusing it renders the same result; without the engine's private compile step
+    to wrap (another ansible-core), every host gets a fresh Templar, as before.
+    """
+
+    def __init__(self, loader):
+        self.templar = Templar(loader=loader)
+        self.fields = None  # the task's dump_attrs(): the same for every host of the task
+        engine = getattr(self.templar, "_engine", None)
+        compile_template = getattr(engine, "_compile_template", None)
+        self.shared = compile_template is not None
+        if self.shared:
+            compiled = {}
+
+            def compile_once(template, options):
+                key = (str(template), options)
+                if key not in compiled:
+                    compiled[key] = compile_template(template, options)
+                return compiled[key]
+
+            engine._compile_template = compile_once  # pylint: disable=protected-access
+
+    def template(self, loader, data, task_vars):
+        if not self.shared:
+            return Templar(loader=loader, variables=task_vars).template(data)
+        self.templar.available_variables = task_vars
+        return self.templar.template(data)
+
+
 class StrategyModule(LinearStrategyModule):
     """Ansible's linear strategy; host_outcome tasks get their per-host results from the controller, not a worker each."""
 
@@ -102,6 +136,7 @@ class StrategyModule(LinearStrategyModule):
         # Workers get the wrapper too (forked: ansible-core 2.19 starts them with multiprocessing's fork context), which
         # hands them the manager's own variables: they never run an implicit meta task.
         self._variable_manager = _VariablesForMeta(self._variable_manager)
+        self._templating = (None, None)  # (task uuid, _TaskTemplating) of the task the controller runs now
 
     def add_tqm_variables(self, vars, play):  # pylint: disable=redefined-builtin  # the base class's name
         if not isinstance(vars, _NoVars):  # its hosts lists cost a pass over the play's hosts, per host
@@ -154,8 +189,11 @@ class StrategyModule(LinearStrategyModule):
             super()._queue_task(host, task, task_vars, play_context)
             return
         short = action.rpartition(".")[2]
+        if self._templating[0] != task._uuid:
+            self._templating = (task._uuid, _TaskTemplating(self._loader))
+        templating = self._templating[1]
         try:
-            args = Templar(loader=self._loader, variables=task_vars).template(task.args)
+            args = templating.template(self._loader, task.args, task_vars)
             result = outcome_result(args) if action == ACTION else self._add_hosts(args)
         except AnsibleError as exc:  # what the worker would report: the host fails with the templating error
             result = {"failed": True, "changed": False, "msg": "%s: %s" % (short, exc)}
@@ -163,7 +201,10 @@ class StrategyModule(LinearStrategyModule):
         # The same steps as a worker's result takes (results_thread_main): the task cache entry, then the raw result.
         self._queued_task_cache[(host.name, task._uuid)] = {"host": host, "task": task, "task_vars": task_vars, "play_context": play_context}
         self._tqm.send_callback("v2_runner_on_start", host, task)
-        wire = _WireTaskResult(host_name=host.name, task_uuid=task._uuid, return_data=result, task_fields=task.dump_attrs())
+        if templating.fields is None:
+            templating.fields = task.dump_attrs()
+        # Its own copy per host (the result processing may change it), made from the task's one dump (about 0.2 ms a host).
+        wire = _WireTaskResult(host_name=host.name, task_uuid=task._uuid, return_data=result, task_fields=dict(templating.fields))
         raw = self._convert_wire_task_result_to_raw(wire)
         with self._results_lock:
             self._results.append(raw)
