@@ -432,8 +432,8 @@ class PatchRun:
         stamps = [s for s in stamps if s is not None]
         return min(stamps) if stamps else None
 
-    def _deadline(self, instance_id):
-        """When an instance's patching counts as timed out, on AWS's clock.
+    def _deadline(self, instance_id, first):
+        """When an instance's patching counts as timed out, on AWS's clock (``first``: _first_requested(), once a round).
 
         Per command: delivery_timeout + execution_timeout after SSM recorded it (RequestedDateTime) - AWS itself lets
         an offline target stay Delayed until ExpiresAfter. For the wave: wait_timeout after its first command, so a
@@ -443,7 +443,7 @@ class PatchRun:
         if requested is None:
             return None
         opts = self.options
-        return min(requested + opts["delivery_timeout"] + opts["execution_timeout"], self._first_requested() + opts["wait_timeout"])
+        return min(requested + opts["delivery_timeout"] + opts["execution_timeout"], first + opts["wait_timeout"])
 
     def _enforce_deadlines(self):
         now = self.aws_now()
@@ -472,7 +472,9 @@ class PatchRun:
         late = {}
         for item in self.instances:
             instance_id = item["instance_id"]
-            deadline = self._deadline(instance_id)
+            # The wave's first command once for all instances: read per instance, a round cost O(n^2) - 18,000
+            # instances kept the module's CPU busy for minutes per round.
+            deadline = self._deadline(instance_id, first)
             if deadline is not None and now >= deadline and instance_id not in self.timed_out and self.batch.outcome(instance_id)[0] == "pending":
                 late.setdefault(self.batch.by_instance[instance_id], []).append(instance_id)
         for command_id, ids in late.items():
@@ -694,7 +696,8 @@ class PatchRun:
             due.update(i["instance_id"] for i in chosen)
             if location in wanted:
                 # That location is read anyway (states from before): its finished instances fill the last batch's free places.
-                rest = [i for i in members if i not in chosen]
+                taken = {i["instance_id"] for i in chosen}
+                rest = [i for i in members if i["instance_id"] not in taken]
                 chosen = chosen + rest[: (-(len(wanted[location]) + len(chosen))) % STATE_BATCH]
             if chosen:
                 wanted.setdefault(location, []).extend(chosen)

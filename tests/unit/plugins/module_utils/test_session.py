@@ -13,7 +13,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 
 from ansible_collections.cms.patching.plugins.module_utils._retry import RetryPolicy, ServerClock
-from ansible_collections.cms.patching.plugins.module_utils._session import FleetError, FleetSession, refresh_windows
+from ansible_collections.cms.patching.plugins.module_utils._session import FleetError, FleetSession, _handler_needed, refresh_windows
 
 CALLER = "123456789012"
 OTHER = "210987654321"
@@ -397,3 +397,23 @@ def test_the_shared_client_class_is_only_for_the_fleets_own_sessions(fake):
     ours = fleet.client("ec2", "200000000000", "eu-west-1")._client  # pylint: disable=protected-access
     other = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="y").client("ec2", region_name="eu-west-1")
     assert type(other) is not type(ours)
+
+
+def test_clients_carry_only_the_handlers_of_the_collections_services(fake):
+    """Every client copies its session's handler tree; handlers of services the fleet never calls, and documentation
+    handlers, are left out (half of an EC2 + SSM client pair's memory), those of its own services are kept."""
+    from botocore import handlers
+
+    fleet = session(fake, _accounts(1))
+    client = fleet.client("ec2", "200000000000", "eu-west-1")._client  # pylint: disable=protected-access
+    registered = {id(h) for event in ("before-call.ec2.CopySnapshot", "before-call.rds.CopyDBSnapshot") for h in client.meta.events._emitter._handlers.prefix_search(event)}  # pylint: disable=protected-access
+    assert id(handlers.inject_presigned_url_ec2) in registered  # ec2: kept
+    assert id(handlers.inject_presigned_url_rds) not in registered  # rds: never called by this collection
+    builtin = [spec[0] for spec in handlers.BUILTIN_HANDLERS]
+    kept = [event for event in builtin if _handler_needed(event)]
+    assert "before-parameter-build.ec2.RunInstances" in kept and "choose-signer" in kept and "before-call" in kept
+    assert not any(event.startswith("docs.") or ".glacier." in event for event in kept)
+    assert len(kept) < len(builtin) / 2
+    # And the calls still work, signed, through the kept handlers.
+    client.describe_images()
+    assert fake.of("DescribeImages")
