@@ -179,3 +179,32 @@ def test_a_task_compiles_each_template_once_and_renders_it_per_host(monkeypatch)
         "web-03": {"failed": False, "msg": "patched on web-03"},
     }
     assert sorted(compiled) == sorted(args.values())  # once each, not once per host
+
+
+def test_removed_hosts_answer_membership_like_the_list_they_replace():
+    """Play._removed_hosts under the strategy: the same list (order, duplicates), with ``in`` from a count, so a play
+    where many hosts fail does not test every host against every failed one for every host and task."""
+    from ansible_collections.cms.patching.plugins.strategy.linear_outcome import _HostNames  # pylint: disable=import-outside-toplevel
+
+    plain, names = ["web-01"], _HostNames(["web-01"])
+    steps = [
+        ("append", ("web-02",)),
+        ("append", ("web-02",)),
+        ("remove", ("web-02",)),
+        ("extend", (["db-01", "db-02"],)),
+        ("insert", (0, "web-03")),
+        ("pop", ()),
+        ("remove", ("web-01",)),
+        ("__delitem__", (0,)),
+        ("__setitem__", (0, "web-04")),
+    ]
+    for method, args in steps:
+        getattr(plain, method)(*args)
+        getattr(names, method)(*args)
+        assert list(names) == plain
+        for host in ("web-01", "web-02", "web-03", "web-04", "db-01", "db-02"):
+            assert (host in names) == (host in plain), (method, host)
+    names += ["web-05"]
+    assert "web-05" in names and list(names)[-1] == "web-05"
+    names.clear()
+    assert "web-04" not in names and not names
