@@ -25,7 +25,7 @@ description:
   - The arguments of those two tasks are templated without C(ansible_current_hosts) and C(ansible_failed_hosts), which the
     linear loop computes for every host with a pass over the play's hosts (so for every task, a cost growing with the
     square of the host count).
-  - The play's list of removed (failed) hosts answers membership in constant time: ansible-core tests every play host
+  - The play's list of removed (failed) hosts answers membership in constant time. ansible-core tests every play host
     against it for every host and task, so a run where many hosts fail (the outcome play fails every held-back host) no
     longer grows with hosts x failed hosts per host.
   - On an ansible-core without the result interface this relies on (before 2.19), every task goes to a worker, as with
@@ -247,7 +247,8 @@ class StrategyModule(LinearStrategyModule):
             return None
         action = _controller_action(task)
         # add_hosts also needs the inventory interface it registers the hosts through.
-        if action == ADD_HOSTS and not (all(hasattr(self, name) for name in ("_inventory", "_hosts_cache_all")) and hasattr(self._inventory, "add_dynamic_host")):
+        interface = all(hasattr(self, name) for name in ("_inventory", "_hosts_cache_all")) and hasattr(self._inventory, "add_dynamic_host")
+        if action == ADD_HOSTS and not interface:
             return None
         return action
 

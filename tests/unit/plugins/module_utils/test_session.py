@@ -406,7 +406,8 @@ def test_clients_carry_only_the_handlers_of_the_collections_services(fake):
 
     fleet = session(fake, _accounts(1))
     client = fleet.client("ec2", "200000000000", "eu-west-1")._client  # pylint: disable=protected-access
-    registered = {id(h) for event in ("before-call.ec2.CopySnapshot", "before-call.rds.CopyDBSnapshot") for h in client.meta.events._emitter._handlers.prefix_search(event)}  # pylint: disable=protected-access
+    tree = client.meta.events._emitter._handlers  # pylint: disable=protected-access
+    registered = {id(h) for event in ("before-call.ec2.CopySnapshot", "before-call.rds.CopyDBSnapshot") for h in tree.prefix_search(event)}
     assert id(handlers.inject_presigned_url_ec2) in registered  # ec2: kept
     assert id(handlers.inject_presigned_url_rds) not in registered  # rds: never called by this collection
     builtin = [spec[0] for spec in handlers.BUILTIN_HANDLERS]
