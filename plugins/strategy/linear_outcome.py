@@ -148,9 +148,13 @@ class _TaskTemplating:
 
             def compile_once(template, options):
                 key = (str(template), options)
-                if key not in compiled:
-                    compiled[key] = compile_template(template, options)
-                return compiled[key]
+                try:
+                    found = compiled.get(key)
+                except TypeError:  # options that cannot be a key (another ansible-core): compiled as before
+                    return compile_template(template, options)
+                if found is None:
+                    found = compiled[key] = compile_template(template, options)
+                return found
 
             engine._compile_template = compile_once  # pylint: disable=protected-access
 
