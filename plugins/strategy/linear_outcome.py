@@ -138,6 +138,7 @@ class _TaskTemplating:
     """
 
     def __init__(self, loader):
+        self.loader = loader
         self.templar = Templar(loader=loader)
         self.fields = None  # the task's dump_attrs(): the same for every host of the task
         engine = getattr(self.templar, "_engine", None)
@@ -158,9 +159,9 @@ class _TaskTemplating:
 
             engine._compile_template = compile_once  # pylint: disable=protected-access
 
-    def template(self, loader, data, task_vars):
+    def template(self, data, task_vars):
         if not self.shared:
-            return Templar(loader=loader, variables=task_vars).template(data)
+            return Templar(loader=self.loader, variables=task_vars).template(data)
         self.templar.available_variables = task_vars
         return self.templar.template(data)
 
@@ -294,7 +295,7 @@ class StrategyModule(LinearStrategyModule):
             self._templating = (task._uuid, _TaskTemplating(self._loader))
         templating = self._templating[1]
         try:
-            args = templating.template(self._loader, task.args, task_vars)
+            args = templating.template(task.args, task_vars)
             result = outcome_result(args) if action == ACTION else self._add_hosts(args)
         except AnsibleError as exc:  # what the worker would report: the host fails with the templating error
             result = {"failed": True, "changed": False, "msg": "%s: %s" % (short, exc)}

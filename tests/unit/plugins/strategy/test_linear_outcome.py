@@ -172,7 +172,7 @@ def test_a_task_compiles_each_template_once_and_renders_it_per_host(monkeypatch)
         "web-02": {"group_names": ["cms_patching_failed"], "inventory_hostname": "web-02", "cms_patching_failure": "no AMI"},
         "web-03": {"group_names": ["cms_patching_targets"], "inventory_hostname": "web-03"},
     }
-    rendered = {host: templating.template(loader, args, variables) for host, variables in hosts.items()}
+    rendered = {host: templating.template(args, variables) for host, variables in hosts.items()}
     assert rendered == {
         "web-01": {"failed": False, "msg": "patched on web-01"},
         "web-02": {"failed": True, "msg": "no AMI on web-02"},
