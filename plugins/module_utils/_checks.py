@@ -84,7 +84,14 @@ class HealthChecks:
             if not command or not members:
                 continue
             batch = CommandBatch(
-                self.fleet, document, {"commands": [command]}, self.run_id, self.options.get("lz", ""), "%s %s" % (self.label, platform), self.options
+                self.fleet,
+                document,
+                {"commands": [command]},
+                self.run_id,
+                self.options.get("lz", ""),
+                "%s %s" % (self.label, platform),
+                self.options,
+                targets=[i["instance_id"] for i in members],
             )
             locations = sorted({(i["account_id"], i["region"]) for i in members})
             # One command per instance per check round (its label): each round lists first, then sends only to instances

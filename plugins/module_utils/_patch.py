@@ -184,7 +184,9 @@ class PatchRun:
         self.clock = clock
         self.sleep = sleep
         self.locations = sorted({(i["account_id"], i["region"]) for i in instances})
-        self.batch = CommandBatch(fleet, DOCUMENT, self.parameters(), run_id, self.lz, "wave=%s" % options["wave"], options, once_per_run=True)
+        label = "wave=%s" % options["wave"]
+        targets = [i["instance_id"] for i in instances]
+        self.batch = CommandBatch(fleet, DOCUMENT, self.parameters(), run_id, self.lz, label, options, once_per_run=True, targets=targets)
         self.concurrency = rate_limit(options.get("max_concurrency") or "10%", len(instances), 1)
         # The wave stops dispatching when this many invocations have failed ("0" stops at the first failure).
         self.error_budget = max(1, rate_limit(options.get("max_errors") or "0", len(instances), 0))

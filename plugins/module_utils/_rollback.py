@@ -642,7 +642,10 @@ class RollbackRun:
         if not self.options.get("rescan") or not done:
             return
         options = self._command_options()
-        batch = CommandBatch(self.fleet, "AWS-RunPatchBaseline", {"Operation": ["Scan"]}, self.run_id, options["lz"], "rollback rescan", options)
+        targets = [rb.instance_id for rb in done]
+        batch = CommandBatch(
+            self.fleet, "AWS-RunPatchBaseline", {"Operation": ["Scan"]}, self.run_id, options["lz"], "rollback rescan", options, targets=targets
+        )
         locations = sorted({(rb.instance["account_id"], rb.instance["region"]) for rb in done})
         deadline = self.clock() + options.get("rescan_timeout", 1800)
         # Each round lists first and sends only where the listing answered and shows no scan of this rollback yet.

@@ -137,9 +137,15 @@ class CommandBatch:
 
     ``once_per_run`` (AWS-RunPatchBaseline): an instance that has a command of this run and landing
     zone under *any* label (another wave) is never sent another one.
+
+    ``targets`` (instance IDs): the instances this batch is for. Jobs of one run can share a label - the slices of an
+    AWX sliced job template each run wave ``canary`` of the same run on their own hosts - so a command of this run,
+    landing zone and label is this batch's only when it is aimed at one of them: another job's commands never count
+    in this batch's slots (``in_flight``) or error budget (``failures``), and their invocations are not read here.
+    They still block their instances through ``run_by_instance``.
     """
 
-    def __init__(self, fleet, document, parameters, run_id, lz, label, options, once_per_run=False):
+    def __init__(self, fleet, document, parameters, run_id, lz, label, options, once_per_run=False, targets=None):
         self.fleet = fleet
         self.document = document
         self.parameters = parameters
@@ -149,6 +155,7 @@ class CommandBatch:
         self.comment = comment_for(run_id, lz, label)
         self.options = options
         self.once_per_run = once_per_run
+        self.targets = None if targets is None else frozenset(targets)
         self.commands = {}  # command_id -> command dict (with our "_location") of this label
         self.by_instance = {}  # instance_id -> command_id (this label)
         self.run_by_instance = {}  # instance_id -> (command_id, comment) of this run and landing zone, any label
@@ -203,6 +210,8 @@ class CommandBatch:
             self.run_by_instance.setdefault(instance_id, (command["CommandId"], command.get("Comment", "")))
         if command.get("Comment") != self.comment:
             return
+        if not self._aimed_at_targets(command):
+            return  # another job's command of this run and label (a sibling slice)
         known = self.commands.get(command["CommandId"])
         if known is not None:
             # Keep what we learnt (read, cancelled, the concurrency we asked for); take SSM's new status and counts.
@@ -210,6 +219,9 @@ class CommandBatch:
         self.commands[command["CommandId"]] = command
         for instance_id in command.get("InstanceIds") or []:
             self.by_instance.setdefault(instance_id, command["CommandId"])
+
+    def _aimed_at_targets(self, command):
+        return self.targets is None or not self.targets.isdisjoint(command.get("InstanceIds") or ())
 
     def check_foreign(self):
         if self.foreign:
@@ -415,6 +427,7 @@ class CommandBatch:
             and isinstance(ids, list)
             and bool(ids)
             and all(isinstance(i, str) and i in known for i in ids)
+            and self._aimed_at_targets(data)
             and all(isinstance(data.get(k, 0), int) for k in ("TargetCount", "CompletedCount", "ErrorCount", "DeliveryTimedOutCount"))
         )
 

@@ -254,6 +254,9 @@ notes:
   - O(max_concurrency) and O(max_errors) apply to the whole batch (wave), not per command as SSM's own parameters do; an offline
     target holds its slot while SSM keeps it C(Delayed) (up to C(delivery_timeout) + C(execution_timeout)), so use O(pre_checks)
     (C(ssm_online)) to keep such instances out of a wave with few slots.
+  - The batch is the O(instances) of this call. Jobs of one run that share a wave name - the slices of an AWX sliced job template - each
+    count only the commands aimed at their own instances in O(max_concurrency) and O(max_errors); another job's commands of the run
+    still keep their instances from being sent a second patch.
 """
 
 EXAMPLES = r"""

@@ -582,6 +582,25 @@ def test_error_budget_stops_dispatch_and_reports_the_rest(aws, thin_fleet):
     assert verdict["stop"] is True and "error budget" in verdict["reason"]
 
 
+def test_a_sibling_slices_commands_of_the_same_wave_are_not_this_waves(aws, thin_fleet):
+    """Two slices of one AWX sliced job run wave canary of one run on alternate hosts of the same accounts and regions.
+    Slice B's failures must not spend slice A's error budget, nor B's invocations take A's slots."""
+    fleet = aws_fleet(aws, accounts=[{"account_id": OWN_ACCOUNT}])
+    slice_a, slice_b = thin_fleet[0::2], thin_fleet[1::2]
+    for item in slice_b:
+        aws.state.faults.add("patch_fail", instance_id=item["instance_id"])
+    run_b = patch_run(aws, fleet, slice_b, require_backup=False, max_concurrency="100%", max_errors="100%", poll_interval=2)
+    assert {r["patch_status"] for r in run_b.run()} == {"failed"}
+    # Slice A: budget 1 (max_errors 0) and 2 slots; every one of its own instances succeeds.
+    run_a = patch_run(aws, fleet, slice_a, require_backup=False, max_concurrency="2", max_errors="0", poll_interval=2)
+    results = run_a.run()
+    assert not run_a.stopped, run_a.stopped
+    assert {r["instance_id"]: r["patch_status"] for r in results} == {i["instance_id"]: "success" for i in slice_a}
+    assert run_a.batch.failures() == 0 and set(run_a.batch.by_instance) == {i["instance_id"] for i in slice_a}
+    # Each instance of both slices was sent one patch: B's commands still keep A from ever sending to B's hosts.
+    assert patch_sends(aws) == {i["instance_id"]: 1 for i in thin_fleet}
+
+
 def test_error_budget_cancel_is_asked_again_after_a_server_error(aws, thin_fleet):
     fleet = aws_fleet(aws, accounts=[{"account_id": OWN_ACCOUNT}])
     for item in thin_fleet[:2]:
