@@ -63,15 +63,23 @@ def _matches(tags, key, wanted):
 
 
 def _describe_instances(ec2, filters, instance_ids):
-    base = ec2_filters(filters)
-    if instance_ids is None:
-        batches = [base]
-    else:
-        ids = sorted(instance_ids)
-        batches = [base + [{"Name": "instance-id", "Values": ids[i : i + FILTER_VALUES_MAX]}] for i in range(0, len(ids), FILTER_VALUES_MAX)]
-    for batch in batches:
-        for reservation in paginate(ec2.describe_instances, "Reservations", Filters=batch, MaxResults=1000):
-            yield from reservation.get("Instances", [])
+    """The location's instances matching ``filters`` (and in ``instance_ids`` when given).
+
+    Up to 200 candidates (one filter's values) are asked for by ID: one call. More candidates would take a call per 200
+    in every location - an AWX slice of n hosts is asked for in each account and region, wherever its hosts are - so the
+    location is listed with the landing zone's filters instead (1,000 a page) and the candidates are picked here: the
+    same instances, as both ways apply the same filters.
+    """
+    request = ec2_filters(filters)
+    picked = None  # the candidates to pick from a listing of the whole location
+    if instance_ids is not None and len(instance_ids) <= FILTER_VALUES_MAX:
+        request = request + [{"Name": "instance-id", "Values": sorted(instance_ids)}]
+    elif instance_ids is not None:
+        picked = set(instance_ids)
+    for reservation in paginate(ec2.describe_instances, "Reservations", Filters=request, MaxResults=1000):
+        for instance in reservation.get("Instances", []):
+            if picked is None or instance.get("InstanceId") in picked:
+                yield instance
 
 
 def instance_record(instance, account_id, region, info):

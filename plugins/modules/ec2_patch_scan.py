@@ -136,6 +136,9 @@ options:
     description:
       - Restrict the scan to these candidate instances, e.g. the hosts of an inventory narrowed by C(--limit).
       - A candidate found in none of the accounts and regions is reported with RV(instances[].skip_code=not_found).
+      - Up to 200 candidates are asked for by ID (one C(DescribeInstances) per account and region). With more - an AWX slice of a
+        large landing zone - each account and region is listed with O(filters) (1,000 instances a page) and the candidates are
+        picked from the listing, with the same result and fewer calls.
       - When omitted, every instance matching O(filters) is scanned.
     type: list
     elements: str

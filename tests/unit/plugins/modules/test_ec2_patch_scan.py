@@ -170,6 +170,26 @@ def test_describe_instances_failure_names_the_operation(demo, aws, run_module):
     assert all(e["error"].startswith("ec2:DescribeInstances failed: RequestLimitExceeded") for e in result["errors"])
 
 
+def test_many_candidates_cost_one_listing_per_location_not_one_call_per_200(demo, aws, run_module):
+    """An AWX slice of a large landing zone has more than 200 hosts (one filter's values): each location is listed once
+    with the landing zone's filters and the candidates are picked from it, with the same result as asking by ID."""
+    known = [demo[name]["instance_id"] for name in ("web-01", "pay-eu-web-01", "app-win-02")]
+    unknown = ["i-%017x" % n for n in range(1, 251)]
+    aws.state.calls.reset()
+    result = run_module(ec2_patch_scan, dict(ARGS, instance_ids=known + unknown))
+    assert not result.failed, result.get("msg")
+    assert sandbox_ops(aws)["ec2:DescribeInstances"] == 4  # 2 accounts x 2 regions; asking by ID took 2 calls in each
+    found = {i["instance_id"]: i for i in result["instances"]}
+    assert set(found) == set(known + unknown)
+    assert [i for i in known if found[i]["skip_code"] == "not_found"] == []
+    assert {found[i]["skip_code"] for i in unknown} == {"not_found"}
+    assert found[demo["app-win-02"]["instance_id"]]["skip_code"] == "state"  # classified as in a full scan
+    # An instance outside the landing zone's filters is not picked up by the listing (dev-01: another Environment).
+    outside = demo["dev-01"]["instance_id"]
+    result = run_module(ec2_patch_scan, dict(ARGS, instance_ids=known + unknown + [outside]))
+    assert {i["instance_id"]: i["skip_code"] for i in result["instances"]}[outside] == "not_found"
+
+
 def test_candidates_are_not_called_missing_when_a_location_failed(demo, run_module):
     accounts = [DEMO_ACCOUNTS[0], dict(DEMO_ACCOUNTS[1], external_id="wrong-id")]
     wanted = [demo["web-01"]["instance_id"], demo["pay-eu-web-01"]["instance_id"]]
