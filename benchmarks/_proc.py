@@ -49,6 +49,21 @@ def _pss(pid):
     return 0
 
 
+def _command(pid):
+    """What a process is, in a few words: the module an AnsiballZ wrapper runs, else its program's name."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            argv = [a.decode("utf-8", "replace") for a in handle.read().split(b"\0") if a]
+    except OSError:
+        return "?"
+    for arg in argv:
+        name = os.path.basename(arg)
+        if name.startswith("AnsiballZ_"):
+            return name[len("AnsiballZ_") :].rsplit(".", 1)[0]
+    words = [os.path.basename(a) for a in argv[:3]]
+    return " ".join(w for w in words if w and not w.startswith("-"))[:60] or "?"
+
+
 def tree_pids(root):
     """`root` and all its descendants."""
     tree = _children()
@@ -81,6 +96,7 @@ class PeakRss:
         self.processes = 0
         self.samples = 0
         self.peak_pss = 0
+        self.peak_pss_by_process = []  # [(what, PSS bytes)] at the sample of peak_pss, largest first
         self.exclude_root = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
@@ -91,7 +107,11 @@ class PeakRss:
             if self.exclude_root:
                 pids = pids[1:]
             total = sum(_rss(pid) for pid in pids)
-            self.peak_pss = max(self.peak_pss, sum(_pss(pid) for pid in pids))
+            shares = [(pid, _pss(pid)) for pid in pids]
+            pss = sum(share for _pid, share in shares)
+            if pss > self.peak_pss:
+                self.peak_pss = pss
+                self.peak_pss_by_process = sorted(((_command(pid), share) for pid, share in shares), key=lambda item: -item[1])
             self.samples += 1
             if total > self.peak:
                 self.peak, self.processes = total, len(pids)

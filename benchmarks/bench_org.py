@@ -376,6 +376,7 @@ def run(count, accounts, regions, time_scale=30.0, slices=0, strategy=None):
         "peak_rss_mib": round(result["sampler"].peak / 2**20, 1),
         "peak_rss_processes": result["sampler"].processes,
         "peak_pss_mib": round(result["sampler"].peak_pss / 2**20, 1),
+        "peak_pss_by_process": [[what, round(share / 2**20, 1)] for what, share in result["sampler"].peak_pss_by_process],
         "per_host": cost,
         "targets": len(targets),
         "csv_rows": len(rows),
@@ -462,7 +463,8 @@ def detail(r):
         "- %d instances, %d accounts x %d regions%s: rc %s; %s. Seeded in %.0f s. %d CSV rows (%d instances with one row, %d with more); "
         "%d of %d targets with exactly one AMI, %d instances with more than one; %d instances patched, at most %d AWS-RunPatchBaseline "
         "Install per instance; run IDs %s. Statuses %s. Throttled: %s. Critical path: slowest AMI %d s, slowest patch per wave %s (AWS s). "
-        "CPU: Ansible %s s (controller process %s s), sandbox %s (on the same cores). Slowest tasks: %s. Calls: %s. Host summary strategy: %s."
+        "CPU: Ansible %s s (controller process %s s), sandbox %s (on the same cores). Slowest tasks: %s. Calls: %s. Host summary strategy: %s. "
+        "Memory at the peak (PSS MiB per process): %s."
         % (
             r["instances"],
             r["accounts"],
@@ -495,6 +497,7 @@ def detail(r):
             "; ".join("%s %.0f s" % (task, took) for task, took in r["slowest_tasks"][:6]),
             ops,
             r.get("outcome_strategy", "ansible.builtin.linear (the default)"),
+            ", ".join("%s %.0f" % (what, mib) for what, mib in r.get("peak_pss_by_process") or []) or "not sampled",
         )
     )
     return text
