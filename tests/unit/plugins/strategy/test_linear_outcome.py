@@ -208,3 +208,64 @@ def test_removed_hosts_answer_membership_like_the_list_they_replace():
     assert "web-05" in names and list(names)[-1] == "web-05"
     names.clear()
     assert "web-04" not in names and not names
+
+
+def test_a_controller_task_builds_the_magic_variables_once_for_all_its_hosts(monkeypatch):
+    """ansible-core builds ansible_play_hosts_all, ansible_play_hosts and ansible_play_batch for every host of every task
+    (three passes over the play's hosts per host); for a task the controller runs itself they are built once and shared,
+    with the same values, and built again when a host fails or the play's hosts change."""
+    from ansible.inventory.manager import InventoryManager  # pylint: disable=import-outside-toplevel
+    from ansible.parsing.dataloader import DataLoader  # pylint: disable=import-outside-toplevel
+    from ansible.playbook.play import Play  # pylint: disable=import-outside-toplevel
+    from ansible.playbook.task import Task  # pylint: disable=import-outside-toplevel
+    from ansible.vars.manager import VariableManager  # pylint: disable=import-outside-toplevel
+
+    from ansible_collections.cms.patching.plugins.strategy import linear_outcome  # pylint: disable=import-outside-toplevel
+    from ansible_collections.cms.patching.plugins.strategy.linear_outcome import _HostNames, _VariablesForMeta  # pylint: disable=import-outside-toplevel
+
+    # The outcome task stands for a host_outcome task (its classification is _controller_action's, tested with playbooks above).
+    monkeypatch.setattr(linear_outcome, "_controller_action", lambda task: linear_outcome.ACTION if task and task.action == "ansible.builtin.debug" else None)
+
+    loader = DataLoader()
+    inventory = InventoryManager(loader=loader, sources=[])
+    for name in ("web-01", "web-02", "web-03", "db-01"):
+        inventory.add_host(name, group="all")
+    manager = VariableManager(loader=loader, inventory=inventory)
+    play = Play.load({"name": "Outcome", "hosts": "all", "gather_facts": False}, variable_manager=manager, loader=loader)
+    play._removed_hosts = _HostNames()  # pylint: disable=protected-access  # as StrategyModule.run installs it
+    outcome, ping = Task(), Task()  # made, not loaded: the unit tests' collection loader resolves no module in a play
+    outcome.action, ping.action = "ansible.builtin.debug", "ansible.builtin.ping"
+    built = []
+    original = VariableManager._get_magic_variables  # pylint: disable=protected-access
+
+    def counting(self, *args, **kwargs):
+        built.append(kwargs.get("task"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(VariableManager, "_get_magic_variables", counting)
+    wrapper = _VariablesForMeta(manager)
+    hosts = inventory.get_hosts()
+    names = [h.name for h in hosts]
+    lists = ("ansible_play_hosts_all", "ansible_play_hosts", "ansible_play_batch")
+
+    def variables(task, host):
+        return wrapper.get_vars(play=play, host=host, task=task, _hosts=names, _hosts_all=names)
+
+    shared = [variables(outcome, host) for host in hosts]
+    assert len(built) == 1
+    expected = manager.get_vars(play=play, host=hosts[1], task=outcome, _hosts=names, _hosts_all=names)
+    for host, host_vars in zip(hosts, shared):
+        assert host_vars["inventory_hostname"] == host.name
+        assert {k: host_vars[k] for k in lists} == {k: expected[k] for k in lists} == {k: names for k in lists}
+    # A failed host: the next host's lists are built again, without it.
+    built.clear()
+    play._removed_hosts.append("web-02")  # pylint: disable=protected-access
+    after = variables(outcome, hosts[2])
+    assert len(built) == 1 and after["ansible_play_hosts"] == [n for n in names if n != "web-02"]
+    assert after["ansible_play_hosts_all"] == names
+    # A task a worker runs is left to ansible-core: built per host, as before.
+    built.clear()
+    for host in hosts:
+        variables(ping, host)
+    assert len(built) == len(hosts)
+    assert "_get_magic_variables" not in vars(manager)
