@@ -25,6 +25,9 @@ description:
   - The arguments of those two tasks are templated without C(ansible_current_hosts) and C(ansible_failed_hosts), which the
     linear loop computes for every host with a pass over the play's hosts (so for every task, a cost growing with the
     square of the host count).
+  - For those two tasks, ansible-core's magic variables (V(ansible_play_hosts_all), V(ansible_play_hosts), V(ansible_play_batch)
+    and the others it builds from the play and the task, never from the host) are built once for all the task's hosts and
+    built again when the play's hosts or failed hosts change, rather than once per host with three passes over the play's hosts.
   - The play's list of removed (failed) hosts answers membership in constant time. ansible-core tests every play host
     against it for every host and task, so a run where many hosts fail (the outcome play fails every held-back host) no
     longer grows with hosts x failed hosts per host.
