@@ -406,28 +406,57 @@ class PatchRun:
         order = order[self.cursor % len(order) :] + order[: self.cursor % len(order)]
         self.cursor += 1
         remaining_errors = max(0, self.error_budget - self.batch.failures() - 1)
-        for location in order:
-            if free <= 0:
-                break
-            if location not in self.batch.listed:
-                # Right before sending: this round's listing of the location must show no command of this run for them.
-                self._list([location], new_round=False)
+        plan = self._allocate(order, groups, free)
+        # The sends of different locations are independent (each follows its own listing): one worker per location, so a wave
+        # over 600 accounts and regions does not wait for 1,200 calls one after the other before its last instance starts.
+        outcomes = fan_out(lambda entry: self._send_location(entry[0], entry[1], remaining_errors), plan, self.options.get("max_workers", 8))
+        for outcome in outcomes:
+            for location, sent in outcome.result if outcome.ok else ():
+                self.planned.append((location, sent))
+                self.changed = True
+        self._triage_queue()
+        failed = [outcome.error for outcome in outcomes if not outcome.ok]
+        if failed:  # send and read_before report AWS errors per instance: anything else is a fault of this code, never hidden
+            raise failed[0]
+
+    def _allocate(self, order, groups, free):
+        """[(location, ids)] to send this round, in ``order``, at most ``free`` instances in all.
+
+        Every location is listed in this round before anything is chosen there (right before sending: the listing must show
+        no command of this run for them); those not listed yet are listed together, as many as the free slots may need.
+        """
+        plan = []
+        order = list(order)
+        while free > 0 and order:
+            chosen, wanted = [], 0
+            while order and wanted < free:
+                chosen.append(order.pop(0))
+                wanted += len(groups[chosen[-1]])
+            unlisted = [location for location in chosen if location not in self.batch.listed]
+            if unlisted:
+                self._list(unlisted, new_round=False)
                 self._check_foreign()
                 self._triage_queue()
             queued = {i["instance_id"] for i in self.queue}
-            # As many commands of up to 50 as the free slots take: all follow this round's listing of the location, and each
-            # instance is in one of them only (sendable drops what was just sent, or whose send has an unknown outcome).
-            ids = self.batch.sendable(location, [i["instance_id"] for i in groups[location] if i["instance_id"] in queued])[: max(0, free)]
-            for chunk in chunks(ids, MAX_INSTANCE_IDS):
-                if self.needs_before():
-                    self.read_before(location, chunk)
-                # SSM's own MaxConcurrency/MaxErrors stay a second line of defence inside each command.
-                sent = self.batch.send(location, chunk, max_concurrency=len(chunk), max_errors=remaining_errors)
-                if sent:
-                    self.planned.append((location, sent))
-                    self.changed = True
-                free -= len(sent)
-        self._triage_queue()
+            for location in chosen:
+                # Each instance is in one command only (sendable drops what was just sent, or whose send has an unknown outcome).
+                ids = self.batch.sendable(location, [i["instance_id"] for i in groups[location] if i["instance_id"] in queued])[: max(0, free)]
+                if ids:
+                    plan.append((location, ids))
+                    free -= len(ids)
+        return plan
+
+    def _send_location(self, location, ids, remaining_errors):
+        """Commands of up to 50 to one location's allocated instances; [(location, ids sent)]. Runs in a worker thread."""
+        sent_chunks = []
+        for chunk in chunks(ids, MAX_INSTANCE_IDS):
+            if self.needs_before():
+                self.read_before(location, chunk)
+            # SSM's own MaxConcurrency/MaxErrors stay a second line of defence inside each command.
+            sent = self.batch.send(location, chunk, max_concurrency=len(chunk), max_errors=remaining_errors)
+            if sent:
+                sent_chunks.append((location, sent))
+        return sent_chunks
 
     def _first_requested(self):
         stamps = [self.batch.requested_at(i["instance_id"]) for i in self.instances]

@@ -20,6 +20,7 @@
 
 import datetime
 import re
+import threading
 
 from ansible_collections.cms.patching.plugins.module_utils._batching import chunks
 from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_out
@@ -167,6 +168,7 @@ class CommandBatch:
         self.uncertain = {}  # instance_id -> (location, error) of a SendCommand whose effect is unknown
         self.listed = set()  # locations whose ListCommands answered in the latest round
         self.send_calls = 0
+        self._lock = threading.Lock()  # send() runs in a worker thread per location (dispatch, send_all)
 
     # -- finding ----------------------------------------------------------------------------------
 
@@ -268,7 +270,8 @@ class CommandBatch:
         if not ids:
             return []
         ssm = self.fleet.client("ssm", *location)
-        self.send_calls += 1
+        with self._lock:
+            self.send_calls += 1
         try:
             command = ssm.send_command(**self._request(ids, max_concurrency, max_errors))["Command"]
         except Exception as exc:  # pylint: disable=broad-except  # every failure is recorded per instance below
@@ -501,6 +504,13 @@ def send_all(batch, instances):
     groups = {}
     for item in instances:
         groups.setdefault((item["account_id"], item["region"]), []).append(item["instance_id"])
-    for location, ids in sorted(groups.items()):
+
+    def send_location(entry):
+        location, ids = entry
         for chunk in chunks(batch.sendable(location, sorted(ids)), MAX_INSTANCE_IDS):
             batch.send(location, chunk)
+
+    # One worker per location: the locations' sends are independent (each follows its own listing).
+    for outcome in fan_out(send_location, sorted(groups.items()), batch.options.get("max_workers", 8)):
+        if not outcome.ok:  # send reports AWS errors per instance: anything else is a fault of this code
+            raise outcome.error

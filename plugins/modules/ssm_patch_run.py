@@ -221,7 +221,9 @@ options:
     type: int
     default: 300
   max_workers:
-    description: How many accounts/regions are worked on at the same time.
+    description:
+      - How many accounts/regions are worked on at the same time - listed, read, and sent to (each round's sends go to the
+        accounts/regions at once, after the wave's free slots were shared out among them).
     type: int
     default: 8
 extends_documentation_fragment:

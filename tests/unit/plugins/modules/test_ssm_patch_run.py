@@ -1,6 +1,7 @@
 """ssm_patch_run against the sandbox: the backup gate, 50-ID chunks, outcomes, resume, checks, check mode."""
 
 import datetime
+import threading
 import time
 
 import boto3
@@ -326,7 +327,19 @@ class Unkind:
         self.fail = {}
         self.lose_answer = 0
         self.real = fleet.client
+        self.lock = threading.Lock()  # the module sends to several locations at once: each fault is used once
         fleet.client = self.client
+
+    def take(self, counter, name=None):
+        with self.lock:
+            left = self.fail.get(name, 0) if counter == "fail" else self.lose_answer
+            if left <= 0:
+                return False
+            if counter == "fail":
+                self.fail[name] = left - 1
+            else:
+                self.lose_answer = left - 1
+            return True
 
     def client(self, service, account_id, region):
         real = self.real(service, account_id, region)
@@ -339,11 +352,9 @@ class Unkind:
                     return method
 
                 def call(**kwargs):
-                    if unkind.fail.get(name, 0) > 0:
-                        unkind.fail[name] -= 1
+                    if unkind.take("fail", name):
                         raise server_error(name)
-                    if name == "send_command" and unkind.lose_answer > 0:
-                        unkind.lose_answer -= 1
+                    if name == "send_command" and unkind.take("lose_answer"):
                         method(**kwargs)
                         raise server_error(name)
                     return method(**kwargs)
@@ -562,6 +573,48 @@ def test_wave_concurrency_counts_across_every_account_region_and_command(aws, th
     assert peak_running(aws) <= 3
     # The budget is used, not wasted: slots are refilled as invocations end.
     assert peak_running(aws) >= 3
+    assert patch_sends(aws) == {i["instance_id"]: 1 for i in thin_fleet}
+
+
+def test_a_round_sends_to_its_locations_at_once_within_the_waves_slots(aws, thin_fleet):
+    """Dispatch sends to different accounts/regions from a worker each (600 locations one after the other took most of a
+    round at 20,000 instances), and still never puts more instances in flight than the wave allows."""
+    fleet = aws_fleet(aws, accounts=[{"account_id": OWN_ACCOUNT}])
+    real, lock, state = fleet.client, threading.Lock(), {"now": 0, "peak": 0, "threads": set()}
+
+    def slow_client(service, account_id, region):
+        client = real(service, account_id, region)
+        if service != "ssm":
+            return client
+
+        class Slow:
+            def __getattr__(self, name):
+                method = getattr(client, name)
+                if name != "send_command":
+                    return method
+
+                def send(**kwargs):
+                    with lock:
+                        state["now"] += 1
+                        state["peak"] = max(state["peak"], state["now"])
+                        state["threads"].add(threading.get_ident())
+                    try:
+                        time.sleep(0.2)  # an AWS round trip: long enough for the other locations' sends to start meanwhile
+                        return method(**kwargs)
+                    finally:
+                        with lock:
+                            state["now"] -= 1
+
+                return send
+
+        return Slow()
+
+    fleet.client = slow_client
+    run = patch_run(aws, fleet, thin_fleet, require_backup=False, max_concurrency="50%", max_errors="100%", poll_interval=2, max_workers=4)
+    results = run.run()
+    assert {r["patch_status"] for r in results} == {"success"}
+    assert 1 < state["peak"] <= 4 and len(state["threads"]) > 1  # several locations at once, at most max_workers
+    assert peak_running(aws) <= run.concurrency == 18
     assert patch_sends(aws) == {i["instance_id"]: 1 for i in thin_fleet}
 
 
