@@ -1,8 +1,12 @@
 """The filters the roles use between phases."""
 
+import pathlib
+import re
+
 import pytest
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.cms.patching.plugins.filter import patching
 from ansible_collections.cms.patching.plugins.filter.patching import (
     failed_hosts,
     held_back,
@@ -15,6 +19,7 @@ from ansible_collections.cms.patching.plugins.filter.patching import (
     wave_plan,
 )
 
+REPO = pathlib.Path(__file__).resolve().parents[4]
 SCAN = {
     "instances": [
         {"instance_id": "i-00000001", "account_id": "111111111111", "region": "eu-west-1", "patch_group": "web tier", "target": True},
@@ -165,3 +170,29 @@ def test_inventory_hosts_skipped_gives_the_instances_that_are_not_targets():
     assert [h["name"] for h in hosts] == ["old.example"]
     assert hosts[0]["groups"][0] == "cms_patching_skipped" and "cms_patching_targets" not in hosts[0]["groups"]
     assert hosts[0]["instance_id"] == "i-00000003"
+
+
+def test_command_targets_keep_only_what_a_run_command_module_reads():
+    record = {
+        "instance_id": "i-0123456789abcdef0",
+        "account_id": "123456789012",
+        "region": "eu-west-1",
+        "name": "web-01",
+        "platform": "windows",
+        "tags": {"Name": "web-01", "Patch Group": "web"},
+        "volumes": [{"device_name": "/dev/xvda", "volume_id": "vol-1"}],
+        "ssm_status": "Online",
+    }
+    partial = {"instance_id": "i-0fedcba9876543210", "account_id": "123456789012", "region": "us-east-1"}
+    assert patching.command_targets([record, partial]) == [
+        {"instance_id": "i-0123456789abcdef0", "account_id": "123456789012", "region": "eu-west-1", "name": "web-01", "platform": "windows"},
+        partial,
+    ]
+    assert record["tags"] and record["volumes"]  # the records themselves are left as they were
+    with pytest.raises(AnsibleFilterError, match="command_targets expects a list of instances"):
+        patching.command_targets([{"name": "web-01"}])
+    # Every field ssm_patch_run reads of an instance is kept (a field it starts reading must be added here too).
+    source = (REPO / "plugins/module_utils/_patch.py").read_text() + (REPO / "plugins/module_utils/_checks.py").read_text()
+    read = set(re.findall(r'\b(?:i|item|instance|member)(?:\["|\.get\(")([a-z_]+)"', source))
+    assert {"instance_id", "account_id", "region", "name", "platform"} <= read
+    assert read - {"wave", "_read", "_read_error"} <= set(patching.COMMAND_TARGET_KEYS), read
