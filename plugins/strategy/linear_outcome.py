@@ -31,6 +31,9 @@ description:
   - The play's list of removed (failed) hosts answers membership in constant time. ansible-core tests every play host
     against it for every host and task, so a run where many hosts fail (the outcome play fails every held-back host) no
     longer grows with hosts x failed hosts per host.
+  - Every other task's worker is forked with the controller's objects frozen out of Python's garbage collector
+    (C(gc.freeze()), undone in the controller right after the fork), so the worker's collections do not copy the
+    controller's memory.
   - On an ansible-core without the result interface this relies on (before 2.19), every task goes to a worker, as with
     P(ansible.builtin.linear#strategy).
   - ansible-core deprecates strategy plugins from collections (it warns when one is loaded, with no removal date set).
@@ -40,6 +43,7 @@ author: CMS Platform Engineering (@cms-platform)
 """
 
 import collections
+import gc
 
 from ansible import constants as C
 from ansible.errors import AnsibleError
@@ -329,11 +333,26 @@ class StrategyModule(LinearStrategyModule):
             inventory.reconcile_inventory()
         return {"changed": False, "added": len(entries), "pending": [], "msg": "%d host(s) added by the controller" % len(entries)}
 
+    def _fork_worker(self, host, task, task_vars, play_context):
+        """ansible-core's _queue_task (it forks the worker), with the controller's objects out of the worker's collector.
+
+        A forked worker shares the controller's memory until it writes to a page, and Python's cyclic garbage collector
+        writes to every object it scans: the first full collection in a worker that templates a large argument copies
+        the controller's whole heap (at 20,000 instances the worker running the patch module held 565 MiB of its own,
+        about as much as the controller). gc.freeze() moves every object that exists now to a generation the collector
+        never scans, for the fork to inherit; the controller unfreezes right after it, so its own collection is as before.
+        """
+        gc.freeze()
+        try:
+            super()._queue_task(host, task, task_vars, play_context)
+        finally:
+            gc.unfreeze()
+
     def _queue_task(self, host, task, task_vars, play_context):
         """Called by the linear loop once per host with the host's variables; a worker is started only when needed."""
         action = self._in_controller(task)
         if action is None:
-            super()._queue_task(host, task, task_vars, play_context)
+            self._fork_worker(host, task, task_vars, play_context)
             return
         short = action.rpartition(".")[2]
         if self._templating[0] != task._uuid:

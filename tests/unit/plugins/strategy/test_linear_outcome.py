@@ -269,3 +269,30 @@ def test_a_controller_task_builds_the_magic_variables_once_for_all_its_hosts(mon
         variables(ping, host)
     assert len(built) == len(hosts)
     assert "_get_magic_variables" not in vars(manager)
+
+
+def test_a_worker_forks_with_the_controllers_objects_frozen_and_the_controller_unfreezes(monkeypatch):
+    """The fork inherits a frozen heap (its collector never scans, so never copies, the controller's objects); the
+    controller's own objects are back under its collector right after, even when queueing fails."""
+    import gc  # pylint: disable=import-outside-toplevel
+
+    from ansible.plugins.strategy.linear import StrategyModule as Linear  # pylint: disable=import-outside-toplevel
+
+    from ansible_collections.cms.patching.plugins.strategy.linear_outcome import StrategyModule  # pylint: disable=import-outside-toplevel
+
+    seen = []
+
+    def queue(self, host, task, task_vars, play_context):
+        seen.append(gc.get_freeze_count())
+        if host == "broken":
+            raise RuntimeError("fork failed")
+
+    monkeypatch.setattr(Linear, "_queue_task", queue)
+    strategy = StrategyModule.__new__(StrategyModule)  # no TaskQueueManager needed for the worker path
+    monkeypatch.setattr(StrategyModule, "_in_controller", lambda self, task: None)
+    assert gc.get_freeze_count() == 0
+    strategy._queue_task("web-01", None, {}, None)  # pylint: disable=protected-access
+    with pytest.raises(RuntimeError):
+        strategy._queue_task("broken", None, {}, None)  # pylint: disable=protected-access
+    assert seen[0] > 0 and seen[1] > 0  # every object of the controller was frozen when the worker was forked
+    assert gc.get_freeze_count() == 0
