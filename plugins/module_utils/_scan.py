@@ -70,6 +70,8 @@ def _describe_instances(ec2, filters, instance_ids):
     location is listed with the landing zone's filters instead (1,000 a page) and the candidates are picked here: the
     same instances, as both ways apply the same filters.
     """
+    if instance_ids is not None and not instance_ids:
+        return  # no candidate: nothing to ask for
     request = ec2_filters(filters)
     picked = None  # the candidates to pick from a listing of the whole location
     if instance_ids is not None and len(instance_ids) <= FILTER_VALUES_MAX:

@@ -188,6 +188,10 @@ def test_many_candidates_cost_one_listing_per_location_not_one_call_per_200(demo
     outside = demo["dev-01"]["instance_id"]
     result = run_module(ec2_patch_scan, dict(ARGS, instance_ids=known + unknown + [outside]))
     assert {i["instance_id"]: i["skip_code"] for i in result["instances"]}[outside] == "not_found"
+    # No candidate at all (an empty inventory): nothing to ask for, and nothing found.
+    aws.state.calls.reset()
+    result = run_module(ec2_patch_scan, dict(ARGS, instance_ids=[]))
+    assert not result.failed and result["instances"] == [] and "ec2:DescribeInstances" not in sandbox_ops(aws)
 
 
 def test_candidates_are_not_called_missing_when_a_location_failed(demo, run_module):
