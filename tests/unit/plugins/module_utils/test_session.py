@@ -418,3 +418,29 @@ def test_clients_carry_only_the_handlers_of_the_collections_services(fake):
     # And the calls still work, signed, through the kept handlers.
     client.describe_images()
     assert fake.of("DescribeImages")
+
+
+def test_every_account_reaches_an_endpoint_through_one_connection_pool(fake, monkeypatch):
+    """botocore gives every client its own HTTP session: its own TLS context with the whole CA bundle loaded (about
+    0.66 MiB with certifi's), its own idle connections and handshakes, per account x region x service.  The fleet's
+    clients of one endpoint share one, whatever their account; each request is still signed with its account's keys."""
+    sent = []
+    monkeypatch.setattr(botocore.httpsession.URLLib3Session, "send", lambda self, request: sent.append((self, request.url)) or fake.answer(request))
+    accounts = _accounts(3)
+    fleet = session(fake, accounts)
+    for account in accounts:
+        for region in ("us-east-1", "eu-west-1"):
+            fleet.client("ec2", account["account_id"], region).describe_images()
+            fleet.client("ssm", account["account_id"], region)
+    by_host = {}
+    for http, url in sent:
+        by_host.setdefault(urllib.parse.urlparse(url).hostname, set()).add(id(http))
+    assert sorted(by_host) == ["ec2.eu-west-1.amazonaws.com", "ec2.us-east-1.amazonaws.com", "sts.us-east-1.amazonaws.com"]
+    assert all(len(sessions) == 1 for sessions in by_host.values()), by_host
+    assert len({id(http) for http, _url in sent}) == 3
+    # 3 accounts x 2 regions x (EC2, SSM) clients and the caller's STS client: one pool per endpoint (5 endpoints).
+    assert len(fleet._http) == 5  # pylint: disable=protected-access
+    used = [r["key"] for r in fake.of("DescribeImages")]
+    assert len(set(used)) == 3 and all(used.count(k) == 2 for k in set(used))
+    # A sibling session (the Organizations reader) has the same settings, so it uses the same pools.
+    assert fleet.sibling([{"account_id": CALLER}])._http is fleet._http  # pylint: disable=protected-access
