@@ -643,7 +643,8 @@ class PatchRun:
         found = {}
         for chunk in chunks(ids, 50):
             for state in paginate(ssm.describe_instance_patch_states, "InstancePatchStates", InstanceIds=chunk, MaxResults=50):
-                found[state["InstanceId"]] = state
+                # Only the fields the results use: a wave keeps two states per instance (before and after) until it returns.
+                found[state["InstanceId"]] = {k: v for k, v in state.items() if k in STATE_KEYS}
         return found
 
     def needs_before(self):

@@ -99,12 +99,18 @@ def invocation_finished_at(invocation):
     return max(stamps) if stamps else None
 
 
-def reduced_invocation(invocation):
-    """A terminal invocation as the run cache keeps it (JSON: the finish time in epoch seconds); see finished_invocations."""
+def compact_invocation(invocation):
+    """A terminal invocation reduced to what outcome(), the results and the run cache read of it: its status, the trimmed
+    output of the step that ran, and when it ended (invocation_status, invocation_output and invocation_finished_at give
+    the same answers for both).
+
+    A batch keeps one per instance until the module returns: SSM's (every plugin's output, up to 2,500 characters each,
+    and a score of metadata fields) would be most of a fleet module's memory in a wave of thousands.
+    """
     finished = invocation_finished_at(invocation)
     plugin = {"Name": "result", "Status": invocation.get("Status"), "Output": invocation_output(invocation)}
     if finished is not None:
-        plugin["ResponseFinishDateTime"] = finished
+        plugin["ResponseFinishDateTime"] = datetime.datetime.fromtimestamp(finished, datetime.timezone.utc)
     return {
         "CommandId": invocation.get("CommandId"),
         "InstanceId": invocation["InstanceId"],
@@ -112,6 +118,15 @@ def reduced_invocation(invocation):
         "StatusDetails": invocation.get("StatusDetails"),
         "CommandPlugins": [plugin],
     }
+
+
+def reduced_invocation(invocation):
+    """A terminal invocation as the run cache keeps it (JSON: the finish time in epoch seconds); see finished_invocations."""
+    reduced = compact_invocation(invocation)
+    plugin = reduced["CommandPlugins"][0]
+    if "ResponseFinishDateTime" in plugin:
+        plugin["ResponseFinishDateTime"] = epoch(plugin["ResponseFinishDateTime"])
+    return reduced
 
 
 def invocation_from_json(data):
@@ -394,7 +409,7 @@ class CommandBatch:
             outcome.item.pop("_read_error", None)
             outcome.item["_read"] = True
             for invocation in outcome.result:
-                self.invocations[invocation["InstanceId"]] = invocation
+                self.invocations[invocation["InstanceId"]] = compact_invocation(invocation)
 
     def finished_invocations(self):
         """{command_id: [invocation]} of the terminal commands read, reduced to what outcome() and the results use.
@@ -456,7 +471,7 @@ class CommandBatch:
             if invocation.get("Status") in NOT_STARTED:
                 waiting.append(invocation["InstanceId"])
             elif invocation_status(invocation) != "pending":
-                self.invocations[invocation["InstanceId"]] = invocation
+                self.invocations[invocation["InstanceId"]] = compact_invocation(invocation)
         return waiting
 
     def cancel(self, commands, instance_ids=None):

@@ -681,3 +681,47 @@ def test_no_reboot_install_reads_no_patch_state_from_before(aws, fleet, verified
     results = [run.result(item) for item in batch]
     assert {r["patch_status"] for r in results} == {"success"}
     assert {r["reboot"] for r in results} <= {"no", "pending"}
+
+
+def test_a_wave_keeps_each_invocation_reduced_and_reports_what_the_full_one_says(aws, thin_fleet):
+    """SSM answers each invocation with every plugin's output (up to 2,500 characters each) and a score of fields; a
+    wave of thousands kept them all until the module returned. Only what the results use is kept, and the results are
+    the ones the full invocations give."""
+    from ansible_collections.cms.patching.plugins.module_utils._runcommand import OUTPUT_MAX, invocation_output
+
+    fleet = aws_fleet(aws, accounts=[{"account_id": OWN_ACCOUNT}])
+    failing = {item["instance_id"] for item in thin_fleet[::4]}
+    for instance_id in failing:
+        aws.state.faults.add("patch_fail", instance_id=instance_id)
+    run = patch_run(aws, fleet, thin_fleet, require_backup=False, max_concurrency="100%", max_errors="100%", poll_interval=2)
+    results = {r["instance_id"]: r for r in run.run()}
+    assert {r["patch_status"] for i, r in results.items() if i in failing} == {"failed"}
+    assert {r["patch_status"] for i, r in results.items() if i not in failing} == {"success"}
+
+    full = {}
+    for item in thin_fleet:
+        ssm = boto3.client("ssm", region_name=item["region"], endpoint_url=aws.endpoint, aws_access_key_id="testing", aws_secret_access_key="testing")
+        command_id = results[item["instance_id"]]["command_id"]
+        for invocation in ssm.list_command_invocations(CommandId=command_id, InstanceId=item["instance_id"], Details=True)["CommandInvocations"]:
+            full[item["instance_id"]] = invocation
+    assert len(full) == len(thin_fleet)
+    # The sandbox answers as SSM does: long outputs, several plugins, many fields.
+    assert max(sum(len(p.get("Output") or "") for p in inv["CommandPlugins"]) for inv in full.values()) > 2500
+    assert min(len(inv["CommandPlugins"]) for inv in full.values()) >= 2
+
+    kept = run.batch.invocations
+    assert set(kept) == set(full)
+    for instance_id, invocation in kept.items():
+        assert len(invocation["CommandPlugins"]) == 1 and len(invocation["CommandPlugins"][0]["Output"]) <= OUTPUT_MAX
+        assert set(invocation) == {"CommandId", "InstanceId", "Status", "StatusDetails", "CommandPlugins"}
+        raw = full[instance_id]
+        assert results[instance_id]["output"] == invocation_output(raw)
+        if instance_id in failing:
+            assert results[instance_id]["error"] == "%s: %s" % (raw["StatusDetails"], invocation_output(raw))
+    # Patch states too: only the fields the results use, before and after the patch.
+    from ansible_collections.cms.patching.plugins.module_utils._patch import STATE_KEYS
+
+    states = list(run.states.values()) + list(run.before.values())
+    assert len(run.states) == len(thin_fleet) - len(failing)
+    assert all(set(state) <= set(STATE_KEYS) for state in states)
+    assert {r["compliance"] for i, r in results.items() if i not in failing} == {"COMPLIANT"}
