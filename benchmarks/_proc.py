@@ -97,6 +97,9 @@ class PeakRss:
         self.samples = 0
         self.peak_pss = 0
         self.peak_pss_by_process = []  # [(what, PSS bytes)] at the sample of peak_pss, largest first
+        # {what: the largest PSS of one process of that kind, at any sample}: each kind's own peak. The processes' shares
+        # at the moment of the tree's peak depend on what each held at that moment; this does not.
+        self.peak_pss_by_kind = {}
         self.exclude_root = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="peak-rss", daemon=True)
@@ -109,9 +112,13 @@ class PeakRss:
             total = sum(_rss(pid) for pid in pids)
             shares = [(pid, _pss(pid)) for pid in pids]
             pss = sum(share for _pid, share in shares)
+            kinds = [(_command(pid), share) for pid, share in shares]
+            for what, share in kinds:
+                if share > self.peak_pss_by_kind.get(what, 0):
+                    self.peak_pss_by_kind[what] = share
             if pss > self.peak_pss:
                 self.peak_pss = pss
-                self.peak_pss_by_process = sorted(((_command(pid), share) for pid, share in shares), key=lambda item: -item[1])
+                self.peak_pss_by_process = sorted(kinds, key=lambda item: -item[1])
             self.samples += 1
             if total > self.peak:
                 self.peak, self.processes = total, len(pids)

@@ -377,6 +377,9 @@ def run(count, accounts, regions, time_scale=30.0, slices=0, strategy=None):
         "peak_rss_processes": result["sampler"].processes,
         "peak_pss_mib": round(result["sampler"].peak_pss / 2**20, 1),
         "peak_pss_by_process": [[what, round(share / 2**20, 1)] for what, share in result["sampler"].peak_pss_by_process],
+        "peak_pss_by_kind": [
+            [what, round(share / 2**20, 1)] for what, share in sorted(result["sampler"].peak_pss_by_kind.items(), key=lambda item: -item[1]) if share >= 2**24
+        ],
         "per_host": cost,
         "targets": len(targets),
         "csv_rows": len(rows),
@@ -464,7 +467,7 @@ def detail(r):
         "%d of %d targets with exactly one AMI, %d instances with more than one; %d instances patched, at most %d AWS-RunPatchBaseline "
         "Install per instance; run IDs %s. Statuses %s. Throttled: %s. Critical path: slowest AMI %d s, slowest patch per wave %s (AWS s). "
         "CPU: Ansible %s s (controller process %s s), sandbox %s (on the same cores). Slowest tasks: %s. Calls: %s. Host summary strategy: %s. "
-        "Memory at the peak (PSS MiB per process): %s."
+        "Memory at the peak (PSS MiB per process): %s. Each kind of process at its own peak (PSS MiB, 16 or more): %s."
         % (
             r["instances"],
             r["accounts"],
@@ -498,6 +501,7 @@ def detail(r):
             ops,
             r.get("outcome_strategy", "ansible.builtin.linear (the default)"),
             ", ".join("%s %.0f" % (what, mib) for what, mib in r.get("peak_pss_by_process") or []) or "not sampled",
+            ", ".join("%s %.0f" % (what, mib) for what, mib in r.get("peak_pss_by_kind") or []) or "not sampled",
         )
     )
     return text
