@@ -120,6 +120,12 @@ MANDATORY_WINDOW = 10 * 60
 # nevertheless refuses is dropped and the role assumed again (``on_expired`` / ``on_invalid``).
 REUSE_MARGIN = 5 * 60
 
+# Connections each endpoint's pool keeps for reuse.  The pool is shared by every account's clients of the endpoint (see
+# _SharedConnections), so it is sized for the most calls a module makes there at once - backup's max_workers locations x
+# max_concurrent_creates (8 x 10 by default) when every location is in one region - not botocore's 10 per client.  A
+# call beyond it still gets a connection, which is closed after use instead of kept (a new TLS handshake next time).
+POOL_CONNECTIONS = 128
+
 __all__ = ["FleetError", "FleetSession", "describe_aws_error", "is_error", "refresh_windows", "reuse_threshold"]
 
 # Shared by every botocore session this module makes (see the module docstring): one data loader, one client class per
@@ -642,7 +648,7 @@ class FleetSession:
     def _make_raw_client(self, session, service, region):
         config = botocore.config.Config(
             retries={"total_max_attempts": 1, "mode": "standard"},
-            max_pool_connections=50,
+            max_pool_connections=POOL_CONNECTIONS,
             user_agent_extra="cms.patching",
         )
         if self._connection.get("config") is not None:

@@ -444,3 +444,18 @@ def test_every_account_reaches_an_endpoint_through_one_connection_pool(fake, mon
     assert len(set(used)) == 3 and all(used.count(k) == 2 for k in set(used))
     # A sibling session (the Organizations reader) has the same settings, so it uses the same pools.
     assert fleet.sibling([{"account_id": CALLER}])._http is fleet._http  # pylint: disable=protected-access
+
+
+def test_the_shared_pool_keeps_a_connection_for_every_call_a_module_makes_at_once(fake):
+    """One pool serves every account's clients of an endpoint: backup's default max_workers x max_concurrent_creates calls
+    can be in flight there at once (a one-region landing zone), and each must find room to return its connection."""
+    from ansible_collections.cms.patching.plugins.modules import ami_backup_verified
+
+    spec = ami_backup_verified.argument_spec()
+    at_once = spec["max_workers"]["default"] * spec["max_concurrent_creates"]["default"]
+    fleet = session(fake, _accounts(2))
+    clients = [fleet.client("ec2", a["account_id"], "eu-west-1")._client for a in _accounts(2)]  # pylint: disable=protected-access
+    http = {id(c._endpoint.http_session) for c in clients}  # pylint: disable=protected-access
+    assert len(http) == 1
+    pool = clients[0]._endpoint.http_session._manager.connection_from_url("https://ec2.eu-west-1.amazonaws.com")  # pylint: disable=protected-access
+    assert pool.pool.maxsize >= at_once
