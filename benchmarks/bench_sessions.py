@@ -28,14 +28,18 @@ sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 from _tls_front import TlsFront  # noqa: E402  pylint: disable=wrong-import-position
 
 PROBE = r"""
-import json, resource, sys, time
+import json, os, resource, sys, time
 sys.path.insert(0, sys.argv[1])
 from ansible_collections.cms.patching.plugins.module_utils._fanout import fan_out
 from ansible_collections.cms.patching.plugins.module_utils._session import FleetSession
 endpoint, accounts, regions = sys.argv[2], int(sys.argv[3]), sys.argv[4].split(",")
 verify = sys.argv[6] or None
 members = [{"account_id": "3%011d" % i, "role_arn": "arn:aws:iam::3%011d:role/CmsPatchingRole" % i, "external_id": sys.argv[5]} for i in range(accounts)]
-connection = dict(region="us-east-1", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing", verify=verify)
+# The endpoint as the playbook's modules get it (AWS_ENDPOINT_URL), not as a client argument: botocore skips part of a
+# client's set-up (the endpoint discovery check, which builds a model of every operation) for an explicit endpoint_url,
+# never for AWS's own endpoints.
+os.environ["AWS_ENDPOINT_URL"] = endpoint
+connection = dict(region="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing", verify=verify)
 fleet = FleetSession(connection, members)
 started = time.monotonic()
 locations = [(m["account_id"], r) for m in members for r in regions]

@@ -58,7 +58,9 @@ botocore data loader (without it each account's session parses the EC2 and SSM
 models again, about 27 MiB and 0.7 s of CPU per account), and every client of a
 service shares one client class (botocore otherwise builds a method and a
 docstring per operation for each client, about 1.3 MiB and 30 ms per EC2
-client).  Measured with botocore 1.44 (benchmarks/bench_sessions.py): a module
+client) and one service model (botocore otherwise makes one per client, with a
+model object per operation, and the pool's threads making their first clients
+at once each parsed the model file again and kept the copy).  Measured with botocore 1.44 (benchmarks/bench_sessions.py): a module
 process with EC2 and SSM clients in 200 accounts x 3 regions peaks at about
 290 MiB after 13 s, where one loader and client class per account made 60
 accounts x 3 regions take 2.1 GiB and 96 s.  Each client still copies its
@@ -132,8 +134,10 @@ __all__ = ["FleetError", "FleetSession", "describe_aws_error", "is_error", "refr
 # service and API version.  Only sessions made here use the shared classes (their event emitters are listed), so a
 # session of other code that adds its own 'creating-client-class' handlers still gets classes of its own.
 _SHARED_LOCK = threading.Lock()
+# Held while a service's model is parsed (a fraction of a second for EC2), so other services' clients wait too: only at start.
+_MODEL_LOCK = threading.Lock()
 # The emitters are held weakly: a session that is gone must not be kept alive (nor the list grow) in a long-lived process.
-_SHARED = {"loader": None, "classes": {}, "emitters": weakref.WeakSet(), "installed": False}
+_SHARED = {"loader": None, "classes": {}, "models": {}, "emitters": weakref.WeakSet(), "installed": False}
 
 
 def _shared_loader():
@@ -155,11 +159,13 @@ def _boto3_session(core, **kwargs):
 
 
 def _install_shared_client_classes():
-    """Make botocore's ClientCreator reuse one client class per (service, API version) for this module's sessions."""
+    """Make botocore's ClientCreator reuse one client class and one service model per (service, API version) for this
+    module's sessions."""
     with _SHARED_LOCK:
         if _SHARED["installed"]:
             return
         original = botocore.client.ClientCreator._create_client_class  # pylint: disable=protected-access
+        original_model = botocore.client.ClientCreator._load_service_model  # pylint: disable=protected-access
 
         def create_client_class(creator, service_name, service_model):
             emitter = getattr(creator, "_event_emitter", None)
@@ -171,7 +177,23 @@ def _install_shared_client_classes():
                 cls = _SHARED["classes"].setdefault(key, original(creator, service_name, service_model))
             return cls
 
+        def load_service_model(creator, service_name, api_version=None):
+            # botocore makes a ServiceModel per client, and each one builds a model object for every operation of its
+            # service on first use (about 0.3 MiB per EC2 client). Worse, the loader's cache is not thread-safe: the
+            # first clients of a service made by the pool's threads at once each parsed the model file again (about
+            # 14 MiB for EC2) and kept their copy. Made once, under the lock, and shared: the model is read-only.
+            emitter = getattr(creator, "_event_emitter", None)
+            if emitter is None or emitter not in _SHARED["emitters"]:
+                return original_model(creator, service_name, api_version)
+            key = (service_name, api_version)
+            with _MODEL_LOCK:
+                model = _SHARED["models"].get(key)
+                if model is None:
+                    model = _SHARED["models"][key] = original_model(creator, service_name, api_version)
+            return model
+
         botocore.client.ClientCreator._create_client_class = create_client_class  # pylint: disable=protected-access
+        botocore.client.ClientCreator._load_service_model = load_service_model  # pylint: disable=protected-access
         _SHARED["installed"] = True
 
 

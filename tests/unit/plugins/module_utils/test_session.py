@@ -390,6 +390,57 @@ def test_accounts_share_the_botocore_models_but_sign_with_their_own_keys(fake):
     assert len(set(used)) == 3 and all(used.count(k) == 2 for k in set(used))
 
 
+def test_clients_made_at_once_by_the_pool_share_one_parsed_service_model(fake, monkeypatch):
+    """The pool's threads make their accounts' first clients at the same moment. botocore's loader cache is not
+    thread-safe and each client gets its own ServiceModel: each thread parsed the EC2 model file again (14 MiB) and kept
+    it, and every client built a model of each EC2 operation for itself."""
+    import threading
+
+    import botocore.loaders
+
+    from ansible_collections.cms.patching.plugins.module_utils import _session
+
+    # A process that has made no client yet: a new loader, no shared model.
+    monkeypatch.setitem(_session._SHARED, "loader", None)  # pylint: disable=protected-access
+    monkeypatch.setitem(_session._SHARED, "models", {})  # pylint: disable=protected-access
+    parsed = []
+    read = botocore.loaders.JSONFileLoader.load_file
+
+    def counting(loader, file_path):
+        found = read(loader, file_path)
+        if found is not None and file_path.endswith("service-2"):
+            parsed.append(file_path.split("/")[-3])
+        return found
+
+    monkeypatch.setattr(botocore.loaders.JSONFileLoader, "load_file", counting)
+    accounts = _accounts(6)
+    fleet = session(fake, accounts)
+    for account in accounts:  # the roles first, so the threads meet at client creation
+        fleet.client("sts", account["account_id"], "eu-west-1")
+    start = threading.Barrier(len(accounts) * 2)
+    made = []
+
+    def make(service, account_id):
+        start.wait(timeout=10)
+        made.append(fleet.client(service, account_id, "eu-west-1"))
+
+    threads = [threading.Thread(target=make, args=(service, a["account_id"])) for a in accounts for service in ("ec2", "ssm")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    models = {}
+    for client in made:
+        models.setdefault(client._client.meta.service_model.service_name, set()).add(id(client._client.meta.service_model))  # pylint: disable=protected-access
+    assert {name: len(ids) for name, ids in models.items()} == {"ec2": 1, "ssm": 1}
+    assert sorted(parsed) == ["ec2", "ssm", "sts"]
+    # The shared model still serves every account's calls.
+    for client in made:
+        if client._client.meta.service_model.service_name == "ec2":  # pylint: disable=protected-access
+            client.describe_images()
+    assert len({r["key"] for r in fake.of("DescribeImages")}) == len(accounts)
+
+
 def test_the_shared_client_class_is_only_for_the_fleets_own_sessions(fake):
     import boto3
 
