@@ -100,15 +100,28 @@ def not_started(plan, results, hosts=None):
 COMMAND_TARGET_KEYS = ("instance_id", "account_id", "region", "name", "platform")
 
 
+# What ami_backup_verified reads of an instance: the same, and the volumes it checks the AMI against.
+BACKUP_TARGET_KEYS = COMMAND_TARGET_KEYS + ("volumes",)
+
+
+def _reduced(instances, keys, name):
+    if not isinstance(instances, list) or not all(isinstance(i, dict) and "instance_id" in i for i in instances):
+        raise AnsibleFilterError("%s expects a list of instances (dicts with instance_id), as discovery returns them" % name)
+    return [{key: item[key] for key in keys if key in item} for item in instances]
+
+
 def command_targets(instances):
     """The discovery records reduced to COMMAND_TARGET_KEYS: the batch ssm_patch_run is given.
 
     A whole record (tags, volumes, SSM details) is about five times larger: a wave of 18,000 whole records made the
     module's arguments 34 MB, copied by the worker that templates them and parsed again by every progress call.
     """
-    if not isinstance(instances, list) or not all(isinstance(i, dict) and "instance_id" in i for i in instances):
-        raise AnsibleFilterError("command_targets expects a list of instances (dicts with instance_id), as discovery returns them")
-    return [{key: item[key] for key in COMMAND_TARGET_KEYS if key in item} for item in instances]
+    return _reduced(instances, COMMAND_TARGET_KEYS, "command_targets")
+
+
+def backup_targets(instances):
+    """The discovery records reduced to BACKUP_TARGET_KEYS: the batch ami_backup_verified is given (see command_targets)."""
+    return _reduced(instances, BACKUP_TARGET_KEYS, "backup_targets")
 
 
 def failed_hosts(entries, reason=None):
@@ -212,4 +225,5 @@ class FilterModule:
             "failed_hosts": failed_hosts,
             "inventory_candidates": inventory_candidates,
             "command_targets": command_targets,
+            "backup_targets": backup_targets,
         }

@@ -175,7 +175,8 @@ def instance_problems(instances, accounts, option="instances"):
 
 def fail_on_problems(module, problems):
     if problems:
-        module.fail_json(msg="Invalid input: " + "; ".join(problems), problems=problems)
+        echo = invocation_of(module.params)
+        module.fail_json(msg="Invalid input: " + "; ".join(problems), problems=problems, **({} if echo is None else {"invocation": echo}))
     for note in region_notes(module.params):
         module.warn(note)
 
@@ -202,6 +203,22 @@ def build_fleet(module):
     return FleetSession.from_module(module, module.params["accounts"], session_name=module.params.get("role_session_name"), policy=policy)
 
 
+def invocation_of(params):
+    """What the result echoes of the module's arguments (ansible-core adds invocation.module_args to every result, shown with
+    -vvv): the arguments, with each instance reduced to its instance_id, account_id and region.
+
+    The whole batch would come back in every result: at 18,000 instances a second copy of the arguments in the module's
+    JSON, in the worker that parses it and in the controller, on every progress return. None when there is no batch
+    (ansible-core's own echo is kept).
+    """
+    instances = params.get("instances") if isinstance(params, dict) else None
+    if not isinstance(instances, list):
+        return None
+    keys = tuple(INSTANCE_OPTIONS)
+    reduced = [{k: item[k] for k in keys if k in item} if isinstance(item, dict) else item for item in instances]
+    return {"module_args": dict(params, instances=reduced)}
+
+
 def run_fleet_module(module, fleet, work):
     """Run work() under the cancel watch; a cancel, a FleetError or an AWS error nobody handled becomes a clean failure, never a traceback.
 
@@ -222,15 +239,17 @@ def run_fleet_module(module, fleet, work):
     # What degraded without failing (e.g. a read that fell back to an older call) is shown whatever the outcome.
     for warning in fleet.warnings:
         module.warn(warning)
+    echo = invocation_of(getattr(module, "params", None))
+    extra = {} if echo is None else {"invocation": echo}
     if reason is not None:
         # However the work ended (the Cancelled itself, an error wrapping it, or results with per-item "cancelled" errors).
         result = dict(result or {}, **(failure or {}))
         result.pop("failed", None)
-        result.update(msg=str(_cancel.Cancelled(reason)), cancelled=True, api_calls=fleet.stats.as_dict())
+        result.update(msg=str(_cancel.Cancelled(reason)), cancelled=True, api_calls=fleet.stats.as_dict(), **extra)
         module.fail_json(**result)
     if failure is not None:
-        module.fail_json(api_calls=fleet.stats.as_dict(), **failure)
-    result["api_calls"] = fleet.stats.as_dict()
+        module.fail_json(api_calls=fleet.stats.as_dict(), **dict(failure, **extra))
+    result.update(api_calls=fleet.stats.as_dict(), **extra)
     if result.pop("failed", False):
         module.fail_json(**result)
     module.exit_json(**result)

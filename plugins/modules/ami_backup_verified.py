@@ -190,6 +190,9 @@ attributes:
     support: full
     details: Per O(run_id) - a second run finds the AMIs of the first.
 notes:
+  - "The result's C(invocation.module_args) (what C(-vvv) shows of the arguments) lists each entry of O(instances) by its C(instance_id),
+    C(account_id) and C(region) only: a whole batch would come back in every result, a second copy of the arguments in the worker
+    and the controller at fleet size."
   - "IAM permissions: O(mode=create) needs C(ec2:CreateImage), C(ec2:CreateTags), C(ec2:DescribeImages), C(ec2:DescribeSnapshots) (and
     C(ec2:DescribeInstances) when volumes are not given); O(mode=verify) needs the describe permissions only; O(mode=retain) needs
     C(ec2:DescribeImages), C(ec2:DescribeSnapshots), C(ec2:DescribeLaunchTemplates), C(ec2:DescribeLaunchTemplateVersions),

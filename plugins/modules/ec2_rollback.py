@@ -121,6 +121,9 @@ attributes:
     support: full
     details: Per O(run_id) - an instance already rolled back for that run is recognised and left alone.
 notes:
+  - "The result's C(invocation.module_args) (what C(-vvv) shows of the arguments) lists each entry of O(instances) by its C(instance_id),
+    C(account_id) and C(region) only: a whole batch would come back in every result, a second copy of the arguments in the worker
+    and the controller at fleet size."
   - "IAM permissions: C(ec2:DescribeImages), C(ec2:DescribeSnapshots), C(ec2:DescribeInstances), C(ec2:DescribeVolumes),
     C(ec2:DescribeReplaceRootVolumeTasks), C(ec2:CreateReplaceRootVolumeTask), C(ec2:CreateVolume), C(ec2:CreateTags),
     C(ec2:StopInstances), C(ec2:StartInstances), C(ec2:AttachVolume), C(ec2:DetachVolume); with encrypted volumes the KMS key's

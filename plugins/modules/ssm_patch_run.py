@@ -247,6 +247,9 @@ attributes:
     support: full
     details: Per O(run_id) and O(wave) - a second call finds the commands of the first and sends nothing new.
 notes:
+  - "The result's C(invocation.module_args) (what C(-vvv) shows of the arguments) lists each entry of O(instances) by its C(instance_id),
+    C(account_id) and C(region) only: a whole batch would come back in every result, a second copy of the arguments in the worker
+    and the controller at fleet size."
   - "IAM permissions: C(ssm:SendCommand) on the documents and instances, C(ssm:ListCommands), C(ssm:ListCommandInvocations),
     C(ssm:CancelCommand), C(ssm:DescribeInstancePatchStates), C(ec2:DescribeImages) (the gate), C(ssm:DescribeInstanceProperties)
     and C(ec2:DescribeInstances) (which instances a C(InvalidInstanceId) refusal was about), and for checks

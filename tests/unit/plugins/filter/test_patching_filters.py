@@ -196,3 +196,24 @@ def test_command_targets_keep_only_what_a_run_command_module_reads():
     read = set(re.findall(r'\b(?:i|item|instance|member)(?:\["|\.get\(")([a-z_]+)"', source))
     assert {"instance_id", "account_id", "region", "name", "platform"} <= read
     assert read - {"wave", "_read", "_read_error"} <= set(patching.COMMAND_TARGET_KEYS), read
+
+
+def test_backup_targets_keep_only_what_the_backup_module_reads():
+    record = {
+        "instance_id": "i-0123456789abcdef0",
+        "account_id": "123456789012",
+        "region": "eu-west-1",
+        "name": "web-01",
+        "platform": "linux",
+        "tags": {"Name": "web-01", "Patch Group": "web"},
+        "volumes": [{"device_name": "/dev/xvda", "volume_id": "vol-1"}],
+        "ssm_status": "Online",
+    }
+    assert patching.backup_targets([record]) == [{k: record[k] for k in ("instance_id", "account_id", "region", "name", "platform", "volumes")}]
+    with pytest.raises(AnsibleFilterError, match="backup_targets expects a list of instances"):
+        patching.backup_targets("i-0123456789abcdef0")
+    # Every field the backup module reads of an instance is kept (a field it starts reading must be added here too).
+    source = (REPO / "plugins/module_utils/_backup.py").read_text() + (REPO / "plugins/modules/ami_backup_verified.py").read_text()
+    read = set(re.findall(r'\b(?:inst|item|instance)(?:\["|\.get\(")([a-z_]+)"', source))
+    assert {"instance_id", "account_id", "region", "name", "volumes"} <= read
+    assert read <= set(patching.BACKUP_TARGET_KEYS), read

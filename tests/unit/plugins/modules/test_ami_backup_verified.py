@@ -239,6 +239,22 @@ def test_module_verifies_and_reports(aws, targets, run_module):
     assert result["api_calls"]["calls"]["ec2:CreateImage"] == 3
 
 
+def test_the_result_echoes_each_instance_of_the_batch_by_its_ids_only(aws, targets, run_module):
+    # ansible-core echoes a module's arguments in its result (invocation.module_args): a whole batch of discovery records
+    # would come back in every result, a second copy of the arguments in the worker and the controller.
+    aws.state.update_settings(ami_pending_seconds=0, snapshot_pending_seconds=0)
+    whole = [dict(t, tags={"Name": t["name"], "Owner": "x" * 200}) for t in targets[:3]]
+    result = run_module(ami_backup_verified, dict(accounts=DEMO_ACCOUNTS, lz="demo", run_id="run-echo", instances=whole, poll_interval=1))
+    assert not result.failed, result.get("msg")
+    echoed = result["invocation"]["module_args"]
+    assert echoed["instances"] == [{k: t[k] for k in ("instance_id", "account_id", "region")} for t in targets[:3]]
+    assert echoed["lz"] == "demo" and echoed["run_id"] == "run-echo" and echoed["poll_interval"] == 1
+    # A failure names its instances the same way (the report marks them from it).
+    failed = run_module(ami_backup_verified, dict(accounts=DEMO_ACCOUNTS, lz="demo", run_id="run-echo", instances=whole, wait_timeout=0, mode="verify"))
+    assert failed.failed and "wait_timeout" in failed["msg"]
+    assert failed["invocation"]["module_args"]["instances"] == echoed["instances"]
+
+
 def test_module_input_errors_name_the_option(aws, targets, run_module):
     bad = dict(targets[0], instance_id="i-123")
     args = dict(accounts=DEMO_ACCOUNTS, lz="demo", instances=[bad, {"instance_id": "i-01234567"}], name_template="x-{host}")
