@@ -58,12 +58,14 @@ botocore data loader (without it each account's session parses the EC2 and SSM
 models again, about 27 MiB and 0.7 s of CPU per account), and every client of a
 service shares one client class (botocore otherwise builds a method and a
 docstring per operation for each client, about 1.3 MiB and 30 ms per EC2
-client) and one service model (botocore otherwise makes one per client, with a
-model object per operation, and the pool's threads making their first clients
-at once each parsed the model file again and kept the copy).  Measured with botocore 1.44 (benchmarks/bench_sessions.py): a module
-process with EC2 and SSM clients in 200 accounts x 3 regions peaks at about
-290 MiB after 13 s, where one loader and client class per account made 60
-accounts x 3 regions take 2.1 GiB and 96 s.  Each client still copies its
+client) and one service model (botocore otherwise makes one per client, and
+for AWS's own endpoints builds a model object for every operation in each; the
+pool's threads making their first clients at once also each parsed the model
+file again and kept the copy).  Measured with botocore 1.44
+(benchmarks/bench_sessions.py): a module process with EC2 and SSM clients in
+200 accounts x 3 regions peaks at about 185 MiB after 4 s (458 MiB and 7 s with
+a service model per client), where one loader and client class per account made
+60 accounts x 3 regions take 2.1 GiB and 96 s.  Each client still copies its
 session's tree of event handlers, so the sessions register only the built-in
 handlers of the services this collection calls (FLEET_SERVICES): an EC2 and
 SSM client pair then takes about 126 KiB instead of 265 (tracemalloc).
