@@ -172,17 +172,21 @@ def test_inventory_hosts_skipped_gives_the_instances_that_are_not_targets():
     assert hosts[0]["instance_id"] == "i-00000003"
 
 
+# A whole discovery record: what the reducing filters below are given.
+DISCOVERY_RECORD = {
+    "instance_id": "i-0123456789abcdef0",
+    "account_id": "123456789012",
+    "region": "eu-west-1",
+    "name": "web-01",
+    "platform": "windows",
+    "tags": {"Name": "web-01", "Patch Group": "web"},
+    "volumes": [{"device_name": "/dev/xvda", "volume_id": "vol-1"}],
+    "ssm_status": "Online",
+}
+
+
 def test_command_targets_keep_only_what_a_run_command_module_reads():
-    record = {
-        "instance_id": "i-0123456789abcdef0",
-        "account_id": "123456789012",
-        "region": "eu-west-1",
-        "name": "web-01",
-        "platform": "windows",
-        "tags": {"Name": "web-01", "Patch Group": "web"},
-        "volumes": [{"device_name": "/dev/xvda", "volume_id": "vol-1"}],
-        "ssm_status": "Online",
-    }
+    record = dict(DISCOVERY_RECORD)
     partial = {"instance_id": "i-0fedcba9876543210", "account_id": "123456789012", "region": "us-east-1"}
     assert patching.command_targets([record, partial]) == [
         {"instance_id": "i-0123456789abcdef0", "account_id": "123456789012", "region": "eu-west-1", "name": "web-01", "platform": "windows"},
@@ -199,16 +203,7 @@ def test_command_targets_keep_only_what_a_run_command_module_reads():
 
 
 def test_backup_targets_keep_only_what_the_backup_module_reads():
-    record = {
-        "instance_id": "i-0123456789abcdef0",
-        "account_id": "123456789012",
-        "region": "eu-west-1",
-        "name": "web-01",
-        "platform": "linux",
-        "tags": {"Name": "web-01", "Patch Group": "web"},
-        "volumes": [{"device_name": "/dev/xvda", "volume_id": "vol-1"}],
-        "ssm_status": "Online",
-    }
+    record = dict(DISCOVERY_RECORD)
     assert patching.backup_targets([record]) == [{k: record[k] for k in ("instance_id", "account_id", "region", "name", "platform", "volumes")}]
     with pytest.raises(AnsibleFilterError, match="backup_targets expects a list of instances"):
         patching.backup_targets("i-0123456789abcdef0")
