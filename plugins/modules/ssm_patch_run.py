@@ -307,7 +307,12 @@ EXAMPLES = r"""
 
 RETURN = r"""
 instances:
-  description: One entry per instance given, in order.
+  description:
+    - One entry per instance given, in order.
+    - An instance still C(pending) (only in a progress return, see O(progress_interval)) has only RV(instances[].instance_id),
+      RV(instances[].account_id), RV(instances[].region), RV(instances[].wave), RV(instances[].command_id), RV(instances[].patch_status)
+      and RV(instances[].error); the call that ends the wave returns every field for it. In a wave of thousands, the whole entry
+      of each pending instance would make every progress return as large as the final one.
   returned: always
   type: list
   elements: dict
@@ -349,7 +354,10 @@ instances:
       description: In check mode, what would be done (C(would send AWS-RunPatchBaseline in command 1 of 2 ...)); empty otherwise.
       type: str
     output:
-      description: The trimmed output of the patch step.
+      description:
+        - The trimmed output of the patch step, for an instance that did not succeed (its RV(instances[].error) has it too).
+        - Empty for a success. Its output stays in SSM (C(GetCommandInvocation)), and in the S3 bucket or CloudWatch Logs when
+          O(output_s3_bucket) or O(cloudwatch_output) ask for it.
       type: str
     installed_count:
       description: C(InstalledCount) of the instance's patch state after the operation.

@@ -279,3 +279,72 @@ def test_gate_holds_back_the_hosts_without_a_verified_backup(tmp_path, strategy)
     rc, _started, held, output = run_gate(tmp_path, strategy, [(1, "verified"), (2, "failed"), (3, "verified")])
     assert rc == 0, output
     assert held == {"web-2": "i-2: no verified backup, so it is not patched: failed: AMI failed"}, output
+
+
+# record.yml with the backup result registered on every host of the play (run_once), as the backup task registers it.
+RELEASE = """
+- name: Backup gate on a registered result
+  hosts: all:localhost
+  gather_facts: false
+  strategy: "{{ strategy_under_test }}"
+  tasks:
+    - name: The host names discovery keeps  # noqa: var-naming[no-role-prefix]
+      ansible.builtin.set_fact:
+        cms_patching_hosts: {"i-1": "web-1", "i-2": "web-2"}
+      delegate_to: localhost
+      delegate_facts: true
+      run_once: true
+    - name: The backup result, on every host as a run_once register puts it
+      ansible.builtin.set_fact:
+        __backup_result: "{{ fake_backup_result }}"
+      run_once: true
+    - name: The gate
+      ansible.builtin.import_role:
+        name: cms.patching.backup
+        tasks_from: record.yml
+        rolespec_validate: false
+    - name: Dump
+      ansible.builtin.copy:
+        dest: "{{ dump }}"
+        mode: "0600"
+        content: >-
+          {{ {'kept': hostvars['localhost']['cms_patching_results']['backup'],
+              'registered': dict(ansible_play_hosts_all | zip(ansible_play_hosts_all | map('extract', hostvars, '__backup_result')))}
+             | to_json }}
+      run_once: true
+      delegate_to: localhost
+"""
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_the_registered_backup_result_is_released_once_kept(tmp_path, strategy):
+    """The result stays once, in cms_patching_results: a second copy in every host's variables would double what the
+    controller holds of the run's backups until the run ends."""
+    result = {"instances": [{"instance_id": "i-1", "backup_status": "verified", "reason": ""}, {"instance_id": "i-2", "backup_status": "verified", "reason": ""}]}
+    (tmp_path / "inventory.yml").write_text("all:\n  children:\n    cms_patching_targets:\n      hosts: {web-1: {}, web-2: {}}\n")
+    (tmp_path / "vars.json").write_text(json.dumps({"fake_backup_result": result, "report_set_stats": False}))
+    (tmp_path / "release.yml").write_text(RELEASE)
+    dump = tmp_path / ("release-%s.json" % strategy)
+    proc = subprocess.run(
+        [
+            str(pathlib.Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            str(tmp_path / "inventory.yml"),
+            str(tmp_path / "release.yml"),
+            "-e",
+            "@%s" % (tmp_path / "vars.json"),
+            "-e",
+            "strategy_under_test=%s dump=%s" % (strategy, dump),
+        ],
+        cwd=REPO,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout
+    dumped = json.loads(dump.read_text())
+    assert dumped["kept"] == result, proc.stdout
+    assert dumped["registered"] == {"web-1": {}, "web-2": {}, "localhost": {}}, proc.stdout
