@@ -12,11 +12,19 @@ from ansible_collections.cms.patching.plugins.module_utils._report import RunRep
 from ansible_collections.cms.patching.plugins.module_utils._waves import check_waves, plan_lines, plan_waves
 
 
-def patch_waves(instances, waves):
-    """Split instances into the landing zone's waves; see the module_utils docstring for the rules."""
+def patch_waves(instances, waves, targets_only=False):
+    """Split instances into the landing zone's waves; see the module_utils docstring for the rules.
+
+    ``targets_only``: each wave's instances reduced to COMMAND_TARGET_KEYS, all that the patch and rollback modules read
+    of them. The plan is kept on the controller for the whole patch phase; whole records (tags, volumes, SSM details)
+    held about three times the memory, and the worker that templates a wave's arguments touched all of it.
+    """
     if not isinstance(instances, list) or not all(isinstance(i, dict) and "instance_id" in i for i in instances):
         raise AnsibleFilterError("patch_waves expects a list of instances (dicts with instance_id)")
-    return plan_waves(instances, waves)
+    plan = plan_waves(instances, waves)
+    if targets_only:
+        plan = [dict(wave, instances=_reduced(wave["instances"], COMMAND_TARGET_KEYS, "patch_waves")) for wave in plan]
+    return plan
 
 
 def wave_plan(scan, waves):

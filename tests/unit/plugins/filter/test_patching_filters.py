@@ -212,3 +212,22 @@ def test_backup_targets_keep_only_what_the_backup_module_reads():
     read = set(re.findall(r'\b(?:inst|item|instance)(?:\["|\.get\(")([a-z_]+)"', source))
     assert {"instance_id", "account_id", "region", "name", "volumes"} <= read
     assert read <= set(patching.BACKUP_TARGET_KEYS), read
+
+
+def test_patch_waves_targets_only_plans_on_whole_records_and_keeps_what_the_rollback_module_reads():
+    canary = dict(DISCOVERY_RECORD)
+    other = dict(DISCOVERY_RECORD, instance_id="i-0fedcba9876543210", name="db-01", platform="linux")
+    waves = [{"name": "canary", "names": ["web-01"]}, {"name": "rest"}]
+    whole = patch_waves([other, canary], waves)
+    reduced = patch_waves([other, canary], waves, targets_only=True)
+    # The same waves, chosen on the whole records (names, tags); each instance then as command_targets gives it.
+    assert [(w["name"], [i["instance_id"] for i in w["instances"]]) for w in reduced] == [
+        (w["name"], [i["instance_id"] for i in w["instances"]]) for w in whole
+    ] == [("canary", ["i-0123456789abcdef0"]), ("rest", ["i-0fedcba9876543210"])]
+    assert whole[0]["instances"][0]["tags"]  # by default the records stay whole
+    assert [w["instances"] for w in reduced] == [patching.command_targets(w["instances"]) for w in whole]
+    # Every field the rollback module reads of an instance is kept (the after-wave rollback is given the plan's instances).
+    source = (REPO / "plugins/module_utils/_rollback.py").read_text() + (REPO / "plugins/modules/ec2_rollback.py").read_text()
+    read = set(re.findall(r'\b(?:rb\.instance|item|instance|target)(?:\["|\.get\(")([a-z_]+)"', source))
+    assert {"instance_id", "account_id", "region", "name"} <= read, read
+    assert read <= set(patching.COMMAND_TARGET_KEYS), read
