@@ -320,7 +320,7 @@ RELEASE = """
 def test_the_registered_backup_result_is_released_once_kept(tmp_path, strategy):
     """The result stays once, in cms_patching_results: a second copy in every host's variables would double what the
     controller holds of the run's backups until the run ends."""
-    result = {"instances": [{"instance_id": "i-1", "backup_status": "verified", "reason": ""}, {"instance_id": "i-2", "backup_status": "verified", "reason": ""}]}
+    result = {"instances": [{"instance_id": "i-%d" % n, "backup_status": "verified", "reason": ""} for n in (1, 2)]}
     (tmp_path / "inventory.yml").write_text("all:\n  children:\n    cms_patching_targets:\n      hosts: {web-1: {}, web-2: {}}\n")
     (tmp_path / "vars.json").write_text(json.dumps({"fake_backup_result": result, "report_set_stats": False}))
     (tmp_path / "release.yml").write_text(RELEASE)
