@@ -82,19 +82,16 @@ PLAY = """
 """
 
 
-def run(tmp_path, strategy, tasks, hosts, extra=(), env=None):
-    (tmp_path / "hosts.json").write_text(json.dumps({"hosts_to_add": hosts}))
-    (tmp_path / "localhost.ini").write_text('localhost ansible_connection=local ansible_python_interpreter="{{ ansible_playbook_python }}"\n')
-    (tmp_path / "play.yml").write_text(PLAY % tasks)
-    dump = tmp_path / ("dump-%s.json" % strategy)
-    proc = subprocess.run(
+def ansible_playbook(inventory, playbook, vars_file, strategy, dump, env=None, extra=()):
+    """Run ansible-playbook from the checkout on these files, with the strategy under test and the dump path as extra vars."""
+    return subprocess.run(
         [
             str(pathlib.Path(sys.executable).parent / "ansible-playbook"),
             "-i",
-            str(tmp_path / "localhost.ini"),
-            str(tmp_path / "play.yml"),
+            str(inventory),
+            str(playbook),
             "-e",
-            "@%s" % (tmp_path / "hosts.json"),
+            "@%s" % vars_file,
             "-e",
             "strategy_under_test=%s dump=%s" % (strategy, dump),
             *extra,
@@ -107,6 +104,14 @@ def run(tmp_path, strategy, tasks, hosts, extra=(), env=None):
         timeout=300,
         check=False,
     )
+
+
+def run(tmp_path, strategy, tasks, hosts, extra=(), env=None):
+    (tmp_path / "hosts.json").write_text(json.dumps({"hosts_to_add": hosts}))
+    (tmp_path / "localhost.ini").write_text('localhost ansible_connection=local ansible_python_interpreter="{{ ansible_playbook_python }}"\n')
+    (tmp_path / "play.yml").write_text(PLAY % tasks)
+    dump = tmp_path / ("dump-%s.json" % strategy)
+    proc = ansible_playbook(tmp_path / "localhost.ini", tmp_path / "play.yml", tmp_path / "hosts.json", strategy, dump, env, extra)
     return proc.returncode, (json.loads(dump.read_text()) if dump.exists() else None), proc.stdout
 
 
@@ -233,32 +238,8 @@ def run_gate(tmp_path, strategy, statuses):
     (tmp_path / "gate.yml").write_text(GATE)
     log = tmp_path / ("tasks-%s.jsonl" % strategy)
     dump = tmp_path / ("held-%s.json" % strategy)
-    proc = subprocess.run(
-        [
-            str(pathlib.Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(tmp_path / "inventory.yml"),
-            str(tmp_path / "gate.yml"),
-            "-e",
-            "@%s" % (tmp_path / "vars.json"),
-            "-e",
-            "strategy_under_test=%s dump=%s" % (strategy, dump),
-        ],
-        cwd=REPO,
-        env=dict(
-            os.environ,
-            ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-            ANSIBLE_NOCOLOR="1",
-            ANSIBLE_CALLBACK_PLUGINS=str(tmp_path / "callbacks"),
-            ANSIBLE_CALLBACKS_ENABLED="task_log",
-            TASK_LOG=str(log),
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    env = {"ANSIBLE_CALLBACK_PLUGINS": str(tmp_path / "callbacks"), "ANSIBLE_CALLBACKS_ENABLED": "task_log", "TASK_LOG": str(log)}
+    proc = ansible_playbook(tmp_path / "inventory.yml", tmp_path / "gate.yml", tmp_path / "vars.json", strategy, dump, env)
     started = [tuple(json.loads(line)) for line in log.read_text().splitlines()]
     return proc.returncode, started, (json.loads(dump.read_text()) if dump.exists() else None), proc.stdout
 
@@ -325,25 +306,7 @@ def test_the_registered_backup_result_is_released_once_kept(tmp_path, strategy):
     (tmp_path / "vars.json").write_text(json.dumps({"fake_backup_result": result, "report_set_stats": False}))
     (tmp_path / "release.yml").write_text(RELEASE)
     dump = tmp_path / ("release-%s.json" % strategy)
-    proc = subprocess.run(
-        [
-            str(pathlib.Path(sys.executable).parent / "ansible-playbook"),
-            "-i",
-            str(tmp_path / "inventory.yml"),
-            str(tmp_path / "release.yml"),
-            "-e",
-            "@%s" % (tmp_path / "vars.json"),
-            "-e",
-            "strategy_under_test=%s dump=%s" % (strategy, dump),
-        ],
-        cwd=REPO,
-        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = ansible_playbook(tmp_path / "inventory.yml", tmp_path / "release.yml", tmp_path / "vars.json", strategy, dump)
     assert proc.returncode == 0, proc.stdout
     dumped = json.loads(dump.read_text())
     assert dumped["kept"] == result, proc.stdout
