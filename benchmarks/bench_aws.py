@@ -10,6 +10,7 @@ of it are done) plus, for each wave, its slowest AWS-RunPatchBaseline invocation
 ended, reboot included). Everything else in the measured wall time is the controller's overhead.
 """
 
+import csv
 import json
 import os
 import pathlib
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 
+from _call_floor import call_floor, patch_commands
 from _proc import run_sampled
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -207,6 +209,7 @@ def run(count=1000, time_scale=30.0, canary_size=4, real=None):
         log = sandbox.state.command_log()
         reports = sorted((tmp / "reports").glob("*.csv"))
         rows = reports[-1].read_text().splitlines()[1:] if reports else []
+        report_rows = list(csv.DictReader(reports[-1].open(encoding="utf-8"))) if reports else []
         if reports:
             (REPO / "benchmarks" / "last-aws-report.csv").write_text(reports[-1].read_text())
     patches = {}
@@ -251,6 +254,7 @@ def run(count=1000, time_scale=30.0, canary_size=4, real=None):
         "write_windows": {op: (round(a - wall_epoch, 1), round(b - wall_epoch, 1)) for op, (a, b) in writes.items()},
         "slowest_tasks": tasks[:12],
         "calls_per_task": calls_per_task(output, call_log),
+        "call_floor": call_floor(report_rows, patch_commands(log), assumed_accounts=sum(1 for a in ACCOUNTS if "role_arn" in a)),
         "rows_with_errors": _rows_with_errors(REPO / "benchmarks" / "last-aws-report.csv") if rows else {},
         "critical_path_aws_seconds": round(critical),
         "critical_path_wall_seconds": round(critical_wall, 1),

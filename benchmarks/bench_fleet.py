@@ -40,6 +40,7 @@ import tempfile
 import time
 import urllib.request
 
+import _call_floor
 from _fleet_server import ACCOUNT, REGION, post, serving
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -236,6 +237,9 @@ def aws_section(count, time_scale, real=None):
         "| playbook rc; report | %s; %d CSV rows; %s | 0 | %s |" % (r["rc"], r["csv_rows"], r["summary"], "yes" if r["rc"] == 0 else "NO"),
         "| API calls per instance seen | %.3f (%d calls / %d instances) | <= 1.1 | %s |"
         % (r["calls_per_instance"], r["calls"], r["instances"], "yes" if r["calls_per_instance"] <= 1.1 else "NO"),
+    ]
+    lines += _call_floor.report_rows(r["operations"], r["call_floor"], r["instances"], 1.1)
+    lines += [
         "| throttled calls (answered ThrottlingException / RequestLimitExceeded) | %d (%s) | - | - |" % (r["throttled"], throttled),
         "| server errors injected (aws profile: 1 %%) | %d | - | - |" % r["server_errors"],
         "| critical path on AWS's clock (slowest AMI + each wave's slowest patch) | %d s = %.1f wall s (slowest AMI %d s; %s) | - | - |"

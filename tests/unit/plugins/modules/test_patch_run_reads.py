@@ -3,7 +3,9 @@
 instance). The wave's run cache (_runcache) carries what one call read to the next."""
 
 import os
+import pathlib
 import stat
+import sys
 
 import pytest
 from fleet_helpers import patch_run as fleet_patch_run
@@ -11,6 +13,9 @@ from wave_reads import REGIONS as ALL_REGIONS
 from wave_reads import operations, patch_wave, realistic_durations, seed_wave
 
 from ansible_collections.cms.patching.plugins.module_utils._runcache import RunCache
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[4] / "benchmarks"))
+from _call_floor import below_floor, call_floor, patch_commands  # noqa: E402  pylint: disable=wrong-import-position
 
 # 60 in each of 2 regions: a location sends two commands (50 + 10). Two locations tell "per location" from "per call"
 # as well as four did, at half the seeding (the fixture's AMIs and scan were most of this file's time).
@@ -55,6 +60,12 @@ def test_a_wave_with_progress_returns_reads_each_thing_about_once_and_keeps_rebo
     # Patch states: before the patch one read per command sent; after it full batches of 50 while the wave runs, then
     # the rest once it has ended, a few rounds more for the states the agents report late: about 2 per location.
     assert total["ssm:DescribeInstancePatchStates"] <= commands + 4 * len(REGIONS), total
+    # The lower bound the benchmarks print beside their counts (benchmarks/_call_floor.py) holds for this wave's own
+    # reads: if the module ever made fewer, the bound would be wrong and the benchmarks' "goal lies below it" with it.
+    sent_log = [entry for entry in aws.state.command_log() if "run=run-1 " in entry["comment"]]
+    floor = call_floor([], patch_commands(sent_log), assumed_accounts=0, post_checks=False)
+    assert floor["ssm:SendCommand"] == commands and floor["ssm:ListCommands"] == 2 * len(REGIONS)
+    assert not below_floor(total, floor), (total, floor)
 
     # reboot, from the same wave: the state before the patch is read once per instance, in the call that sent it; the
     # next calls take it from the run cache (without it, reboot was "unknown" after the first call).
