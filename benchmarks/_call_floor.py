@@ -83,10 +83,11 @@ def call_floor(rows, commands, assumed_accounts, ous=0, post_checks=True, states
 
 
 def patch_commands(command_log):
-    """The sandbox's command log (``state.command_log()``) as call_floor's commands: its AWS-RunPatchBaseline Installs and Scans."""
+    """The sandbox's command log (``state.command_log()``) as call_floor's commands: the run's AWS-RunPatchBaseline commands
+    (the collection's comment; a seeded fleet's earlier scan is not the run's)."""
     found = []
     for entry in command_log:
-        if entry["document"] != "AWS-RunPatchBaseline":
+        if entry["document"] != "AWS-RunPatchBaseline" or not (entry.get("comment") or "").startswith("cms.patching run="):
             continue
         match = WAVE_RE.search(entry.get("comment") or "")
         found.append((match.group(1) if match else "", (entry["account"], entry["region"]), len(entry["instance_ids"])))

@@ -33,6 +33,7 @@ REAL_BACKUP_POLL = 30
 REAL_PATCH_POLL = 30
 REAL_PROGRESS = 60
 WAVE_RE = re.compile(r"wave=(\S+)")
+RUN_COMMENT = "cms.patching run="  # how every command the collection sends begins (_runcommand.comment_for)
 TASK_RE = re.compile(r"^(.+?) -+ (\d+\.\d+)s$")
 TASK_START_RE = re.compile(r"^TASK \[(.+?)\] \**\n\w+ (\d+ \w+ \d+  ?\d+:\d+:\d+) [+-]\d+ \([\d:.]+\) +(\d+):(\d+):(\d+\.\d+) ", re.M)
 
@@ -105,7 +106,8 @@ def critical_path(sandbox):
     waves = {}
     state = sandbox.state
     for command in state.commands.all():
-        if command.document.name != "AWS-RunPatchBaseline":
+        # The run's own commands only (the seeded fleet's last patch scan is not the run's work).
+        if command.document.name != "AWS-RunPatchBaseline" or not command.request["Comment"].startswith(RUN_COMMENT):
             continue
         match = WAVE_RE.search(command.request["Comment"])
         wave = match.group(1) if match else "?"
@@ -114,6 +116,22 @@ def critical_path(sandbox):
                 waves[wave] = max(waves.get(wave, 0.0), timeline.ended - command.requested_at)
     total = slowest_ami + sum(waves.values())
     return total, {"images": images, "slowest_ami": round(slowest_ami), "slowest_patch_per_wave": {k: round(v) for k, v in waves.items()}}
+
+
+def reboot_check(rows, rebooted):
+    """The report's reboot column against the sandbox's own reboots: {"counts": {value: n}, "wrong": [instance ids]}.
+
+    An instance the sandbox rebooted must say "yes"; one it did not, "no" or "pending"; "unknown" is wrong here, since
+    every instance has a patch state from before the run (the seeded scan)."""
+    counts, wrong = {}, []
+    for row in rows:
+        if row.get("patch_status") != "success":
+            continue
+        value = row.get("reboot") or ""
+        counts[value] = counts.get(value, 0) + 1
+        if (value == "yes") != (row["instance_id"] in rebooted) or value == "unknown":
+            wrong.append(row["instance_id"])
+    return {"counts": counts, "wrong": wrong}
 
 
 def _rows_with_errors(path):
@@ -177,6 +195,8 @@ def run(count=1000, time_scale=30.0, canary_size=4, real=None):
             "managed_ratio": 1.0,
             "windows_ratio": 0.2,
             "environment": "bench",
+            # As a managed fleet is: a daily patch scan has reported every instance, so 'reboot' can be told (and checked).
+            "patch_scanned": True,
         }
         seeded = sandbox.seed({"synthetic": spec})
         print("seeded %d instances in %.1f s" % (count, time.monotonic() - started), file=sys.stderr)
@@ -206,6 +226,7 @@ def run(count=1000, time_scale=30.0, canary_size=4, real=None):
         calls = sandbox.state.calls.snapshot()
         call_log = sandbox.state.calls.log()
         critical, detail = critical_path(sandbox)
+        rebooted = {r["instance_id"] for r in sandbox.state.commands.reboots(sandbox.state.now())}
         log = sandbox.state.command_log()
         reports = sorted((tmp / "reports").glob("*.csv"))
         rows = reports[-1].read_text().splitlines()[1:] if reports else []
@@ -215,7 +236,7 @@ def run(count=1000, time_scale=30.0, canary_size=4, real=None):
     patches = {}
     sent = {}
     for entry in log:
-        if entry["document"] == "AWS-RunPatchBaseline":
+        if entry["document"] == "AWS-RunPatchBaseline" and entry["comment"].startswith(RUN_COMMENT):
             match = WAVE_RE.search(entry["comment"])
             sent.setdefault(match.group(1) if match else "?", []).append(entry["requested_at"])
             for instance_id in entry["instance_ids"]:
@@ -254,6 +275,7 @@ def run(count=1000, time_scale=30.0, canary_size=4, real=None):
         "write_windows": {op: (round(a - wall_epoch, 1), round(b - wall_epoch, 1)) for op, (a, b) in writes.items()},
         "slowest_tasks": tasks[:12],
         "calls_per_task": calls_per_task(output, call_log),
+        "reboot": reboot_check(report_rows, rebooted),
         "call_floor": call_floor(report_rows, patch_commands(log), assumed_accounts=sum(1 for a in ACCOUNTS if "role_arn" in a)),
         "rows_with_errors": _rows_with_errors(REPO / "benchmarks" / "last-aws-report.csv") if rows else {},
         "critical_path_aws_seconds": round(critical),

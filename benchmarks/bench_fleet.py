@@ -265,6 +265,13 @@ def aws_section(count, time_scale, real=None):
         % (r["peak_pss_mib"], r["peak_rss_mib"], r["peak_rss_processes"], "yes" if r["peak_pss_mib"] <= 400 else "NO"),
         "| AWS-RunPatchBaseline per instance (sandbox command log) | at most %d; %d instances patched | <= 1 | %s |"
         % (r["patch_commands_max_per_instance"], r["patched_instances"], "yes" if r["patch_commands_max_per_instance"] <= 1 else "NO"),
+        "| reboot of each patched instance (from patch states) against the sandbox's own reboots (the fleet has a patch state from its last"
+        " scan) | %s; %d wrong | 0 wrong | %s |"
+        % (
+            ", ".join("%s %d" % kv for kv in sorted(r["reboot"]["counts"].items())),
+            len(r["reboot"]["wrong"]),
+            "yes" if not r["reboot"]["wrong"] else "NO",
+        ),
     ]
     (REPO / "benchmarks" / "last-aws-result.json").write_text(json.dumps(r, indent=1), encoding="utf-8")
     seconds_of = {}
@@ -285,7 +292,7 @@ def aws_section(count, time_scale, real=None):
         "## Whole job at realistic durations: `ansible-playbook site.yml`, %d instances, 2 accounts x 2 regions, sandbox `realism: aws`\n\n"
         "%s time_scale %g: AMIs 5-20 min, snapshots 2-30 min (the image waits for them), patches 3-15 min, reboots 1-3 min on AWS's clock; "
         "landing zone poll_interval backup %d s / patching %d s, progress_interval %d s (wall; %d s / %d s / %d s real), waves canary (4: one per "
-        "account/region) then rest, max_concurrency 100%%, post-checks ssm_online + ec2_status (no command), backup wait_timeout 3 h and patching 3 "
+        "account/region) then rest, every instance scanned for patches before the run (as a daily scan does), max_concurrency 100%%, post-checks ssm_online + ec2_status (no command), backup wait_timeout 3 h and patching 3 "
         "h on AWS's clock (EC2's token buckets refill on the wall clock, so the throttled CreateImage phase lasts as long in wall seconds as on AWS "
         "and 30x longer on the scaled clock). Overhead counts everything that is not "
         "AWS working: config, discovery, dispatch rounds, poll latency, compliance reporting delay (60 s aws), the post-checks, retention, "

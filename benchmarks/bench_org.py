@@ -308,6 +308,7 @@ def run(count, accounts, regions, time_scale=30.0, slices=0, strategy=None):
             "managed_ratio": 0.9,
             "windows_ratio": 0.2,
             "environment": "bench",
+            "patch_scanned": True,  # as a managed fleet is (see bench_aws)
         }
         seeded = sandbox.seed({"synthetic": synthetic})
         seed_seconds = time.monotonic() - seeding

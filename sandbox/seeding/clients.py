@@ -39,11 +39,11 @@ def _client(service: str, region: str, endpoint: str, credentials: dict[str, str
 
 
 class AccountClients:
-    """EC2 clients for one account, per region, created on first use."""
+    """EC2 and SSM clients for one account, per region, created on first use."""
 
     def __init__(self, account: Account, endpoint: str) -> None:
         self._endpoint = endpoint
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[tuple[str, str], Any] = {}
         if account.role_arn is None:
             if account.account_id != DEFAULT_ACCOUNT:
                 raise ValueError(f"account {account.account_id} needs a role_arn (only {DEFAULT_ACCOUNT} is reached without assuming a role)")
@@ -59,6 +59,12 @@ class AccountClients:
             }
 
     def ec2(self, region: str) -> Any:
-        if region not in self._clients:
-            self._clients[region] = _client("ec2", region, self._endpoint, self._credentials)
-        return self._clients[region]
+        return self._service("ec2", region)
+
+    def ssm(self, region: str) -> Any:
+        return self._service("ssm", region)
+
+    def _service(self, service: str, region: str) -> Any:
+        if (service, region) not in self._clients:
+            self._clients[(service, region)] = _client(service, region, self._endpoint, self._credentials)
+        return self._clients[(service, region)]

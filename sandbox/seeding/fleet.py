@@ -139,6 +139,31 @@ def _picked(index: int, ratio: float) -> bool:
     return math.floor((index + 1) * ratio) > math.floor(index * ratio)
 
 
+def _last_patch_scan(state: SandboxState, clients: dict[str, AccountClients], rows: list[dict[str, Any]]) -> None:
+    """The patch state a fleet with a daily scan has: an AWS-RunPatchBaseline Scan on these instances, ended and reported.
+
+    Sent through the sandbox's own SendCommand, 50 instances a command (internal: neither counted nor faulted); then the
+    clock moves past the slowest scan and the agents' compliance report, so DescribeInstancePatchStates answers for each.
+    """
+    by_location: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
+    for row in rows:
+        by_location[(row["account"], row["region"])].append(row["instance_id"])
+    for (account, region), instance_ids in sorted(by_location.items()):
+        ssm = clients[account].ssm(region)
+        for start in range(0, len(instance_ids), 50):
+            ssm.send_command(
+                DocumentName="AWS-RunPatchBaseline",
+                InstanceIds=instance_ids[start : start + 50],
+                Parameters={"Operation": ["Scan"]},
+                Comment="sandbox seed: the fleet's last patch scan",
+                MaxConcurrency="50",
+                TimeoutSeconds=600,
+            )
+    settings = state.settings
+    slowest = max(settings.invocation_seconds, settings.invocation_max_seconds)
+    state.clock.advance(slowest + settings.compliance_delay_seconds + 60)
+
+
 def _seed_synthetic(state: SandboxState, endpoint: str, spec: SyntheticSpec) -> dict[str, Any]:
     clients = _clients(state, endpoint, spec)
     cells = [(account.account_id, region) for account in spec.accounts for region in spec.regions]
@@ -178,4 +203,6 @@ def _seed_synthetic(state: SandboxState, endpoint: str, spec: SyntheticSpec) -> 
         if stopping:
             ec2.stop_instances(InstanceIds=stopping)
     state.register_managed([row["instance_id"] for row in rows if row["managed"]])
+    if spec.patch_scanned:
+        _last_patch_scan(state, clients, [row for row in rows if row["managed"] and row["state"] == "running"])
     return {"scenario": "synthetic", "landing_zone": spec.environment, "instances": rows, "counts": _counts(rows), "faults": []}

@@ -85,6 +85,10 @@ class SyntheticSpec:
     environment: str = "demo"
     name_prefix: str = "syn"
     patch_groups: tuple[str, ...] = ("web", "db", "app")
+    # Every running managed instance already has a patch state, as in a fleet that a daily patch scan (a State Manager
+    # association or a patch policy) reports on: AWS answers DescribeInstancePatchStates only for an instance some
+    # AWS-RunPatchBaseline has run on, and a fresh synthetic fleet has none.
+    patch_scanned: bool = False
 
 
 def load(source: str | dict[str, Any] | None) -> Scenario | SyntheticSpec | None:

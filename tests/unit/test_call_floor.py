@@ -56,6 +56,8 @@ def test_the_commands_come_from_the_sandbox_log_by_document_and_wave():
         entry("AWS-RunPatchBaseline", "wave=canary", A, ["i-1"]),
         entry("AWS-RunShellScript", "post-check wave=canary", A, ["i-1"]),
         entry("AWS-RunPatchBaseline", "wave=rest", B, ["i-2", "i-3"]),
+        # Not the run's: the fleet's last patch scan, seeded before it.
+        dict(entry("AWS-RunPatchBaseline", "", B, ["i-2", "i-3"]), comment="sandbox seed: the fleet's last patch scan"),
     ]
     assert patch_commands(log) == [("canary", A, 1), ("rest", B, 2)]
 
