@@ -1,8 +1,10 @@
 """The fewest AWS calls this collection's design can make for a run: a lower bound to read the measured count against.
 
 One read of each kind per account and region, no poll round beyond the one that sees the work end, every batch full.
-Each item is something the collection must do (the issue or design rule that asks for it is named beside it), so a
-goal below the bound cannot be met by polling less or batching better: only by dropping one of them.
+Each item is something the collection does by design (a scan and SSM status per location; per target an AMI, and per
+location the images, snapshots and verified-at tag of the backup and retention's read; per wave and location the gate,
+a listing before sending and one that sees the end, a send, an invocation read and the patch states before and after
+per 50 instances, and the post-checks), so a goal below the bound cannot be met by polling less or batching better.
 
 Left out, which only lowers the bound: the controller's own identity (GetCallerIdentity), the run's claim in Parameter
 Store, snapshots read by retention, throttled or failed calls tried again, and every poll round but the last.
@@ -13,33 +15,21 @@ import re
 
 SEND_BATCH = 50  # SendCommand InstanceIds, ListCommandInvocations and DescribeInstancePatchStates pages
 TAG_BATCH = 1000  # CreateTags resources per call (the verified-at tag)
+STATUS_BATCH = 100  # DescribeInstanceStatus InstanceIds per call (the ec2_status post-check)
 WAVE_RE = re.compile(r"wave=(\S+)")
 
-# operation -> why the design makes it (for the report)
-WHY = {
-    "sts:AssumeRole": "one session per member account (issue 11: a role in each account)",
-    "organizations:ListChildren": "the OU tree, one page per OU (issue 11)",
-    "organizations:ListAccountsForParent": "the accounts of each OU (issue 11)",
-    "ec2:DescribeInstances": "discovery, per account and region",
-    "ssm:DescribeInstanceProperties": "discovery's SSM status, and the ssm_online post-check per wave",
-    "ec2:CreateImage": "one AMI per target",
-    "ec2:DescribeImages": "backup verification, retention, and the gate before each wave sends (per account and region)",
-    "ec2:DescribeSnapshots": "every snapshot completed (backup verification)",
-    "ec2:CreateTags": "the verified-at tag the gate reads",
-    "ssm:ListCommands": "per wave and location: the listing before sending (never blind) and one that sees the end",
-    "ssm:SendCommand": "50 instances a command",
-    "ssm:ListCommandInvocations": "each command's per-instance outcome",
-    "ssm:DescribeInstancePatchStates": "compliance after, and (Install that may reboot) the state before, 50 a call",
-    "ec2:DescribeInstanceStatus": "the ec2_status post-check per wave",
-}
 
-
-def call_floor(rows, commands, assumed_accounts, ous=0, post_checks=True, states_before=True):
+def call_floor(rows, commands, assumed_accounts, ous=0, post_checks=True, require_backup=True):
     """{operation: fewest calls} for a run that reported ``rows`` and sent ``commands``.
 
-    rows: the CSV report's rows (account_id, region, target "true"/"false"); rows without an instance are ignored.
-    commands: the run's AWS-RunPatchBaseline commands as (wave, (account, region), number of instances).
+    rows: the CSV report's rows (account_id, region, instance_id, target, backup_status, wave, patch_status); rows
+    without an account and region (the landing zone's own, an instance asked for but not found) are no location.
+    commands: the run's AWS-RunPatchBaseline commands, as patch_commands gives them.
     assumed_accounts: how many accounts are reached through AssumeRole; ous: the OUs read from Organizations.
+    post_checks (ssm_online and ec2_status) and require_backup (the gate): as the landing zone sets them.
+
+    What depends on an outcome is counted only where that outcome happened: snapshots and the verified-at tag where a
+    backup was verified, patch states after the patch and the post-checks where a patch succeeded.
     """
     floor = {}
 
@@ -47,14 +37,21 @@ def call_floor(rows, commands, assumed_accounts, ous=0, post_checks=True, states
         if count:
             floor[operation] = floor.get(operation, 0) + count
 
-    seen, targets = {}, {}
+    def tally(counts, key):
+        counts[key] = counts.get(key, 0) + 1
+
+    seen, targets, verified, succeeded = {}, {}, {}, {}
     for row in rows:
-        if not row.get("instance_id"):
+        if not (row.get("instance_id") and row.get("account_id") and row.get("region")):
             continue
         location = (row["account_id"], row["region"])
-        seen[location] = seen.get(location, 0) + 1
+        tally(seen, location)
         if str(row.get("target", "")).lower() == "true":
-            targets[location] = targets.get(location, 0) + 1
+            tally(targets, location)
+        if row.get("backup_status") == "verified":
+            tally(verified, location)
+        if row.get("patch_status") == "success":
+            tally(succeeded, (row.get("wave") or "", location))
     add("sts:AssumeRole", assumed_accounts)
     add("organizations:ListChildren", ous)
     add("organizations:ListAccountsForParent", ous)
@@ -63,34 +60,45 @@ def call_floor(rows, commands, assumed_accounts, ous=0, post_checks=True, states
     add("ec2:DescribeImages", len(seen))  # retention reads each location's old AMIs
     for count in targets.values():
         add("ec2:CreateImage", count)
-        add("ec2:DescribeImages", 1)
+        add("ec2:DescribeImages", 1)  # this run's AMIs there (before creating, or to see them available)
+    for count in verified.values():
         add("ec2:DescribeSnapshots", 1)
         add("ec2:CreateTags", math.ceil(count / TAG_BATCH))
-    sent = {}
-    for wave, location, count in commands:
-        sent.setdefault((wave, location), []).append(count)
-    for counts in sent.values():
-        batches = math.ceil(sum(counts) / SEND_BATCH)
-        add("ec2:DescribeImages", 1)
+    sent, before = {}, {}
+    for wave, location, count, reads_before in commands:
+        sent[(wave, location)] = sent.get((wave, location), 0) + count
+        if reads_before:
+            before[(wave, location)] = before.get((wave, location), 0) + count
+    for key, count in sent.items():
+        batches = math.ceil(count / SEND_BATCH)
+        if require_backup:
+            add("ec2:DescribeImages", 1)
         add("ssm:ListCommands", 2)
         add("ssm:SendCommand", batches)
         add("ssm:ListCommandInvocations", batches)
-        add("ssm:DescribeInstancePatchStates", batches * (2 if states_before else 1))
+        add("ssm:DescribeInstancePatchStates", math.ceil(before.get(key, 0) / SEND_BATCH))
+    for count in succeeded.values():
+        add("ssm:DescribeInstancePatchStates", math.ceil(count / SEND_BATCH))
         if post_checks:
-            add("ec2:DescribeInstanceStatus", 1)
+            add("ec2:DescribeInstanceStatus", math.ceil(count / STATUS_BATCH))
             add("ssm:DescribeInstanceProperties", 1)
     return floor
 
 
 def patch_commands(command_log):
-    """The sandbox's command log (``state.command_log()``) as call_floor's commands: the run's AWS-RunPatchBaseline commands
-    (the collection's comment; a seeded fleet's earlier scan is not the run's)."""
+    """The sandbox's command log (``state.command_log()``) as call_floor's commands: (wave, (account, region), instances,
+    whether the patch state before it is read - an Install that may reboot). Only the run's AWS-RunPatchBaseline
+    commands (the collection's comment); a seeded fleet's earlier scan is not the run's."""
     found = []
     for entry in command_log:
         if entry["document"] != "AWS-RunPatchBaseline" or not (entry.get("comment") or "").startswith("cms.patching run="):
             continue
-        match = WAVE_RE.search(entry.get("comment") or "")
-        found.append((match.group(1) if match else "", (entry["account"], entry["region"]), len(entry["instance_ids"])))
+        match = WAVE_RE.search(entry["comment"])
+        parameters = entry.get("parameters") or {}
+        operation = (parameters.get("Operation") or ["Scan"])[0]
+        reboot_option = (parameters.get("RebootOption") or ["RebootIfNeeded"])[0]
+        reads_before = operation == "Install" and reboot_option != "NoReboot"
+        found.append((match.group(1) if match else "", (entry["account"], entry["region"]), len(entry["instance_ids"]), reads_before))
     return found
 
 

@@ -139,11 +139,17 @@ def _picked(index: int, ratio: float) -> bool:
     return math.floor((index + 1) * ratio) > math.floor(index * ratio)
 
 
+SCAN_AGE = 2 * 3600  # seconds between the seeded scan's report and the fleet being handed over
+
+
 def _last_patch_scan(state: SandboxState, clients: dict[str, AccountClients], rows: list[dict[str, Any]]) -> None:
     """The patch state a fleet with a daily scan has: an AWS-RunPatchBaseline Scan on these instances, ended and reported.
 
-    Sent through the sandbox's own SendCommand, 50 instances a command (internal: neither counted nor faulted); then the
-    clock moves past the slowest scan and the agents' compliance report, so DescribeInstancePatchStates answers for each.
+    Sent through the sandbox's own SendCommand, 50 instances a command (internal: neither counted nor answered with an
+    injected error; a patch_fail/patch_timeout fault added before seeding would be used up by it). Then the clock moves
+    past the slowest scan and the agents' compliance report, so DescribeInstancePatchStates answers for each, and on by
+    SCAN_AGE: the scan ran earlier in the day, before the hour a run looks back for its own commands (ListCommands from
+    an hour before its first AMI), as a daily scan would.
     """
     by_location: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
     for row in rows:
@@ -161,7 +167,7 @@ def _last_patch_scan(state: SandboxState, clients: dict[str, AccountClients], ro
             )
     settings = state.settings
     slowest = max(settings.invocation_seconds, settings.invocation_max_seconds)
-    state.clock.advance(slowest + settings.compliance_delay_seconds + 60)
+    state.clock.advance(slowest + settings.compliance_delay_seconds + 60 + SCAN_AGE)
 
 
 def _seed_synthetic(state: SandboxState, endpoint: str, spec: SyntheticSpec) -> dict[str, Any]:
