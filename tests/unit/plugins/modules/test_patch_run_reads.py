@@ -68,8 +68,12 @@ def test_a_wave_with_progress_returns_reads_each_thing_about_once_and_keeps_rebo
     floor = call_floor(results, patch_commands(sent_log), assumed_accounts=0, post_checks=False)
     patch_reads = ("ssm:ListCommands", "ssm:SendCommand", "ssm:ListCommandInvocations", "ssm:DescribeInstancePatchStates")
     floor = {op: floor[op] for op in patch_reads}
-    assert floor == {op: n for op, n in (("ssm:ListCommands", 2 * len(REGIONS)), ("ssm:SendCommand", commands),
-                                         ("ssm:ListCommandInvocations", commands), ("ssm:DescribeInstancePatchStates", 2 * commands))}
+    assert floor == {
+        "ssm:ListCommands": 2 * len(REGIONS),
+        "ssm:SendCommand": commands,
+        "ssm:ListCommandInvocations": commands,
+        "ssm:DescribeInstancePatchStates": 2 * commands,
+    }
     assert not below_floor(total, floor), (total, floor)
 
     # reboot, from the same wave: the state before the patch is read once per instance, in the call that sent it; the
